@@ -1,0 +1,318 @@
+"""The `ftops` command line. Errors become one line on stderr and a stable exit code:
+0 ok, 1 the input was checked and is invalid, 2 the command could not run as asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+from ftops import __version__
+from ftops.catalog import REINFORCEMENT, resolve_base
+from ftops.config import Environment
+from ftops.config_load import environment_names, load_all, load_checked
+from ftops.dataset.report import FileReport, render_github, render_json, render_text
+from ftops.dataset.split import split_file
+from ftops.dataset.validate import (
+    DEFAULT_LINES_PER_RULE,
+    DEFAULT_TOKEN_BUDGET,
+    ValidateOptions,
+    validate_file,
+)
+from ftops.errors import EXIT_INVALID, EXIT_OK, FtopsError, UsageError
+
+app = typer.Typer(
+    help="Fine-tuned Azure OpenAI models as code: validate data, check environments, and more.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+env_app = typer.Typer(
+    help="Check and inspect environment declarations (environments/).", no_args_is_help=True
+)
+app.add_typer(env_app, name="env")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class Method(StrEnum):
+    supervised = "supervised"
+    dpo = "dpo"
+    reinforcement = "reinforcement"
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+def repo_root() -> Path:
+    """The directory holding Pulumi.yaml, from $FTOPS_ROOT or the working directory upwards."""
+    if "FTOPS_ROOT" in os.environ:
+        return Path(os.environ["FTOPS_ROOT"])
+    here = Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    raise UsageError(
+        "not inside an ftops repository (no Pulumi.yaml here or above)",
+        fix="cd into the repository or set FTOPS_ROOT",
+    )
+
+
+# ---------------------------------------------------------------- validate
+
+
+class _Target:
+    def __init__(
+        self, path: Path, role: str, method: str | None, base: str | None, epochs: int | None
+    ) -> None:
+        self.path, self.role, self.method, self.base, self.epochs = path, role, method, base, epochs
+
+
+def _shown(path: Path) -> Path:
+    """A path relative to the working directory when it is below it (shorter in reports)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def _targets_from_env(env: Environment, model: str | None, root: Path) -> list[_Target]:
+    if model is not None and model not in env.models:
+        raise UsageError(
+            f"environment '{env.name}' trains no model '{model}'",
+            fix=f"models there: {', '.join(env.models) or 'none'}",
+        )
+    if not env.models:
+        raise UsageError(
+            f"environment '{env.name}' trains no models (it takes release pins)",
+            fix="validate the environment that trains them, e.g. --env dev",
+        )
+    targets = []
+    for key, spec in env.models.items():
+        if model is not None and key != model:
+            continue
+        epochs = spec.method.hyperparameters.n_epochs
+        base = env.base_of(key)
+        targets.append(
+            _Target(
+                _shown(root / spec.training_file),
+                "training",
+                spec.method.type,
+                base,
+                epochs if isinstance(epochs, int) else None,
+            )
+        )
+        if spec.validation_file:
+            targets.append(
+                _Target(_shown(root / spec.validation_file), "validation", spec.method.type, base, None)
+            )
+    return targets
+
+
+@app.command()
+def validate(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="JSONL training files.", show_default=False)
+    ] = None,
+    method: Annotated[Method | None, typer.Option(help="Fine-tuning method (default: detected).")] = None,
+    base_model: Annotated[str | None, typer.Option(help="Base model; sets tokenizer and limits.")] = None,
+    validation_file: Annotated[Path | None, typer.Option(help="Validation JSONL (required for RFT).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, max=50, help="Epochs for billed tokens (default: auto).")
+    ] = None,
+    token_budget: Annotated[int, typer.Option(min=1, help="Warn above this many tokens per example.")] = (
+        DEFAULT_TOKEN_BUDGET
+    ),
+    price_per_million: Annotated[
+        float | None,
+        typer.Option(min=0, envvar="FTOPS_TRAINING_PRICE_PER_MILLION", help="USD per 1M training tokens."),
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.text,
+    max_lines: Annotated[int, typer.Option(min=1, help="Findings listed per rule.")] = DEFAULT_LINES_PER_RULE,
+    env: Annotated[str | None, typer.Option(help="Validate the data of this environment's models.")] = None,
+    model: Annotated[str | None, typer.Option(help="With --env: only this model.")] = None,
+    split: Annotated[
+        float | None, typer.Option(help="Write a train/validation split with this fraction.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --split.")] = 0,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where --split writes (default: next to the input).")
+    ] = None,
+    fail_on_warning: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
+) -> None:
+    """Check training data before anything is uploaded.
+
+    Format, roles, tools, images, exact token counts against the model's limits, duplicates,
+    secrets and PII, billed tokens and the estimated cost. Exit 0 valid, 1 invalid, 2 usage error.
+    """
+    targets = _collect_targets(paths, method, base_model, validation_file, epochs, env, model)
+    if split is not None and (len(targets) != 1 or env):
+        raise UsageError("--split takes exactly one file", fix="ftops validate FILE --split 0.1 --seed 7")
+
+    price = price_per_million
+    if price is None and env:
+        price = load_checked(repo_root(), env).pricing.training_per_million_tokens
+    reports = []
+    for target in targets:
+        options = ValidateOptions(
+            method=target.method,
+            base_model=target.base,
+            epochs=target.epochs,
+            token_budget=token_budget,
+            lines_per_rule=max_lines,
+            price_per_million=price,
+            role=target.role,
+        )
+        reports.append(_run_validation(target.path, options, show_progress=output_format is Format.text))
+        if target.role == "training" and target.method is None:
+            # The validation file is read as the method the training file was detected as.
+            for later in targets:
+                later.method = later.method or reports[-1].method
+
+    if output_format is Format.json:
+        print(render_json(reports))
+    elif output_format is Format.github:
+        print(render_github(reports), end="")
+    else:
+        render_text(reports, out)
+
+    invalid = any(not r.valid for r in reports) or (fail_on_warning and any(r.warnings for r in reports))
+    if split is not None and not invalid:
+        result = split_file(targets[0].path, split, seed, out_dir)
+        out.print(
+            f"split {targets[0].path} (seed {seed}): {result.train_examples} -> {result.train_path}, "
+            f"{result.valid_examples} -> {result.valid_path}"
+        )
+    elif split is not None:
+        err.print("not splitting: the file is invalid; fix the errors above first")
+    if output_format is Format.text:
+        n_files = len(reports)
+        verdict = "invalid" if invalid else "valid"
+        examples = sum(r.examples for r in reports)
+        out.print(f"{n_files} file(s), {examples:,} examples: {verdict}")
+    raise typer.Exit(EXIT_INVALID if invalid else EXIT_OK)
+
+
+def _collect_targets(
+    paths: list[Path] | None,
+    method: Method | None,
+    base_model: str | None,
+    validation_file: Path | None,
+    epochs: int | None,
+    env: str | None,
+    model: str | None,
+) -> list[_Target]:
+    if env is not None:
+        if paths or validation_file or base_model or method:
+            raise UsageError(
+                "--env takes the files, base model and method from the environment",
+                fix="drop the paths and --base-model/--method/--validation-file, or drop --env",
+            )
+        return _targets_from_env(load_checked(repo_root(), env), model, repo_root())
+    if model is not None:
+        raise UsageError("--model needs --env", fix="ftops validate --env dev --model support-bot")
+    if not paths:
+        raise UsageError("nothing to validate", fix="pass JSONL files or --env ENV")
+    chosen = method.value if method else None
+    if base_model is not None:
+        try:
+            base = resolve_base(base_model)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if chosen is None and base.methods == {REINFORCEMENT}:
+            chosen = REINFORCEMENT
+    if chosen == REINFORCEMENT and validation_file is None:
+        raise UsageError(
+            "reinforcement fine-tuning needs a validation file (Azure requires one)",
+            fix="pass --validation-file PATH",
+        )
+    targets = [_Target(p, "training", chosen, base_model, epochs) for p in paths]
+    if validation_file is not None:
+        targets.append(_Target(validation_file, "validation", chosen, base_model, None))
+    return targets
+
+
+def _run_validation(path: Path, options: ValidateOptions, show_progress: bool) -> FileReport:
+    if not (show_progress and err.is_terminal and path.is_file()):
+        return validate_file(path, options)
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(f"validating {path.name}", *columns, console=err, transient=True) as bar:
+        task = bar.add_task("validate", total=path.stat().st_size)
+        return validate_file(path, options, progress=lambda done: bar.update(task, completed=done))
+
+
+# ---------------------------------------------------------------- env
+
+
+@env_app.command("check")
+def env_check(
+    names: Annotated[list[str] | None, typer.Argument(help="Environments (default: all).")] = None,
+) -> None:
+    """Validate environment declarations and release pins, and the promotion chain between them."""
+    root = repo_root()
+    envs, problems = load_all(root, names or None)
+    for problem in problems:
+        err.print(problem, style="red", markup=False, soft_wrap=True)
+    for name in names or environment_names(root):
+        e = envs.get(name)
+        if e is None:
+            out.print(f"{name:<10} [red]invalid[/]")
+            continue
+        serves = ", ".join(f"{k} ({d.sku.name} x{d.sku.capacity})" for k, d in e.deployments.items())
+        source = f", promoted from {e.promotion.from_}" if e.promotion else ""
+        out.print(
+            f"{name:<10} {e.stage} on {e.target} in {e.location}{source}; "
+            f"trains: {', '.join(e.models) or '-'}; "
+            f"serves: {serves or '-'}; release pins: {', '.join(e.releases) or '-'}",
+            soft_wrap=True,
+        )
+    out.print(f"{len(envs)} environment(s) valid, {len(problems)} problem(s)")
+    raise typer.Exit(EXIT_INVALID if problems else EXIT_OK)
+
+
+@env_app.command("show")
+def env_show(name: Annotated[str, typer.Argument(help="Environment name.")]) -> None:
+    """Print an environment as validated, with every default filled in (JSON)."""
+    env = load_checked(repo_root(), name)
+    print(json.dumps(env.model_dump(mode="json", by_alias=True), indent=2))
+
+
+@env_app.command("schema")
+def env_schema() -> None:
+    """Print the JSON Schema of `ftops:environment` (for editor completion)."""
+    schema = Environment.model_json_schema(by_alias=True)
+    schema["properties"].pop("releases", None)
+    print(json.dumps(schema, indent=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the ftops version."""
+    out.print(f"ftops {__version__}")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except FtopsError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,571 @@
+"""The typed declaration of one environment (`ftops:environment` in its Pulumi stack file).
+
+Every model forbids unknown keys and names the allowed ones; cross-field rules (DPO only on
+bases that support it, RFT needs a validation file, prod is private with keys off, ...) run
+here, before any Pulumi resource is declared. Paths are checked against the repository by
+`ftops.config_load`, which also turns pydantic's errors into one line per problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ftops.catalog import (
+    AZURE_REGIONS,
+    FINE_TUNED_ID,
+    MAX_FINE_TUNED_DEPLOYMENTS,
+    REINFORCEMENT,
+    UnknownModelError,
+    resolve_base,
+)
+
+Auto = Literal["auto"]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+RepoPath = Annotated[str, StringConstraints(min_length=1)]
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+Guid = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+ACCOUNT_ID = re.compile(
+    r"^/subscriptions/[0-9a-f-]{36}/resourceGroups/[\w.()-]+/providers/Microsoft\.CognitiveServices/accounts/[\w-]+$",
+    re.IGNORECASE,
+)
+LOCAL_ACCOUNT_ID = re.compile(r"^emulator://[a-z0-9-]+$")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors that list the allowed keys and suggest the closest one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = [f.alias or name for name, f in cls.model_fields.items()]
+            unknown = [k for k in data if k not in allowed]
+            if unknown:
+                key = str(unknown[0])
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise PydanticCustomError(
+                    "unknown_key",
+                    "unknown key; {hint}allowed keys: {allowed}",
+                    {"key": key, "hint": hint, "allowed": ", ".join(allowed)},
+                )
+        return data
+
+
+# ---------------------------------------------------------------- training methods
+
+
+class SupervisedHyperparameters(Strict):
+    n_epochs: Auto | Annotated[int, Field(ge=1, le=50)] = "auto"
+    batch_size: Auto | Annotated[int, Field(ge=1, le=256)] = "auto"
+    learning_rate_multiplier: Auto | Annotated[float, Field(gt=0, le=10)] = "auto"
+
+
+class DpoHyperparameters(SupervisedHyperparameters):
+    beta: Auto | Annotated[float, Field(gt=0, le=2)] = "auto"
+
+
+class ReinforcementHyperparameters(SupervisedHyperparameters):
+    reasoning_effort: Literal["default", "low", "medium", "high"] = "default"
+    compute_multiplier: Auto | Annotated[float, Field(gt=0, le=10)] = "auto"
+    eval_interval: Auto | Annotated[int, Field(ge=1)] = "auto"
+    eval_samples: Auto | Annotated[int, Field(ge=1)] = "auto"
+
+
+class Supervised(Strict):
+    type: Literal["supervised"]
+    hyperparameters: SupervisedHyperparameters = SupervisedHyperparameters()
+
+
+class Dpo(Strict):
+    type: Literal["dpo"]
+    hyperparameters: DpoHyperparameters = DpoHyperparameters()
+
+
+class Reinforcement(Strict):
+    type: Literal["reinforcement"]
+    hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
+    # The grader object as Azure takes it (string_check, text_similarity, score_model, multi, python).
+    grader: dict[str, Any]
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("grader")
+    @classmethod
+    def _grader_type(cls, grader: dict[str, Any]) -> dict[str, Any]:
+        kinds = ("string_check", "text_similarity", "score_model", "multi", "python")
+        if grader.get("type") not in kinds:
+            raise PydanticCustomError(
+                "grader_type", "grader.type must be one of: {kinds}", {"kinds": ", ".join(kinds)}
+            )
+        return grader
+
+
+Method = Annotated[Supervised | Dpo | Reinforcement, Field(discriminator="type")]
+
+
+class ModelSpec(Strict):
+    """A model this environment trains."""
+
+    base_model: str | None = None
+    continue_from: Name | None = None  # another model of this environment to keep training
+    method: Method = Supervised(type="supervised")
+    training_file: RepoPath
+    validation_file: RepoPath | None = None
+    # ftops appends "-<7 hex of the spec hash>" so the longest total stays within Azure's
+    # strictest documented suffix limit (18 characters).
+    suffix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,9}$")] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    training_type: Literal["Standard", "GlobalStandard", "Developer"] = "Standard"
+    checkpoint: Literal["final", "best_valid_loss"] = "final"
+    wait_timeout_minutes: Annotated[int, Field(ge=1, le=720 * 60)] = 60
+    retain_on_delete: bool = True
+
+    @field_validator("base_model")
+    @classmethod
+    def _known_base(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                resolve_base(value)
+            except UnknownModelError as exc:
+                raise PydanticCustomError("unknown_model", str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _method_rules(self) -> Self:
+        if (self.base_model is None) == (self.continue_from is None):
+            raise PydanticCustomError("base_xor_continue", "set exactly one of base_model or continue_from")
+        if self.method.type == REINFORCEMENT and self.validation_file is None:
+            raise PydanticCustomError(
+                "rft_needs_validation",
+                "reinforcement fine-tuning needs a validation_file (Azure requires one)",
+            )
+        if self.base_model is not None:
+            check_method_and_training(self.base_model, self.method.type, self.training_type)
+        return self
+
+
+def check_method_and_training(
+    model: str, method: str, training_type: str, location: str | None = None
+) -> None:
+    base = resolve_base(model)
+    if method not in base.methods:
+        raise PydanticCustomError(
+            "method_not_supported",
+            "{base} does not support {method} fine-tuning; it supports: {allowed}",
+            {"base": base.id, "method": method, "allowed": ", ".join(sorted(base.methods))},
+        )
+    if training_type == "GlobalStandard" and not base.global_training:
+        raise PydanticCustomError(
+            "no_global_training", "{base} has no GlobalStandard training; use Standard", {"base": base.id}
+        )
+    if training_type == "Standard" and location is not None and location not in base.standard_regions:
+        raise PydanticCustomError(
+            "region_not_supported",
+            "{base} trains (Standard) only in {regions}; "
+            "use training_type GlobalStandard or another location",
+            {"base": base.id, "regions": ", ".join(sorted(base.standard_regions))},
+        )
+
+
+# ---------------------------------------------------------------- deployments, gates, releases
+
+
+class Sku(Strict):
+    name: Literal["Standard", "GlobalStandard", "ProvisionedManaged", "Developer"]
+    capacity: Annotated[int, Field(ge=1, le=100_000)]
+
+
+class DeploymentSpec(Strict):
+    """A serving deployment: `model` names a model trained here or a promoted release pin."""
+
+    model: Name
+    sku: Sku
+    candidate_sku: Sku | None = None  # the gate's candidate deployment; defaults to a small one
+    rai_policy: str = "Microsoft.DefaultV2"
+    version_upgrade_option: Literal[
+        "OnceNewDefaultVersionAvailable", "OnceCurrentVersionExpired", "NoAutoUpgrade"
+    ] = "NoAutoUpgrade"
+
+
+class QualityCheck(Strict):
+    name: Name
+    eval_set: RepoPath
+    grader: Literal["exact", "normalized", "regex", "json_schema", "similarity", "llm_judge"]
+    threshold: Annotated[float, Field(ge=0, le=1)]
+    judge_deployment: str | None = None
+
+    @model_validator(mode="after")
+    def _judge(self) -> Self:
+        if self.grader == "llm_judge" and not self.judge_deployment:
+            raise PydanticCustomError("judge_needed", "grader llm_judge needs judge_deployment")
+        return self
+
+
+class SafetyCheck(Strict):
+    suite: Literal["builtin"] | RepoPath = "builtin"
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.95  # minimum refusal rate on harmful probes
+    categories: (
+        list[
+            Literal[
+                "violence",
+                "self_harm",
+                "hate",
+                "sexual",
+                "illegal_activity",
+                "jailbreak",
+                "prompt_injection",
+                "system_prompt_extraction",
+                "pii_extraction",
+            ]
+        ]
+        | None
+    ) = None
+
+
+class GateSpec(Strict):
+    baseline: Literal["serving", "base", "none"] = "serving"
+    confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
+    repeats: Annotated[int, Field(ge=1, le=20)] = 3
+    fail_on_uncertainty: bool = True
+    max_regression: Annotated[float, Field(ge=0, le=1)] = 0.0
+    quality: list[QualityCheck] = []
+    safety: SafetyCheck | None = SafetyCheck()
+
+
+class ReleasePin(Strict):
+    """A promoted artifact: what `ftops promote` writes and `ftops rollback` restores."""
+
+    model: str
+    source_account: str
+    source_environment: Name
+    job: Annotated[str, StringConstraints(pattern=r"^ftjob-[0-9a-f]{32}$")]
+    data_digest: Digest
+    evidence_digest: Digest
+    source_commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,40}$")]
+
+    @field_validator("model")
+    @classmethod
+    def _fine_tuned(cls, value: str) -> str:
+        if not FINE_TUNED_ID.match(value):
+            raise PydanticCustomError(
+                "not_fine_tuned", "must be a fine-tuned model id '<base>.ft-<32 hex>[-suffix]'"
+            )
+        return value
+
+    @field_validator("source_account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        if not (ACCOUNT_ID.match(value) or LOCAL_ACCOUNT_ID.match(value)):
+            raise PydanticCustomError(
+                "not_account_id",
+                "must be an account ARM id '/subscriptions/<id>/resourceGroups/<rg>/providers/"
+                "Microsoft.CognitiveServices/accounts/<name>' (or 'emulator://<account>' locally)",
+            )
+        return value
+
+
+class Releases(Strict):
+    """The file `environments/releases/<env>.yaml`: pins move by PR, apart from infrastructure."""
+
+    releases: dict[Name, ReleasePin] = {}
+
+
+# ---------------------------------------------------------------- Azure infrastructure
+
+
+class Naming(Strict):
+    prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{1,9}$")]
+    resource_group: str | None = None  # adopt an existing group instead of creating one
+
+
+class Network(Strict):
+    mode: Literal["private", "public"]
+    address_space: list[ipaddress.IPv4Network] = [ipaddress.IPv4Network("10.20.0.0/16")]
+    private_endpoint_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.20.1.0/24")
+    existing_subnet_id: str | None = None  # bring your own VNet: the private-endpoint subnet's id
+    existing_dns_zone_ids: dict[
+        Literal[
+            "privatelink.openai.azure.com",
+            "privatelink.cognitiveservices.azure.com",
+            "privatelink.blob.core.windows.net",
+        ],
+        str,
+    ] = {}
+    allowed_ip_ranges: list[ipaddress.IPv4Network] = []
+
+    @model_validator(mode="after")
+    def _subnet_inside(self) -> Self:
+        if self.existing_subnet_id is None and not any(
+            self.private_endpoint_subnet.subnet_of(space) for space in self.address_space
+        ):
+            raise PydanticCustomError(
+                "subnet_outside",
+                "private_endpoint_subnet {subnet} is not inside address_space {spaces}",
+                {
+                    "subnet": str(self.private_endpoint_subnet),
+                    "spaces": ", ".join(map(str, self.address_space)),
+                },
+            )
+        return self
+
+
+class ContentFilter(Strict):
+    name: Literal[
+        "hate",
+        "sexual",
+        "violence",
+        "selfharm",
+        "jailbreak",
+        "indirect_attack",
+        "protected_material_text",
+        "protected_material_code",
+    ]
+    source: Literal["Prompt", "Completion"]
+    severity_threshold: Literal["Low", "Medium", "High"] = "Medium"
+    blocking: bool = True
+    enabled: bool = True
+
+
+class RaiPolicy(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{2,64}$")]
+    base_policy: str = "Microsoft.DefaultV2"
+    mode: Literal["Default", "Deferred", "Blocking", "Asynchronous_filter"] = "Blocking"
+    filters: list[ContentFilter] = []
+
+
+class Account(Strict):
+    kind: Literal["OpenAI", "AIServices"] = "OpenAI"
+    sku: Literal["S0"] = "S0"
+    custom_subdomain: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] | None = None
+    public_network_access: Literal["Enabled", "Disabled"]
+    disable_local_auth: bool = True
+    identity: Literal["SystemAssigned", "UserAssigned", "SystemAssigned, UserAssigned"] = "SystemAssigned"
+    log_retention_days: Annotated[int, Field(ge=30, le=730)] = 90
+    rai_policy: RaiPolicy | None = None
+
+
+class Storage(Strict):
+    sku: Literal["Standard_LRS", "Standard_ZRS", "Standard_GRS", "Standard_GZRS", "Standard_RAGZRS"] = (
+        "Standard_ZRS"
+    )
+    soft_delete_days: Annotated[int, Field(ge=1, le=365)] = 14
+    audit_retention_days: Annotated[int, Field(ge=1, le=146_000)] = 365
+    containers: dict[Literal["training", "evidence", "audit"], Name] = {
+        "training": "training-data",
+        "evidence": "evaluation-evidence",
+        "audit": "audit-log",
+    }
+
+
+class Access(Strict):
+    """Principals that get data-plane roles; object ids are not secrets."""
+
+    deployer_principal_id: Guid | None = None
+    ci_principal_id: Guid | None = None
+
+
+class Emulator(Strict):
+    """The local stack's stand-in for Azure (`ftops emulator`)."""
+
+    endpoint: Annotated[str, StringConstraints(pattern=r"^http://(127\.0\.0\.1|localhost):\d{2,5}$")] = (
+        "http://127.0.0.1:8790"
+    )
+    account: Name = "local"
+    api_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "FTOPS_EMULATOR_KEY"
+
+
+class Promotion(Strict):
+    from_: Name = Field(alias="from")
+    require_approval: bool = True
+
+
+class Pricing(Strict):
+    training_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
+    hosting_per_hour: Annotated[float, Field(ge=0)] | None = None
+
+
+# ---------------------------------------------------------------- the environment
+
+
+class Environment(Strict):
+    name: Name
+    stage: Literal["development", "staging", "production"]
+    target: Literal["azure", "local"]
+    location: str
+    naming: Naming
+    tags: dict[str, str] = {}
+    network: Network | None = None
+    account: Account | None = None
+    storage: Storage | None = None
+    access: Access = Access()
+    emulator: Emulator | None = None
+    promotion: Promotion | None = None
+    pricing: Pricing = Pricing()
+    models: dict[Name, ModelSpec] = {}
+    deployments: dict[Name, DeploymentSpec] = {}
+    gates: dict[Name, GateSpec] = {}
+    # Not part of the stack file: filled from environments/releases/<name>.yaml.
+    releases: dict[Name, ReleasePin] = {}
+
+    @field_validator("location")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if value not in AZURE_REGIONS:
+            close = difflib.get_close_matches(value, sorted(AZURE_REGIONS), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise PydanticCustomError(
+                "unknown_region",
+                "'{value}' is not an Azure region; {hint}use the ARM name, e.g. swedencentral",
+                {"value": value, "hint": hint},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        self._target_sections()
+        self._production_rules()
+        self._model_rules()
+        self._deployment_rules()
+        return self
+
+    def _target_sections(self) -> None:
+        if self.target == "azure":
+            missing = [k for k in ("network", "account", "storage") if getattr(self, k) is None]
+            if missing:
+                raise _at(missing[0], "required", "an azure environment needs this section")
+            if self.emulator is not None:
+                raise _at("emulator", "not_allowed", "only a local environment has an emulator section")
+        else:
+            if self.emulator is None:
+                raise _at("emulator", "required", "a local environment needs this section")
+            extra = [k for k in ("network", "account", "storage") if getattr(self, k) is not None]
+            if extra:
+                raise _at(
+                    extra[0], "not_allowed", "a local environment has no Azure infrastructure; remove it"
+                )
+
+    def _production_rules(self) -> None:
+        if self.stage != "production":
+            return
+        if self.target != "azure":
+            raise _at("target", "prod_azure", "a production environment must target azure")
+        if self.network is None or self.account is None:  # _target_sections already reported it
+            return
+        if self.network.mode != "private":
+            raise _at(
+                "network.mode", "prod_private", "production requires private networking (mode: private)"
+            )
+        if self.account.public_network_access != "Disabled":
+            raise _at("account.public_network_access", "prod_private", "production requires Disabled")
+        if not self.account.disable_local_auth:
+            raise _at("account.disable_local_auth", "prod_keys", "production requires keys disabled (true)")
+        if self.promotion is None:
+            raise _at(
+                "promotion", "prod_promotion", "production only takes promoted releases; set promotion.from"
+            )
+
+    def _model_rules(self) -> None:
+        if self.promotion is not None and self.models:
+            key = next(iter(self.models))
+            raise _at(
+                f"models.{key}",
+                "promoted_trains",
+                "this environment takes release pins (promotion.from is set); train models in "
+                f"'{self.promotion.from_}' and promote them",
+            )
+        for key, spec in self.models.items():
+            if spec.continue_from is not None:
+                if spec.continue_from not in self.models:
+                    raise _at(
+                        f"models.{key}.continue_from",
+                        "unknown_model",
+                        f"no model '{spec.continue_from}'; declared: {', '.join(self.models)}",
+                    )
+                if self._root(key) is None:
+                    raise _at(f"models.{key}.continue_from", "cycle", "continual training forms a cycle")
+            root = self._root(key)
+            base = self.models[root].base_model if root is not None else None
+            if base is not None and self.target == "azure":
+                try:
+                    check_method_and_training(base, spec.method.type, spec.training_type, self.location)
+                except PydanticCustomError as exc:
+                    field = "method.type" if exc.type == "method_not_supported" else "training_type"
+                    raise _at(f"models.{key}.{field}", exc.type, exc.message()) from None
+        for key in self.gates:
+            if key not in self.models and key not in {d.model for d in self.deployments.values()}:
+                raise _at(
+                    f"gates.{key}",
+                    "unknown_model",
+                    "gates apply to a model this environment trains or serves",
+                )
+
+    def _root(self, key: str) -> str | None:
+        seen = set()
+        while (spec := self.models[key]).continue_from is not None:
+            if key in seen or spec.continue_from not in self.models:
+                return None
+            seen.add(key)
+            key = spec.continue_from
+        return key
+
+    def base_of(self, key: str) -> str:
+        """The Azure base model a declared model ultimately trains from."""
+        root = self._root(key)
+        base = self.models[root].base_model if root is not None else None
+        if base is None:
+            raise ValueError(f"model '{key}' has no base model (continue_from cycle)")
+        return base
+
+    def _deployment_rules(self) -> None:
+        if len(self.deployments) > MAX_FINE_TUNED_DEPLOYMENTS:
+            raise _at(
+                "deployments",
+                "quota",
+                f"{len(self.deployments)} deployments; Azure allows {MAX_FINE_TUNED_DEPLOYMENTS} "
+                "fine-tuned deployments per resource",
+            )
+        custom = {self.account.rai_policy.name} if self.account and self.account.rai_policy else set()
+        for key, dep in self.deployments.items():
+            if self.promotion is None and dep.model not in self.models:
+                raise _at(
+                    f"deployments.{key}.model",
+                    "unknown_model",
+                    f"no model '{dep.model}' in models; declared: {', '.join(self.models) or 'none'}",
+                )
+            if dep.model in self.models:
+                base = resolve_base(self.base_of(dep.model))
+                for field, sku in (("sku", dep.sku), ("candidate_sku", dep.candidate_sku)):
+                    if sku is not None and sku.name not in base.deploy_skus:
+                        raise _at(
+                            f"deployments.{key}.{field}.name",
+                            "sku_not_supported",
+                            f"{base.id} fine-tunes deploy as {', '.join(sorted(base.deploy_skus))}",
+                        )
+            if not dep.rai_policy.startswith("Microsoft.") and dep.rai_policy not in custom:
+                raise _at(
+                    f"deployments.{key}.rai_policy",
+                    "unknown_policy",
+                    "use a Microsoft.* policy or declare it under account.rai_policy",
+                )
+
+
+def _at(path: str, kind: str, message: str) -> PydanticCustomError:
+    """An error for a key path below the model being validated (pydantic reports the model)."""
+    return PydanticCustomError("at_path", "{message}", {"path": path, "message": message, "kind": kind})
