@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +30,29 @@ from ftops.dataset.validate import (
 )
 from ftops.errors import EXIT_INVALID, EXIT_OK, FtopsError, UsageError
 
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+_debug = {"on": False}
+
+
+def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """An FtopsError from the command becomes one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except FtopsError as exc:
+            if _debug["on"]:
+                raise
+            err.print(f"error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return run
+
+
 app = typer.Typer(
     help="Fine-tuned Azure OpenAI models as code: validate data, check environments, and more.",
     no_args_is_help=True,
@@ -39,8 +64,14 @@ env_app = typer.Typer(
 )
 app.add_typer(env_app, name="env")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _debug["on"] = debug
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Method(StrEnum):
@@ -121,6 +152,7 @@ def _targets_from_env(env: Environment, model: str | None, root: Path) -> list[_
 
 
 @app.command()
+@_one_line_errors
 def validate(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="JSONL training files.", show_default=False)
@@ -192,7 +224,8 @@ def validate(
         result = split_file(targets[0].path, split, seed, out_dir)
         out.print(
             f"split {targets[0].path} (seed {seed}): {result.train_examples} -> {result.train_path}, "
-            f"{result.valid_examples} -> {result.valid_path}"
+            f"{result.valid_examples} -> {result.valid_path}",
+            soft_wrap=True,
         )
     elif split is not None:
         err.print("not splitting: the file is invalid; fix the errors above first")
@@ -256,6 +289,7 @@ def _run_validation(path: Path, options: ValidateOptions, show_progress: bool) -
 
 
 @env_app.command("check")
+@_one_line_errors
 def env_check(
     names: Annotated[list[str] | None, typer.Argument(help="Environments (default: all).")] = None,
 ) -> None:
@@ -282,6 +316,7 @@ def env_check(
 
 
 @env_app.command("show")
+@_one_line_errors
 def env_show(name: Annotated[str, typer.Argument(help="Environment name.")]) -> None:
     """Print an environment as validated, with every default filled in (JSON)."""
     env = load_checked(repo_root(), name)
@@ -289,6 +324,7 @@ def env_show(name: Annotated[str, typer.Argument(help="Environment name.")]) -> 
 
 
 @env_app.command("schema")
+@_one_line_errors
 def env_schema() -> None:
     """Print the JSON Schema of `ftops:environment` (for editor completion)."""
     schema = Environment.model_json_schema(by_alias=True)
@@ -303,16 +339,8 @@ def version() -> None:
 
 
 def main() -> None:
-    debug = "--debug" in sys.argv
-    if debug:
-        sys.argv.remove("--debug")
     try:
         app()
-    except FtopsError as exc:
-        if debug:
-            raise
-        err.print(f"error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

@@ -204,7 +204,7 @@ def format_errors(exc: ValidationError, raw: Any, label: str, prefix: str, tree:
         )
         if also_auto and first["type"] != "literal_error":
             message += " (or 'auto')"
-        where = f"{prefix}.{key}" if key else prefix
+        where = ".".join(part for part in (prefix, key) if part)
         line = _line_of(tree, path) if tree is not None else None
         suffix = f" (line {line})" if line else ""
         lines.append(f"{label}: {where}: {message}{suffix}")
@@ -252,7 +252,7 @@ def load_releases(root: Path, name: str) -> dict[str, ReleasePin]:
     try:
         return dict(Releases.model_validate(raw).releases)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, raw, label, "releases", tree)) from None
+        raise ConfigError(format_errors(exc, raw, label, "", tree)) from None
 
 
 def validate_environment(root: Path, name: str, raw: Any, tree: Any = None) -> Environment:

@@ -112,7 +112,7 @@ def _cost_label(r: FileReport) -> str:
 def render_text(reports: list[FileReport], console: Console) -> None:
     for r in reports:
         verdict = "[bold green]valid[/]" if r.valid else "[bold red]invalid[/]"
-        console.print(f"[bold]{r.path}[/] ({r.role}): {verdict}")
+        console.print(f"[bold]{r.path}[/] ({r.role}): {verdict}", soft_wrap=True)
         table = Table(show_header=False, box=None, padding=(0, 2))
         rows = [
             ("method", _method_label(r)),

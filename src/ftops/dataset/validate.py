@@ -235,22 +235,19 @@ def _system_prompts(lines: Int64s, system: Int64s) -> list[Finding]:
     if len(values) < 2:
         return []
     common = values[np.argmax(counts)]
-    n_common = int(counts.max())
-    with_prompt = int(np.count_nonzero(system))
-    distinct = int(np.count_nonzero(values))
-    summary = f"{distinct} distinct system prompt(s); {len(system) - with_prompt} example(s) have none"
+    shared = f"{int(counts.max())} of {len(system)} examples share the most common one"
+    census = (
+        f"{int(np.count_nonzero(values))} distinct, {len(system) - int(np.count_nonzero(system))} without"
+    )
     out = []
     for idx in np.flatnonzero(system != common):
-        what = "has no system prompt" if system[idx] == 0 else "has a different system prompt"
         if common == 0:
-            what = "has a system prompt while most examples have none"
-        out.append(
-            Finding(
-                "inconsistent_system_prompt",
-                int(lines[idx]),
-                f"{what} than the {n_common} most common ({summary})",
-            )
-        )
+            what = "has a system prompt; most examples have none"
+        elif system[idx] == 0:
+            what = "has no system prompt"
+        else:
+            what = "has a different system prompt"
+        out.append(Finding("inconsistent_system_prompt", int(lines[idx]), f"{what}; {shared} ({census})"))
     return out
 
 

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftops.dataset.report import FileReport
+from ftops.dataset.validate import ValidateOptions, validate_file
+
+REPO = Path(__file__).resolve().parent.parent
+SYSTEM = "You are Contoso Outdoor's support assistant."
+
+
+def good_example(i: int) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"What is the status of order CO-{10000 + i}?"},
+            {
+                "role": "assistant",
+                "content": f"Order CO-{10000 + i} shipped and arrives in {1 + i % 5} days.",
+            },
+        ]
+    }
+
+
+def good_dpo(i: int) -> dict[str, Any]:
+    return {
+        "input": {
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"Tent {i}?"}]
+        },
+        "preferred_output": [{"role": "assistant", "content": f"Tent {i} sleeps two and weighs 1.8 kg."}],
+        "non_preferred_output": [{"role": "assistant", "content": f"Tent {i} is a tent."}],
+    }
+
+
+def good_rft(i: int) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": f"Classify ticket {i}: my boots leak."}],
+        "label": "warranty",
+    }
+
+
+def line_of(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode()
+
+
+def write_lines(path: Path, lines: Iterable[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+def validate(path: Path, **options: Any) -> FileReport:
+    return validate_file(path, ValidateOptions(**options))
+
+
+def findings(report: FileReport) -> list[tuple[str, int, str]]:
+    return [(r.code, f.line, f.message) for r in [*report.errors, *report.warnings] for f in r.first]
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A scratch copy of the repository's environments and data."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    shutil.copytree(REPO / "environments", root / "environments")
+    shutil.copytree(REPO / "data", root / "data")
+    return root

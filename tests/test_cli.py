@@ -1,0 +1,219 @@
+"""The `ftops` command line, as users run it: exit codes, one-line errors, report formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ftops.cli import app
+from tests.conftest import REPO, good_example, good_rft, line_of, write_lines
+
+runner = CliRunner()
+
+
+def run(*args: str, cwd: Path = REPO) -> tuple[int, str, str]:
+    import os
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = runner.invoke(app, list(args))
+    finally:
+        os.chdir(old)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def sft_file(tmp_path: Path) -> Path:
+    return write_lines(tmp_path / "train.jsonl", [line_of(good_example(i)) for i in range(12)])
+
+
+def test_valid_file_exits_0_with_a_summary(sft_file: Path) -> None:
+    code, out, _ = run("validate", str(sft_file))
+    assert code == 0, out
+    assert "method            supervised (detected)" in out
+    assert "examples          12" in out
+    assert out.rstrip().endswith("1 file(s), 12 examples: valid")
+
+
+def test_invalid_file_exits_1_naming_file_line_and_fix(tmp_path: Path) -> None:
+    lines = [line_of(good_example(i)) for i in range(12)]
+    lines[6] = b'{"messages": [{"role": "user", "content": "hi"}'
+    path = write_lines(tmp_path / "bad.jsonl", lines)
+    code, out, _ = run("validate", str(path))
+    assert code == 1
+    assert (
+        f"{path}:7: error [invalid_json] not valid JSON (unexpected end of data at column 48); "
+        "fix: write one complete JSON object per line"
+    ) in out
+    assert out.rstrip().endswith("1 file(s), 11 examples: invalid")
+
+
+def test_missing_file_is_a_usage_error_on_one_line(tmp_path: Path) -> None:
+    code, out, err = run("validate", str(tmp_path / "nope.jsonl"))
+    assert code == 2
+    assert err == f"error: {tmp_path / 'nope.jsonl'}: no such file; check the path\n"
+    assert out == ""
+
+
+def test_usage_errors() -> None:
+    code, _, err = run("validate")
+    assert (code, err) == (2, "error: nothing to validate; pass JSONL files or --env ENV\n")
+    code, _, err = run("validate", "x.jsonl", "--method", "rlhf")
+    assert code == 2
+    assert "rlhf" in err
+    code, _, err = run("validate", "--env", "staging")
+    assert (code, err) == (
+        2,
+        "error: environment 'staging' trains no models (it takes release pins); validate the environment that "
+        "trains them, e.g. --env dev\n",
+    )
+    code, _, err = run("validate", "--model", "support-bot")
+    assert (code, err) == (2, "error: --model needs --env; ftops validate --env dev --model support-bot\n")
+
+
+def test_unknown_base_model_and_unsupported_method(sft_file: Path) -> None:
+    code, _, err = run("validate", str(sft_file), "--base-model", "gpt-9")
+    assert code == 2
+    assert err.startswith("error: unknown base model 'gpt-9'; use one of: gpt-4o-mini-2024-07-18")
+    code, _, err = run("validate", str(sft_file), "--base-model", "gpt-4o-mini-2024-07-18", "--method", "dpo")
+    assert (code, err) == (
+        2,
+        "error: gpt-4o-mini-2024-07-18 does not support dpo fine-tuning (asked for); it supports: supervised; "
+        "pick another --base-model or --method\n",
+    )
+
+
+def test_reinforcement_needs_a_validation_file(tmp_path: Path) -> None:
+    train = write_lines(tmp_path / "rft.jsonl", [line_of(good_rft(i)) for i in range(10)])
+    code, _, err = run("validate", str(train), "--base-model", "o4-mini-2025-04-16")
+    assert (code, err) == (
+        2,
+        "error: reinforcement fine-tuning needs a validation file (Azure requires one); pass --validation-file PATH\n",
+    )
+    valid = write_lines(tmp_path / "rft-valid.jsonl", [line_of(good_rft(i + 50)) for i in range(10)])
+    code, out, _ = run(
+        "validate", str(train), "--base-model", "o4-mini-2025-04-16", "--validation-file", str(valid)
+    )
+    assert code == 0, out
+    assert "(validation): valid" in out
+    assert "method            reinforcement" in out
+
+
+def test_json_format_is_machine_readable(sft_file: Path) -> None:
+    code, out, _ = run(
+        "validate", str(sft_file), "--format", "json", "--price-per-million", "2", "--epochs", "4"
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["valid"] is True
+    file = report["files"][0]
+    assert file["examples"] == 12
+    assert file["epochs"] == 4
+    assert file["epochs_auto"] is False
+    assert file["billed_tokens"] == file["tokens"]["total"] * 4
+    assert file["estimated_cost_usd"] == pytest.approx(file["billed_tokens"] / 1e6 * 2)
+    assert set(file["tokens"]) == {"total", "min", "median", "p95", "max"}
+
+
+def test_github_format_is_markdown_for_a_pr_comment(tmp_path: Path) -> None:
+    lines = [line_of(good_example(i)) for i in range(12)] + [line_of(good_example(3))]
+    path = write_lines(tmp_path / "dup.jsonl", lines)
+    code, out, _ = run("validate", str(path), "--format", "github")
+    assert code == 0  # duplicates are warnings
+    assert out.startswith("### Training data: ✅ valid\n")
+    assert (
+        "| warning | `duplicate_example` | 1 | 13 | remove the repeat; duplicates over-weight one example |"
+        in out
+    )
+
+
+def test_fail_on_warning(tmp_path: Path) -> None:
+    lines = [line_of(good_example(i)) for i in range(12)] + [line_of(good_example(3))]
+    path = write_lines(tmp_path / "dup.jsonl", lines)
+    assert run("validate", str(path), "--fail-on-warning")[0] == 1
+
+
+def test_env_validates_the_models_data_with_its_settings() -> None:
+    code, out, _ = run("validate", "--env", "dev", "--format", "json")
+    assert code == 0, out
+    files = json.loads(out)["files"]
+    assert [(f["path"], f["role"], f["method"]) for f in files] == [
+        ("data/support-bot/train.jsonl", "training", "supervised"),
+        ("data/support-bot/valid.jsonl", "validation", "supervised"),
+        ("data/support-bot-dpo/train.jsonl", "training", "dpo"),
+        ("data/support-bot-dpo/valid.jsonl", "validation", "dpo"),
+    ]
+    assert files[0]["epochs"] == 3
+    assert files[2]["epochs"] == 2
+    assert files[0]["price_per_million"] == 5.0  # from the environment's pricing
+
+
+def test_split_is_deterministic_and_complete(tmp_path: Path) -> None:
+    lines = [line_of(good_example(i)) for i in range(40)]
+    src = write_lines(tmp_path / "all.jsonl", lines)
+    code, out, _ = run(
+        "validate", str(src), "--split", "0.2", "--seed", "7", "--out-dir", str(tmp_path / "a")
+    )
+    assert code == 0, out
+    assert f"split {src} (seed 7): 32 -> {tmp_path / 'a' / 'all.train.jsonl'}, 8 -> " in out
+    run("validate", str(src), "--split", "0.2", "--seed", "7", "--out-dir", str(tmp_path / "b"))
+    run("validate", str(src), "--split", "0.2", "--seed", "8", "--out-dir", str(tmp_path / "c"))
+    a = (tmp_path / "a" / "all.valid.jsonl").read_bytes()
+    assert a == (tmp_path / "b" / "all.valid.jsonl").read_bytes()
+    assert a != (tmp_path / "c" / "all.valid.jsonl").read_bytes()
+    both = (tmp_path / "a" / "all.train.jsonl").read_bytes().splitlines() + a.splitlines()
+    assert sorted(both) == sorted(lines)
+
+
+def test_split_refuses_invalid_data_and_writes_nothing(tmp_path: Path) -> None:
+    lines = [line_of(good_example(i)) for i in range(12)] + [b"{oops"]
+    src = write_lines(tmp_path / "bad.jsonl", lines)
+    code, _, err = run("validate", str(src), "--split", "0.1", "--out-dir", str(tmp_path / "out"))
+    assert code == 1
+    assert "not splitting: the file is invalid" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_env_check_and_show_and_schema() -> None:
+    code, out, _ = run("env", "check")
+    assert code == 0
+    assert "prod       production on azure in swedencentral, promoted from staging" in out
+    assert out.rstrip().endswith("4 environment(s) valid, 0 problem(s)")
+    code, out, _ = run("env", "show", "prod")
+    shown = json.loads(out)
+    assert shown["promotion"] == {"from": "staging", "require_approval": True}
+    assert shown["deployments"]["support-bot"]["version_upgrade_option"] == "NoAutoUpgrade"
+    code, out, _ = run("env", "schema")
+    schema = json.loads(out)
+    assert "releases" not in schema["properties"]
+    assert "deployments" in schema["properties"]
+
+
+def test_env_check_reports_each_problem(repo_copy: Path) -> None:
+    prod = repo_copy / "environments" / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("capacity: 50", "capacity: 0"))
+    code, out, err = run("env", "check", cwd=repo_copy)
+    assert code == 1
+    assert err == (
+        "environments/Pulumi.prod.yaml: ftops:environment.deployments.support-bot.sku.capacity: must be >= 1 "
+        "(line 58)\n"
+    )
+    assert "prod       invalid" in out
+
+
+def test_console_script_runs_as_a_module(sft_file: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftops", "validate", str(sft_file), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["valid"] is True

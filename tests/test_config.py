@@ -1,0 +1,359 @@
+"""Environment declarations: the repository's files are valid, and each kind of mistake gets
+one line naming the file, the key path, what is allowed, and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftops.config_load import environment_names, load_all, load_checked, load_environment
+from ftops.errors import ConfigError, UsageError
+from tests.conftest import REPO
+
+
+def test_repository_environments_are_valid() -> None:
+    envs, problems = load_all(REPO)
+    assert problems == []
+    assert sorted(envs) == ["dev", "local", "prod", "staging"]
+
+
+def test_environment_roles() -> None:
+    envs, _ = load_all(REPO)
+    assert envs["dev"].models
+    assert not envs["dev"].promotion
+    for name in ("staging", "prod"):
+        assert not envs[name].models, name
+        assert envs[name].releases, name
+    prod = envs["prod"]
+    assert prod.network is not None
+    assert prod.network.mode == "private"
+    assert prod.account is not None
+    assert prod.account.disable_local_auth
+    assert prod.account.public_network_access == "Disabled"
+    assert envs["dev"].base_of("support-bot") == "gpt-4.1-mini-2025-04-14"  # via continue_from
+
+
+def _edit(root: Path, name: str, old: str, new: str) -> None:
+    path = root / "environments" / f"Pulumi.{name}.yaml"
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def _problems(root: Path, name: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_environment(root, name)
+    return info.value.problems
+
+
+P = "environments/Pulumi.prod.yaml: ftops:environment."
+D = "environments/Pulumi.dev.yaml: ftops:environment."
+
+MISTAKES = [
+    (
+        "prod",
+        "capacity: 50",
+        "capacity: 0",
+        P + "deployments.support-bot.sku.capacity: must be >= 1 (line 58)",
+    ),
+    (
+        "prod",
+        "capacity: 50",
+        "capacity: lots",
+        P + "deployments.support-bot.sku.capacity: must be a whole number (line 58)",
+    ),
+    (
+        "prod",
+        "name: GlobalStandard",
+        "name: Global",
+        P
+        + "deployments.support-bot.sku.name: must be one of 'Standard', 'GlobalStandard', 'ProvisionedManaged' or "
+        "'Developer' (line 57)",
+    ),
+    (
+        "prod",
+        "mode: private\n      address",
+        "mode: public\n      address",
+        P + "network.mode: production requires private networking (mode: private) (line 18)",
+    ),
+    (
+        "prod",
+        "public_network_access: Disabled",
+        "public_network_access: Enabled",
+        P + "account.public_network_access: production requires Disabled (line 24)",
+    ),
+    (
+        "prod",
+        "disable_local_auth: true",
+        "disable_local_auth: false",
+        P + "account.disable_local_auth: production requires keys disabled (true) (line 25)",
+    ),
+    (
+        "prod",
+        "log_retention_days: 365",
+        "log_retention_days: 365\n      colour: blue",
+        P + "account.colour: unknown key; allowed keys: kind, sku, custom_subdomain, public_network_access, "
+        "disable_local_auth, identity, log_retention_days, rai_policy (line 28)",
+    ),
+    (
+        "prod",
+        "        max_regression: 0.0\n",
+        "        max_regresion: 0.0\n",
+        P
+        + "gates.support-bot.max_regresion: unknown key; did you mean 'max_regression'? allowed keys: baseline, "
+        "confidence, repeats, fail_on_uncertainty, max_regression, quality, safety (line 65)",
+    ),
+    (
+        "prod",
+        "location: swedencentral\n    naming",
+        "location: swedencentrl\n    naming",
+        P
+        + "location: 'swedencentrl' is not an Azure region; did you mean 'swedencentral'? use the ARM name, "
+        "e.g. swedencentral (line 9)",
+    ),
+    (
+        "prod",
+        "rai_policy: ftops-strict",
+        "rai_policy: strict-v2",
+        P
+        + "deployments.support-bot.rai_policy: use a Microsoft.* policy or declare it under account.rai_policy "
+        "(line 59)",
+    ),
+    (
+        "prod",
+        "    promotion:\n      from: staging\n      require_approval: true\n",
+        "",
+        P + "promotion: production only takes promoted releases; set promotion.from",
+    ),
+    (
+        "dev",
+        "n_epochs: 3",
+        "n_epochs: 0",
+        D + "models.support-sft.method.hyperparameters.n_epochs: must be >= 1 (or 'auto') (line 42)",
+    ),
+    (
+        "dev",
+        "beta: 0.1",
+        "beta: 9",
+        D + "models.support-bot.method.hyperparameters.beta: must be <= 2.0 (or 'auto') (line 58)",
+    ),
+    (
+        "dev",
+        "type: dpo",
+        "type: ppo",
+        D + "models.support-bot.method: type must be one of 'supervised', 'dpo', 'reinforcement' (line 54)",
+    ),
+    (
+        "dev",
+        "training_file: data/support-bot-dpo/train.jsonl",
+        "training_file: data/nope.jsonl",
+        D
+        + "models.support-bot.training_file: no such file 'data/nope.jsonl'; fix the path or add the file (line 59)",
+    ),
+    (
+        "dev",
+        "training_file: data/support-bot-dpo/train.jsonl",
+        "training_file: ../outside.jsonl",
+        D
+        + "models.support-bot.training_file: '../outside.jsonl' is outside the repository; use a path inside it "
+        "(line 59)",
+    ),
+    (
+        "dev",
+        "continue_from: support-sft",
+        "continue_from: support-sfx",
+        D
+        + "models.support-bot.continue_from: no model 'support-sfx'; declared: support-sft, support-bot (line 53)",
+    ),
+    (
+        "dev",
+        "suffix: support",
+        "suffix: Support_Bot",
+        D
+        + "models.support-bot.suffix: must be 1-10 lowercase letters, digits or '-' (ftops appends the spec hash) "
+        "(line 61)",
+    ),
+    (
+        "dev",
+        "base_model: gpt-4.1-mini-2025-04-14",
+        "base_model: gpt-4.1-nano-2025-04-14",
+        D
+        + "models.support-bot.method.type: gpt-4.1-nano-2025-04-14 does not support dpo fine-tuning; it supports: "
+        "supervised (line 55)",
+    ),
+    (
+        "dev",
+        "location: swedencentral  #",
+        "location: eastus2  #",
+        D
+        + "models.support-sft.training_type: gpt-4.1-mini-2025-04-14 trains (Standard) only in northcentralus, "
+        "swedencentral; use training_type GlobalStandard or another location (line 49)",
+    ),
+    (
+        "dev",
+        "base_model: gpt-4.1-mini-2025-04-14",
+        "base_model: gpt-5",
+        D + "models.support-sft.base_model: unknown base model 'gpt-5'; use one of: gpt-4o-mini-2024-07-18, "
+        "gpt-4o-2024-08-06, gpt-4.1-2025-04-14, gpt-4.1-mini-2025-04-14, gpt-4.1-nano-2025-04-14, o4-mini-2025-04-16 "
+        "(or a fine-tuned id '<base>.ft-<32 hex>') (line 38)",
+    ),
+    (
+        "dev",
+        "name: dev",
+        "name: develop",
+        "environments/Pulumi.dev.yaml: ftops:environment.name: is 'develop' but the stack is 'dev'; make them equal",
+    ),
+    (
+        "dev",
+        "name: Developer",
+        "name: ProvisionedManaged",
+        D
+        + "deployments.support-bot.candidate_sku.name: gpt-4.1-mini-2025-04-14 fine-tunes deploy as Developer, "
+        "GlobalStandard, Standard (line 73)",
+    ),
+    (
+        "dev",
+        "      support-bot:\n        model: support-bot",
+        "      support-bot:\n        model: support-bat",
+        D
+        + "deployments.support-bot.model: no model 'support-bat' in models; declared: support-sft, support-bot "
+        "(line 68)",
+    ),
+    (
+        "dev",
+        "    network:\n      mode: public",
+        "    emulator: {}\n    network:\n      mode: public",
+        D + "emulator: only a local environment has an emulator section (line 16)",
+    ),
+    (
+        "dev",
+        "          type: supervised\n",
+        "          type: reinforcement\n          grader: {type: regex}\n",
+        D + "models.support-sft.method.grader: grader.type must be one of: string_check, text_similarity, "
+        "score_model, multi, python (line 41)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "old", "new", "expected"), MISTAKES, ids=[m[3].split(": ", 2)[1] for m in MISTAKES]
+)
+def test_mistake_gets_one_clear_line(repo_copy: Path, env: str, old: str, new: str, expected: str) -> None:
+    _edit(repo_copy, env, old, new)
+    assert _problems(repo_copy, env) == [expected]
+
+
+def test_several_mistakes_are_all_reported(repo_copy: Path) -> None:
+    _edit(repo_copy, "prod", "capacity: 50", "capacity: 0")
+    _edit(repo_copy, "prod", "repeats: 5", "repeats: 50")
+    problems = _problems(repo_copy, "prod")
+    assert problems == [
+        P + "deployments.support-bot.sku.capacity: must be >= 1 (line 58)",
+        P + "gates.support-bot.repeats: must be <= 20 (line 64)",
+    ]
+
+
+def test_yaml_syntax_error_names_the_line(repo_copy: Path) -> None:
+    _edit(repo_copy, "staging", "    stage: staging", "    stage: [staging")
+    assert _problems(repo_copy, "staging") == [
+        "environments/Pulumi.staging.yaml: not valid YAML: expected ',' or ']', but got ':' (line 8)"
+    ]
+
+
+def test_unknown_ftops_key_and_missing_environment(repo_copy: Path) -> None:
+    path = repo_copy / "environments" / "Pulumi.local.yaml"
+    path.write_text("config:\n  ftops:enviroment: {}\n")
+    assert _problems(repo_copy, "local") == [
+        "environments/Pulumi.local.yaml: ftops:enviroment: unknown ftops key; the program reads only ftops:environment",
+        "environments/Pulumi.local.yaml: ftops:environment: required key is missing",
+    ]
+
+
+def test_missing_stack_file_names_the_known_ones(repo_copy: Path) -> None:
+    with pytest.raises(UsageError) as info:
+        load_environment(repo_copy, "qa")
+    assert info.value.one_line() == (
+        "environments/Pulumi.qa.yaml: no such stack file; environments here: dev, local, prod, staging"
+    )
+
+
+def test_release_pin_errors_name_the_releases_file(repo_copy: Path) -> None:
+    path = repo_copy / "environments" / "releases" / "prod.yaml"
+    text = path.read_text()
+    path.write_text(
+        text.replace("job: ftjob-", "job: job-").replace("source_commit: 9b7e3f1", "source_commit: HEAD")
+    )
+    assert _problems(repo_copy, "prod") == [
+        "environments/releases/prod.yaml: releases.support-bot.job: must be 'ftjob-' and 32 hex digits (line 8)",
+        "environments/releases/prod.yaml: releases.support-bot.source_commit: must be a git commit sha "
+        "(7-40 hex digits) (line 11)",
+    ]
+
+
+def test_release_pin_model_and_account_shapes(repo_copy: Path) -> None:
+    path = repo_copy / "environments" / "releases" / "staging.yaml"
+    text = path.read_text()
+    text = text.replace("model: gpt-4.1-mini-2025-04-14.ft-", "model: gpt-4.1-mini.ft-")
+    text = text.replace("/providers/Microsoft.CognitiveServices/", "/providers/Microsoft.Storage/")
+    path.write_text(text)
+    problems = _problems(repo_copy, "staging")
+    assert problems == [
+        "environments/releases/staging.yaml: releases.support-bot.model: must be a fine-tuned model id "
+        "'<base>.ft-<32 hex>[-suffix]' (line 6)",
+        "environments/releases/staging.yaml: releases.support-bot.source_account: must be an account ARM id "
+        "'/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>' "
+        "(or 'emulator://<account>' locally) (line 7)",
+    ]
+
+
+def test_promotion_chain_rules(repo_copy: Path) -> None:
+    _edit(repo_copy, "prod", "from: staging", "from: qa")
+    rel = repo_copy / "environments" / "releases" / "staging.yaml"
+    rel.write_text(rel.read_text().replace("source_environment: dev", "source_environment: local"))
+    _edit(
+        repo_copy,
+        "staging",
+        "      support-bot:\n        model: support-bot",
+        "      support-bot:\n        model: helpdesk",
+    )
+    _edit(repo_copy, "staging", "    gates:\n      support-bot:", "    gates:\n      helpdesk:")
+    _, problems = load_all(repo_copy)
+    assert problems == [
+        "environments/Pulumi.prod.yaml: ftops:environment.promotion.from: no environment 'qa'; known: dev, local, "
+        "prod, staging",
+        "environments/Pulumi.staging.yaml: ftops:environment.deployments.support-bot.model: 'helpdesk' is not a "
+        "model of 'dev' (has: support-bot, support-sft)",
+        "environments/releases/staging.yaml: releases.support-bot.source_environment: is 'local' but 'staging' is "
+        "promoted from 'dev'; promote through each environment in order",
+    ]
+
+
+def test_promotion_loop_is_reported(repo_copy: Path) -> None:
+    _edit(repo_copy, "staging", "from: dev", "from: prod")
+    rel = repo_copy / "environments" / "releases" / "staging.yaml"
+    rel.write_text(rel.read_text().replace("source_environment: dev", "source_environment: prod"))
+    with pytest.raises(ConfigError) as info:
+        load_checked(repo_copy, "prod")
+    assert (
+        "environments/Pulumi.prod.yaml: ftops:environment.promotion.from: promotion loops through 'prod'"
+        in (info.value.problems)
+    )
+
+
+def test_promoted_environment_cannot_train(repo_copy: Path) -> None:
+    _edit(
+        repo_copy,
+        "staging",
+        "    deployments:\n",
+        "    models:\n      x1:\n        base_model: gpt-4.1-mini-2025-04-14\n"
+        "        training_file: data/support-bot/train.jsonl\n    deployments:\n",
+    )
+    assert _problems(repo_copy, "staging") == [
+        "environments/Pulumi.staging.yaml: ftops:environment.models.x1: this environment takes release pins "
+        "(promotion.from is set); train models in 'dev' and promote them (line 37)"
+    ]
+
+
+def test_environment_names() -> None:
+    assert environment_names(REPO) == ["dev", "local", "prod", "staging"]
