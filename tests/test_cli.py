@@ -217,3 +217,22 @@ def test_console_script_runs_as_a_module(sft_file: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["valid"] is True
+
+
+def test_each_training_file_is_detected_on_its_own(tmp_path: Path) -> None:
+    from tests.conftest import good_dpo
+
+    sft = write_lines(tmp_path / "sft.jsonl", [line_of(good_example(i)) for i in range(10)])
+    dpo = write_lines(tmp_path / "dpo.jsonl", [line_of(good_dpo(i)) for i in range(10)])
+    code, out, _ = run("validate", str(sft), str(dpo), "--format", "json")
+    assert code == 0, out
+    assert [f["method"] for f in json.loads(out)["files"]] == ["supervised", "dpo"]
+
+
+def test_readme_documents_every_environment_key() -> None:
+    from ftops.config import Environment
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("### Configuration (`ftops:environment`)", 1)[1].split("\n\n", 2)[1]
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert documented == set(Environment.model_fields) - {"releases"}

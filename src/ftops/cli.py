@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
@@ -32,9 +33,9 @@ from ftops.errors import EXIT_INVALID, EXIT_OK, FtopsError, UsageError
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-
-
-_debug = {"on": False}
+P = ParamSpec("P")
+R = TypeVar("R")
+_debug = {"on": False}  # set by the --debug option before any command runs
 
 
 def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -70,10 +71,6 @@ def _options(debug: Annotated[bool, typer.Option("--debug", help="Show traceback
     _debug["on"] = debug
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
 class Method(StrEnum):
     supervised = "supervised"
     dpo = "dpo"
@@ -103,11 +100,13 @@ def repo_root() -> Path:
 # ---------------------------------------------------------------- validate
 
 
+@dataclass
 class _Target:
-    def __init__(
-        self, path: Path, role: str, method: str | None, base: str | None, epochs: int | None
-    ) -> None:
-        self.path, self.role, self.method, self.base, self.epochs = path, role, method, base, epochs
+    path: Path
+    role: str  # training | validation
+    method: str | None  # None: detect from the data
+    base: str | None
+    epochs: int | None
 
 
 def _shown(path: Path) -> Path:
@@ -188,13 +187,14 @@ def validate(
     Format, roles, tools, images, exact token counts against the model's limits, duplicates,
     secrets and PII, billed tokens and the estimated cost. Exit 0 valid, 1 invalid, 2 usage error.
     """
-    targets = _collect_targets(paths, method, base_model, validation_file, epochs, env, model)
-    if split is not None and (len(targets) != 1 or env):
+    environment = load_checked(repo_root(), env) if env is not None else None
+    targets = _collect_targets(paths, method, base_model, validation_file, epochs, environment, model)
+    if split is not None and (len(targets) != 1 or environment):
         raise UsageError("--split takes exactly one file", fix="ftops validate FILE --split 0.1 --seed 7")
 
     price = price_per_million
-    if price is None and env:
-        price = load_checked(repo_root(), env).pricing.training_per_million_tokens
+    if price is None and environment is not None:
+        price = environment.pricing.training_per_million_tokens
     reports = []
     for target in targets:
         options = ValidateOptions(
@@ -208,9 +208,10 @@ def validate(
         )
         reports.append(_run_validation(target.path, options, show_progress=output_format is Format.text))
         if target.role == "training" and target.method is None:
-            # The validation file is read as the method the training file was detected as.
+            # The validation file is read as the method its training file was detected as.
             for later in targets:
-                later.method = later.method or reports[-1].method
+                if later.role == "validation" and later.method is None:
+                    later.method = reports[-1].method
 
     if output_format is Format.json:
         print(render_json(reports))
@@ -243,7 +244,7 @@ def _collect_targets(
     base_model: str | None,
     validation_file: Path | None,
     epochs: int | None,
-    env: str | None,
+    env: Environment | None,
     model: str | None,
 ) -> list[_Target]:
     if env is not None:
@@ -252,7 +253,7 @@ def _collect_targets(
                 "--env takes the files, base model and method from the environment",
                 fix="drop the paths and --base-model/--method/--validation-file, or drop --env",
             )
-        return _targets_from_env(load_checked(repo_root(), env), model, repo_root())
+        return _targets_from_env(env, model, repo_root())
     if model is not None:
         raise UsageError("--model needs --env", fix="ftops validate --env dev --model support-bot")
     if not paths:
