@@ -1,0 +1,182 @@
+"""The emulator's ASGI app: every route on both surfaces and for every emulated account.
+
+Accounts: the default account is served at the root (`/openai/...`), any other at
+`/accounts/<name>/openai/...`, and all of them on the ARM-shaped control plane
+(`/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>`).
+Accounts come into being when first used, like a fresh resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ftops import __version__
+from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api
+from ftops.emulator.faults import ASGIApp, FaultInjector, Receive, Scope, Send
+from ftops.emulator.http import (
+    ApiError,
+    Ctx,
+    Surface,
+    check_key,
+    check_version,
+    error_response,
+    json_body,
+    make_ctx,
+)
+from ftops.emulator.settings import Faults, Settings
+from ftops.emulator.state import Emulator
+
+Handler = Callable[[Emulator, Ctx, Request], Awaitable[Response]]
+
+ACCOUNT_PREFIXES = ("", "/accounts/{account}")
+ARM_ACCOUNT = (
+    "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.CognitiveServices/"
+    "accounts/{account}"
+)
+
+DATA_PLANE: list[tuple[str, str, Handler, tuple[Surface, ...]]] = [
+    ("POST", "/files", files_api.upload, ("v1", "dated")),
+    ("GET", "/files", files_api.listing, ("v1", "dated")),
+    ("GET", "/files/{file_id}", files_api.retrieve, ("v1", "dated")),
+    ("DELETE", "/files/{file_id}", files_api.delete, ("v1", "dated")),
+    ("GET", "/files/{file_id}/content", files_api.content, ("v1", "dated")),
+    ("POST", "/fine_tuning/jobs", jobs_api.create, ("v1", "dated")),
+    ("GET", "/fine_tuning/jobs", jobs_api.listing, ("v1", "dated")),
+    ("GET", "/fine_tuning/jobs/{job_id}", jobs_api.retrieve, ("v1", "dated")),
+    ("DELETE", "/fine_tuning/jobs/{job_id}", jobs_api.delete, ("v1", "dated")),
+    ("POST", "/fine_tuning/jobs/{job_id}/cancel", jobs_api.cancel, ("v1", "dated")),
+    ("POST", "/fine_tuning/jobs/{job_id}/pause", jobs_api.pause, ("v1", "dated")),
+    ("POST", "/fine_tuning/jobs/{job_id}/resume", jobs_api.resume, ("v1", "dated")),
+    ("GET", "/fine_tuning/jobs/{job_id}/events", jobs_api.events, ("v1", "dated")),
+    ("GET", "/fine_tuning/jobs/{job_id}/checkpoints", jobs_api.checkpoints, ("v1", "dated")),
+    ("GET", "/models", models_api.listing, ("v1", "dated")),
+    ("GET", "/models/{model:path}", models_api.retrieve, ("v1", "dated")),
+    ("POST", "/chat/completions", chat_api.complete, ("v1",)),
+    ("POST", "/deployments/{deployment}/chat/completions", chat_api.complete, ("dated",)),
+]
+
+CONTROL_PLANE: list[tuple[str, str, Handler]] = [
+    ("GET", "", deployments_api.account),
+    ("GET", "/deployments", deployments_api.listing),
+    ("PUT", "/deployments/{deployment}", deployments_api.put),
+    ("GET", "/deployments/{deployment}", deployments_api.get),
+    ("DELETE", "/deployments/{deployment}", deployments_api.delete),
+]
+
+
+def _endpoint(handler: Handler, surface: Surface) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        emu: Emulator = request.app.state.emulator
+        ctx = Ctx(surface, emu.settings.default_account, f"{request.url.scheme}://{request.url.netloc}")
+        try:
+            check_key(request, emu.settings.api_key)
+            check_version(request, surface)
+            ctx = make_ctx(request, surface)
+            return await handler(emu, ctx, request)
+        except ApiError as err:
+            return error_response(ctx, err)
+
+    endpoint.__name__ = f"{surface}_{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}"
+    return endpoint
+
+
+def _admin_routes(app: FastAPI) -> None:
+    async def get_faults(request: Request) -> Response:
+        emu: Emulator = request.app.state.emulator
+        ctx = Ctx("arm", emu.settings.default_account, "")
+        try:
+            check_key(request, emu.settings.api_key)
+        except ApiError as err:
+            return error_response(ctx, err)
+        return JSONResponse(emu.faults.faults.model_dump())
+
+    async def put_faults(request: Request) -> Response:
+        emu: Emulator = request.app.state.emulator
+        ctx = Ctx("arm", emu.settings.default_account, "")
+        try:
+            check_key(request, emu.settings.api_key)
+            body = await json_body(request)
+            try:
+                faults = Faults.model_validate(body)
+            except ValueError as exc:
+                raise ApiError(400, "invalidPayload", f"Invalid faults: {exc}") from None
+        except ApiError as err:
+            return error_response(ctx, err)
+        emu.faults.set(faults)
+        emu.store.set_meta("faults", faults.model_dump())
+        return JSONResponse(faults.model_dump())
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    app.add_api_route("/admin/faults", get_faults, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/admin/faults", put_faults, methods=["PUT"], include_in_schema=False)
+    app.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
+
+
+class BodyLimit:
+    """413 before reading a body larger than allowed (uploads get the file limit, JSON far less)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        multipart = headers.get(b"content-type", b"").startswith(b"multipart/form-data")
+        limit = self.settings.max_upload_bytes if multipart else self.settings.max_json_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = JSONResponse(
+                {
+                    "error": {
+                        "code": "RequestEntityTooLarge",
+                        "message": f"The request body is larger than the {limit:,} bytes allowed.",
+                    }
+                },
+                status_code=413,
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict[str, object]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise ValueError("request body too large")
+            return dict(message)
+
+        await self.app(scope, limited, send)
+
+
+def create_app(settings: Settings) -> ASGIApp:
+    emulator = Emulator(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        emulator.start()
+        yield
+        emulator.stop()
+
+    app = FastAPI(
+        title="ftops emulator", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.state.emulator = emulator
+    for prefix in ACCOUNT_PREFIXES:
+        for method, path, handler, surfaces in DATA_PLANE:
+            for surface in surfaces:
+                root = "/openai/v1" if surface == "v1" else "/openai"
+                app.add_api_route(f"{prefix}{root}{path}", _endpoint(handler, surface), methods=[method])
+    for method, path, handler in CONTROL_PLANE:
+        app.add_api_route(f"{ARM_ACCOUNT}{path}", _endpoint(handler, "arm"), methods=[method])
+    _admin_routes(app)
+    return FaultInjector(BodyLimit(app, settings), emulator.faults)

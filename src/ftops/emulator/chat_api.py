@@ -1,0 +1,234 @@
+"""Chat completions on a deployment, non-streaming and streaming (SSE), rate-limited by the
+deployment's capacity the way Azure counts: prompt tokens plus the requested max tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ftops.emulator.deployments_api import ready
+from ftops.emulator.http import ApiError, Ctx, bad_request, json_body
+from ftops.emulator.state import Emulator
+from ftops.tokenizer import TokenCounter
+
+DEFAULT_MAX_TOKENS = 256
+MAX_TOKENS_LIMIT = 4096
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+NOT_DEPLOYED = (
+    "The API deployment for this resource does not exist. If you created the deployment within the last 5 "
+    "minutes, please wait a moment and try again."
+)
+
+
+def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise bad_request(f"{key} must be a number from {low:g} to {high:g}.", key)
+    return float(value)
+
+
+def _whole(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise bad_request(f"{key} must be a whole number from {low} to {high}.", key)
+    return value
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("messages must be a non-empty list.", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise bad_request(f"messages[{i}] needs a role ({', '.join(ROLES)}).", f"messages[{i}].role")
+    return messages
+
+
+def _prompt_estimate(messages: list[dict[str, Any]]) -> int:
+    """Azure's limiter estimates tokens before running the model; so does this one."""
+    texts: list[str] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    counts = TokenCounter("o200k_base").count_many(texts)
+    return int(counts.sum()) + 4 * len(messages)
+
+
+def _completion_id() -> str:
+    return "chatcmpl-" + secrets.token_urlsafe(21).replace("-", "A").replace("_", "b")
+
+
+async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    body = await json_body(request)
+    name = request.path_params.get("deployment") or body.get("model")
+    if not isinstance(name, str) or not name:
+        raise bad_request("model is required: the name of a deployment.", "model")
+    deployment = emu.store.get_deployment(ctx.account, name)
+    if deployment is None or not ready(deployment):
+        raise ApiError(404, "DeploymentNotFound", NOT_DEPLOYED)
+    messages = _messages(body)
+    n = _whole(body, "n", 1, 8) or 1
+    max_tokens = (
+        _whole(body, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
+        or _whole(body, "max_tokens", 1, MAX_TOKENS_LIMIT)
+        or DEFAULT_MAX_TOKENS
+    )
+    temperature = _number(body, "temperature", 1.0, 0, 2)
+    top_p = _number(body, "top_p", 1.0, 0, 1)
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise bad_request("seed must be a whole number.", "seed")
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (
+        not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
+    ):
+        raise bad_request("stop must be a string or a list of up to 4 strings.", "stop")
+    stream = bool(body.get("stream"))
+    if stream and n != 1:
+        raise bad_request("The emulator streams one choice at a time; use n=1 with stream.", "n")
+
+    model_name = deployment["properties"]["model"]["name"]
+    estimate = _prompt_estimate(messages) + max_tokens * n
+    wait = emu.limiter.acquire(ctx.account, name, deployment["sku"]["capacity"], model_name, estimate)
+    if wait:
+        raise ApiError(
+            429,
+            "429",
+            "Requests to the ChatCompletions_Create Operation under Azure OpenAI API have exceeded the rate "
+            f"limit of deployment '{name}' (capacity {deployment['sku']['capacity']}). "
+            f"Please retry after {wait} second(s).",
+            headers={"Retry-After": str(wait), "retry-after-ms": str(wait * 1000)},
+        )
+    serving = deployment["_serving"]
+    options: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "seed": seed,
+        "stop": stop,
+    }
+    from pathlib import Path
+
+    adapters = [Path(p) for p in serving["adapters"]]
+    if stream:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _stream(emu, serving["stand_in"], adapters, messages, options, model_name, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+    choices = []
+    prompt_tokens = completion_tokens = 0
+    for index in range(n):
+        seeded = dict(options, seed=None if seed is None else seed + index)
+        generation = await run_in_threadpool(
+            emu.engine.generate, serving["stand_in"], adapters, messages, **seeded
+        )
+        prompt_tokens = generation.prompt_tokens
+        completion_tokens += generation.completion_tokens
+        choices.append(
+            {
+                "index": index,
+                "finish_reason": generation.finish_reason,
+                "logprobs": None,
+                "message": {"role": "assistant", "content": generation.text, "refusal": None},
+                "content_filter_results": {},
+            }
+        )
+    return ctx.json(
+        {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_name,
+            "system_fingerprint": "fp_ftops_emulator",
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "prompt_filter_results": [],
+        }
+    )
+
+
+async def _stream(
+    emu: Emulator,
+    stand_in: str,
+    adapters: list[Any],
+    messages: list[dict[str, Any]],
+    options: dict[str, Any],
+    model_name: str,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def on_text(text: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("text", text))
+
+    def work() -> None:
+        try:
+            result = emu.engine.generate(stand_in, adapters, messages, on_text=on_text, **options)
+        except Exception as exc:  # reported to the client as a stream error event
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", result))
+
+    task = loop.run_in_executor(None, work)
+    base = {
+        "id": _completion_id(),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model_name,
+        "system_fingerprint": "fp_ftops_emulator",
+    }
+
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, usage: Any = None, choices: bool = True
+    ) -> str:
+        body = dict(base, usage=usage)
+        body["choices"] = (
+            [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []
+        )
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    while True:
+        kind, value = await queue.get()
+        if kind == "text":
+            if value:
+                yield chunk({"content": value})
+            continue
+        if kind == "error":
+            yield f"data: {json.dumps({'error': {'code': 'internalFailure', 'message': str(value)}})}\n\n"
+            break
+        yield chunk({}, finish=value.finish_reason)
+        if include_usage:
+            usage = {
+                "prompt_tokens": value.prompt_tokens,
+                "completion_tokens": value.completion_tokens,
+                "total_tokens": value.prompt_tokens + value.completion_tokens,
+            }
+            yield chunk({}, usage=usage, choices=False)
+        break
+    yield "data: [DONE]\n\n"
+    await task

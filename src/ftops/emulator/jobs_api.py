@@ -1,0 +1,331 @@
+"""Fine-tuning jobs: create, list, get, cancel, pause, resume, delete, events, checkpoints."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from ftops.catalog import BASE_MODELS, DPO, REINFORCEMENT, SUPERVISED
+from ftops.emulator import ids
+from ftops.emulator.files_api import _limit
+from ftops.emulator.http import ApiError, Ctx, bad_request, json_body, no_content, not_found, wrong_state
+from ftops.emulator.settings import STAND_INS
+from ftops.emulator.state import Emulator
+from ftops.emulator.store import ACTIVE, TERMINAL, Doc
+from ftops.emulator.worker import add_event
+
+# Dated statuses (Azure's FineTuningState) as the v1 surface names them.
+V1_STATUS = {"created": "validating_files", "pending": "queued", "resuming": "running", "pausing": "running"}
+MAX_QUEUED = 20  # per resource (quotas-limits.md)
+SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_BOUNDS: dict[str, tuple[type, float, float]] = {
+    "n_epochs": (int, 1, 50),
+    "batch_size": (int, 1, 256),
+    "learning_rate_multiplier": (float, 1e-6, 10),
+    "beta": (float, 1e-6, 2),
+}
+_ALLOWED = {
+    SUPERVISED: ("n_epochs", "batch_size", "learning_rate_multiplier"),
+    DPO: ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"),
+}
+
+
+def job_doc(ctx: Ctx, doc: Doc) -> Doc:
+    out = dict(doc)
+    if ctx.dated:
+        return out
+    out["status"] = V1_STATUS.get(out["status"], out["status"])
+    out["organization_id"] = out.pop("organisation_id", "")
+    out["user_provided_suffix"] = out.pop("suffix", None)
+    out.pop("trainingType", None)
+    for key in (
+        "error",
+        "fine_tuned_model",
+        "finished_at",
+        "trained_tokens",
+        "validation_file",
+        "metadata",
+        "integrations",
+        "estimated_finish",
+    ):
+        out.setdefault(key, None)
+    return out
+
+
+def event_doc(ctx: Ctx, doc: Doc) -> Doc:
+    out = {k: v for k, v in doc.items() if k != "job_id"}
+    if ctx.dated and out["level"] == "warn":
+        out["level"] = "warning"
+    if not out.get("data"):
+        out["data"] = None
+    return out
+
+
+def _hyperparameters(raw: Any, method: str) -> dict[str, Any]:
+    if raw is None:
+        return dict.fromkeys(_ALLOWED[method], "auto")
+    if not isinstance(raw, dict):
+        raise bad_request("hyperparameters must be an object.", "hyperparameters")
+    out: dict[str, Any] = {}
+    for key in _ALLOWED[method]:
+        value = raw.get(key, "auto")
+        if value != "auto":
+            kind, low, high = _BOUNDS[key]
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if kind is int and ok and float(value) != int(value):
+                ok = False
+            if not ok or not low <= float(value) <= high:
+                raise bad_request(
+                    f"{key} must be 'auto' or a number from {low:g} to {high:g}; got {value!r}.", key
+                )
+            value = kind(value)
+        out[key] = value
+    unknown = sorted(set(raw) - set(_ALLOWED[method]))
+    if unknown:
+        raise bad_request(f"Unknown hyperparameter(s) for {method}: {', '.join(unknown)}.", unknown[0])
+    return out
+
+
+def _method(body: Doc) -> tuple[str, dict[str, Any], Doc]:
+    """(method type, hyperparameters, the method object to echo)."""
+    method = body.get("method")
+    if method is None:
+        hyper = _hyperparameters(body.get("hyperparameters"), SUPERVISED)
+        return SUPERVISED, hyper, {"type": SUPERVISED, SUPERVISED: {"hyperparameters": hyper}}
+    if not isinstance(method, dict) or method.get("type") not in (SUPERVISED, DPO, REINFORCEMENT):
+        raise bad_request("method.type must be one of supervised, dpo, reinforcement.", "method")
+    kind = method["type"]
+    if kind == REINFORCEMENT:
+        raise bad_request(
+            "Reinforcement fine-tuning needs graders the emulator does not run; it trains supervised and "
+            "dpo.",
+            "method",
+        )
+    if body.get("hyperparameters") is not None:
+        raise bad_request(
+            "Give hyperparameters under method, not at the top level, when method is set.", "hyperparameters"
+        )
+    section = method.get(kind) or {}
+    hyper = _hyperparameters(section.get("hyperparameters"), kind)
+    return kind, hyper, {"type": kind, kind: {"hyperparameters": hyper}}
+
+
+def _base(emu: Emulator, ctx: Ctx, model: Any) -> tuple[str, str | None, list[str], str]:
+    """(stand-in, Azure base model or None, parent adapters, name stem of the fine-tuned model)."""
+    if not isinstance(model, str) or not model:
+        raise bad_request("model is required.", "model")
+    if model in BASE_MODELS:
+        return emu.settings.stand_in[model], model, [], model
+    if model in STAND_INS:
+        return model, None, [], model
+    found = emu.store.get_model(model)
+    if found is not None and found[0] == ctx.account:
+        internal = found[2]
+        stem = internal.get("base_model") or internal["stand_in"]
+        return internal["stand_in"], internal.get("base_model"), list(internal["adapters"]), stem
+    raise bad_request(
+        f"The base model '{model}' does not support fine-tuning here. Use one of: "
+        f"{', '.join([*BASE_MODELS, *STAND_INS])}, or a fine-tuned model of this resource.",
+        "model",
+    )
+
+
+def _training_input(emu: Emulator, ctx: Ctx, body: Doc, key: str, required: bool) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise bad_request(f"{key} is required.", key)
+        return None
+    if not isinstance(value, str) or not ids.valid("file", value):
+        raise bad_request(f"{key} must be a file id like file-<32 hex>.", key)
+    doc = emu.store.get_file(ctx.account, value)
+    if doc is None:
+        raise bad_request(f"The {key} '{value}' could not be found.", key)
+    if doc["purpose"] != "fine-tune":
+        raise bad_request(f"The {key} '{value}' has purpose '{doc['purpose']}', not 'fine-tune'.", key)
+    if doc["status"] == "error":
+        raise bad_request(f"The {key} '{value}' is invalid: {doc.get('status_details')}", key)
+    # A file still being processed is fine: the job waits in "created" (v1: validating_files).
+    return value
+
+
+def _metadata(raw: Any) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) > 16:
+        raise bad_request("metadata must be an object of at most 16 string pairs.", "metadata")
+    for key, value in raw.items():
+        if not isinstance(value, str) or len(key) > 64 or len(value) > 512:
+            raise bad_request("metadata keys are strings up to 64 characters, values up to 512.", "metadata")
+    return dict(raw)
+
+
+async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    body = await json_body(request)
+    stand_in, catalog_base, parents, stem = _base(emu, ctx, body.get("model"))
+    kind, hyper, method = _method(body)
+    if catalog_base is not None and kind not in BASE_MODELS[catalog_base].methods:
+        allowed = ", ".join(sorted(BASE_MODELS[catalog_base].methods))
+        raise bad_request(
+            f"The model '{catalog_base}' does not support {kind} fine-tuning (it supports {allowed}).",
+            "method",
+        )
+    training = _training_input(emu, ctx, body, "training_file", required=True)
+    validation = _training_input(emu, ctx, body, "validation_file", required=False)
+    suffix = body.get("suffix")
+    if suffix is not None and (not isinstance(suffix, str) or not SUFFIX.match(suffix)):
+        raise bad_request("suffix must be 1-40 characters of letters, digits, '-' or '_'.", "suffix")
+    seed = body.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**31 - 1:
+        raise bad_request("seed must be a whole number from 0 to 2147483647.", "seed")
+    training_type = body.get("trainingType")
+    if training_type is not None and str(training_type).lower() not in (
+        "standard",
+        "globalstandard",
+        "developer",
+        "developertier",
+    ):
+        raise bad_request("trainingType must be Standard, GlobalStandard or Developer.", "trainingType")
+    queued = [j for j in emu.store.jobs_with_status("created", "pending", "resuming") if j[1] == ctx.account]
+    if len(queued) >= MAX_QUEUED:
+        raise ApiError(
+            429, "quotaExceeded", f"At most {MAX_QUEUED} jobs may wait in the queue of one resource."
+        )
+
+    job_id = ids.new("job")
+    hex_id = job_id.removeprefix("ftjob-")
+    model_id = f"{stem}.ft-{hex_id}" + (f"-{suffix}" if suffix else "")
+    waiting = any(
+        (f := emu.store.get_file(ctx.account, fid)) is not None and f["status"] != "processed"
+        for fid in (training, validation)
+        if fid
+    )
+    doc: Doc = {
+        "id": job_id,
+        "object": "fine_tuning.job",
+        "created_at": ids.now(),
+        "status": "created" if waiting else "pending",
+        "model": body["model"],
+        "fine_tuned_model": None,
+        "training_file": training,
+        "validation_file": validation,
+        "result_files": [],
+        "hyperparameters": {k: v for k, v in hyper.items() if k != "beta"},
+        "method": method,
+        "seed": seed,
+        "suffix": suffix,
+        "metadata": _metadata(body.get("metadata")),
+        "integrations": body.get("integrations"),
+        "trainingType": training_type,
+        "organisation_id": "",
+        "error": None,
+        "finished_at": None,
+        "trained_tokens": None,
+        "estimated_finish": None,
+    }
+    internal: Doc = {
+        "account": ctx.account,
+        "stand_in": stand_in,
+        "catalog_base": catalog_base,
+        "parent_adapters": parents,
+        "method": kind,
+        "hyperparameters": hyper,
+        "model_id": model_id,
+        "training_path": str(emu.file_path(training)) if training else None,
+        "validation_path": str(emu.file_path(validation)) if validation else None,
+        "work_dir": str(emu.jobs_dir / job_id),
+        "cache_dir": str(emu.settings.cache_dir),
+        "files_dir": str(emu.files_dir),
+    }
+    ahead = emu.store.jobs_with_status(*ACTIVE, "created", "pending", "resuming")
+    busy = any(a == ctx.account for _, a, _ in ahead)
+    emu.store.add_job(ctx.account, doc, internal)
+    add_event(emu.store, job_id, f"Job created for {body['model']} ({kind}) on {training}.")
+    if busy:
+        add_event(emu.store, job_id, "Job enqueued. Waiting for jobs ahead to complete.")
+    return ctx.created(job_doc(ctx, doc), f"/openai/fine_tuning/jobs/{job_id}")
+
+
+def _job(emu: Emulator, ctx: Ctx, request: Request) -> tuple[Doc, Doc, str | None]:
+    job_id = request.path_params["job_id"]
+    found = emu.store.get_job(job_id, ctx.account) if ids.valid("job", job_id) else None
+    if found is None:
+        raise not_found("fine tuning job", job_id, "fine_tuning_job_id")
+    return found
+
+
+async def retrieve(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    return ctx.json(job_doc(ctx, _job(emu, ctx, request)[0]))
+
+
+async def listing(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    q = request.query_params
+    page = emu.store.list_jobs(ctx.account, q.get("after"), _limit(q.get("limit"), 20, 100))
+    return ctx.page([job_doc(ctx, d) for d in page.docs], page.has_more)
+
+
+async def cancel(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    doc, _, _ = _job(emu, ctx, request)
+    if doc["status"] in TERMINAL:
+        raise wrong_state(f"The job '{doc['id']}' is already {doc['status']} and cannot be cancelled.")
+    running = doc["status"] in ACTIVE
+
+    def change(d: Doc, i: Doc) -> None:
+        d["status"] = "cancelled"
+        d["finished_at"] = ids.now()
+        d["estimated_finish"] = None
+
+    updated = emu.store.update_job(doc["id"], change, control="cancel" if running else None)
+    add_event(emu.store, doc["id"], "Job cancelled by request.")
+    return ctx.json(job_doc(ctx, updated[0] if updated else doc))
+
+
+async def pause(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    doc, internal, _ = _job(emu, ctx, request)
+    if doc["status"] != "running" or not internal.get("step"):
+        raise wrong_state(
+            f"Only a running job that has trained at least one step can be paused; '{doc['id']}' is "
+            f"{doc['status']}."
+        )
+    updated = emu.store.update_job(doc["id"], lambda d, i: d.update(status="pausing"), control="pause")
+    add_event(emu.store, doc["id"], "Pause requested; the job pauses after the current step.")
+    return ctx.json(job_doc(ctx, updated[0] if updated else doc))
+
+
+async def resume(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    doc, internal, _ = _job(emu, ctx, request)
+    if doc["status"] != "paused" or not internal.get("resume_dir"):
+        raise wrong_state(f"Only a paused job can be resumed; '{doc['id']}' is {doc['status']}.")
+    updated = emu.store.update_job(doc["id"], lambda d, i: d.update(status="resuming"), control=None)
+    add_event(emu.store, doc["id"], "Resume requested.")
+    return ctx.json(job_doc(ctx, updated[0] if updated else doc))
+
+
+async def delete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    if not ctx.dated:
+        raise ApiError(404, "notFound", "Deleting a fine-tuning job is only available on the dated API.")
+    doc, _, _ = _job(emu, ctx, request)
+    if doc["status"] not in TERMINAL:
+        raise wrong_state(f"The job '{doc['id']}' is {doc['status']}; cancel it before deleting it.")
+    emu.store.delete_job(ctx.account, doc["id"])
+    return no_content()
+
+
+async def events(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    doc, _, _ = _job(emu, ctx, request)
+    q = request.query_params
+    page = emu.store.list_events(doc["id"], q.get("after"), _limit(q.get("limit"), 20, 1000))
+    return ctx.page([event_doc(ctx, d) for d in page.docs], page.has_more)
+
+
+async def checkpoints(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    doc, _, _ = _job(emu, ctx, request)
+    q = request.query_params
+    page = emu.store.list_checkpoints(doc["id"], q.get("after"), _limit(q.get("limit"), 10, 100))
+    return ctx.page(page.docs, page.has_more, ids_too=True)

@@ -1,0 +1,203 @@
+"""Chat generation with a stand-in model and a fine-tune's adapter chain, for the emulator's API.
+
+A loaded model is a base with its adapters merged (see ``localmodels.load_chain``), so outputs are
+those of the trained model. Up to ``max_loaded`` such models stay in memory (least recently used
+evicted; ~520 MB each for SmolLM2); each has a lock, so one model generates for one request at a
+time while different models generate in parallel.
+
+Decoding is a plain loop over the KV cache: greedy at temperature 0, otherwise sampling (with
+nucleus filtering when ``top_p`` < 1) from a ``torch.Generator`` seeded by the request's seed.
+Text is detokenized incrementally; ``text`` is by construction the concatenation of the deltas
+passed to ``on_text``. Text that might be the start of a stop string is held back until it is
+known not to be one, so a stop string never leaks into a stream.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftops.emulator.ml.chatdata import prompt_ids
+from ftops.emulator.ml.localmodels import STAND_INS, load_chain, load_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+@dataclass
+class _Slot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    model: PreTrainedModel | None = None
+    tokenizer: PreTrainedTokenizerBase | None = None
+
+
+def _check_base(base: str) -> None:
+    if base not in STAND_INS:
+        raise ValueError(f"unknown stand-in model {base!r}; known: {', '.join(sorted(STAND_INS))}")
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    ids: set[int] = set()
+    for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list):
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of text that is a proper prefix of a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> int:
+    import torch
+
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # Keep the smallest head whose mass reaches top_p (always at least the top token).
+        outside = sorted_probs.cumsum(0) - sorted_probs >= top_p
+        sorted_probs[outside] = 0.0
+        choice = torch.multinomial(sorted_probs, 1, generator=generator)
+        return int(order[choice])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class ChatEngine:
+    """Generates chat completions; safe to call from several threads."""
+
+    def __init__(self, cache_dir: Path, max_loaded: int = 3) -> None:
+        self._cache_dir = Path(cache_dir)
+        self._max_loaded = max(1, max_loaded)
+        self._lock = threading.Lock()
+        self._slots: OrderedDict[tuple[str, tuple[str, ...]], _Slot] = OrderedDict()
+        self._tokenizers: dict[str, tuple[threading.Lock, PreTrainedTokenizerBase]] = {}
+
+    def _slot(self, base: str, adapters: list[Path]) -> _Slot:
+        key = (base, tuple(str(Path(a).resolve()) for a in adapters))
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot()
+            self._slots.move_to_end(key)
+            while len(self._slots) > self._max_loaded:
+                # A request still using an evicted model keeps it alive until it finishes.
+                self._slots.popitem(last=False)
+        return slot
+
+    def generate(
+        self,
+        base: str,
+        adapters: list[Path],
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        tools: list[Any] | None = None,
+    ) -> Generation:
+        """One assistant reply to messages (roles and content as in training data).
+
+        ``tools`` (optional, an extension) is rendered into the system prompt as training does.
+        """
+        import torch
+
+        _check_base(base)
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        stops = [s for s in (stop or []) if s]
+        slot = self._slot(base, adapters)
+        with slot.lock, torch.inference_mode():
+            if slot.model is None or slot.tokenizer is None:
+                slot.model, slot.tokenizer = load_chain(base, self._cache_dir, adapters)
+            model, tokenizer = slot.model, slot.tokenizer
+            ids = prompt_ids(tokenizer, messages, tools)
+            context = int(getattr(model.config, "max_position_embeddings", 2048))
+            if len(ids) >= context:
+                raise ValueError(f"the prompt has {len(ids)} tokens; the model's context is {context}")
+            budget = min(max_tokens, context - len(ids))
+            eos = _eos_ids(model, tokenizer)
+            generator = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
+
+            produced: list[int] = []
+            text = ""
+            sent = 0
+            # Incremental detokenization: decode from a token offset whose text is settled, so a
+            # multi-byte character split across tokens is only emitted once complete.
+            prefix_offset = read_offset = 0
+            finish = "length"
+            cut = False
+            past: Any = None
+            step_input = torch.tensor([ids], dtype=torch.long)
+            for position in range(budget + 1):
+                last = position == budget or finish == "stop"
+                if not last:
+                    out = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
+                    past = out.past_key_values
+                    token = _pick(out.logits[0, -1].float(), temperature, top_p, generator)
+                    produced.append(token)
+                    step_input = torch.tensor([[token]], dtype=torch.long)
+                    if token in eos:
+                        finish = "stop"
+                        last = True
+                settled = str(tokenizer.decode(produced[prefix_offset:read_offset], skip_special_tokens=True))
+                current = str(tokenizer.decode(produced[prefix_offset:], skip_special_tokens=True))
+                if len(current) > len(settled) and (last or not current.endswith("\ufffd")):
+                    text += current[len(settled) :]
+                    prefix_offset, read_offset = read_offset, len(produced)
+                    found = [i for i in (text.find(s, sent) for s in stops) if i >= 0]
+                    if found:
+                        text = text[: min(found)]
+                        finish, cut = "stop", True
+                if last or cut:
+                    break
+                ready = len(text) - _held_back(text, stops)
+                if on_text is not None and ready > sent:
+                    on_text(text[sent:ready])
+                    sent = ready
+            if on_text is not None and len(text) > sent:
+                on_text(text[sent:])
+            return Generation(text, len(ids), len(produced), finish)
+
+    def count_prompt_tokens(
+        self, base: str, messages: list[dict[str, Any]], tools: list[Any] | None = None
+    ) -> int:
+        """Tokens the prompt of a chat request takes (without loading the model's weights)."""
+        _check_base(base)
+        with self._lock:
+            entry = self._tokenizers.get(base)
+        if entry is None:
+            loaded = load_tokenizer(base, self._cache_dir)
+            with self._lock:
+                entry = self._tokenizers.setdefault(base, (threading.Lock(), loaded))
+        # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
+        lock, tokenizer = entry
+        with lock:
+            return len(prompt_ids(tokenizer, messages, tools))

@@ -1,0 +1,115 @@
+"""Models: Azure's fine-tunable base models (each served by a local stand-in) and this resource's
+fine-tuned models. Both surfaces get the union of the v1 and dated shapes, which the SDK reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from ftops.catalog import BASE_MODELS, FINE_TUNED_ID
+from ftops.emulator.http import Ctx, not_found
+from ftops.emulator.settings import STAND_INS
+from ftops.emulator.state import Emulator
+from ftops.emulator.store import Doc
+
+# Release dates of the base versions, as unix seconds (the version in the id).
+_CREATED = {
+    "2024-07-18": 1721260800,
+    "2024-08-06": 1722902400,
+    "2025-04-14": 1744588800,
+    "2025-04-16": 1744761600,
+}
+_RETIRE = 1798761600  # 2027-01-01: a fixed, far deprecation date for every base model
+_CAPS = {
+    "fine_tune": True,
+    "inference": True,
+    "completion": False,
+    "chat_completion": True,
+    "embeddings": False,
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What serves a model name: a local stand-in plus the LoRA adapters to apply, in order."""
+
+    stand_in: str
+    adapters: list[Path]
+    base_model: str | None  # the Azure base it stands for
+    account: str | None  # the account that trained it (fine-tuned models)
+
+
+def base_doc(model_id: str) -> Doc:
+    version = model_id.rsplit("-", 3)[-3:]
+    created = _CREATED.get("-".join(version), 1700000000)
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "created_at": created,
+        "owned_by": "system",
+        "status": "succeeded",
+        "capabilities": dict(_CAPS),
+        "lifecycle_status": "generally-available",
+        "deprecation": {"fine_tune": _RETIRE, "inference": _RETIRE},
+    }
+
+
+def tuned_doc(doc: Doc, internal: Doc) -> Doc:
+    return {
+        "id": doc["id"],
+        "object": "model",
+        "created": doc["created_at"],
+        "created_at": doc["created_at"],
+        "owned_by": "organization-owner",
+        "status": "succeeded",
+        "model": internal.get("base_model") or internal["stand_in"],
+        "fine_tune": internal["job_id"],
+        "capabilities": dict(_CAPS),
+        "lifecycle_status": "generally-available",
+        "deprecation": {"inference": _RETIRE},
+    }
+
+
+def resolve(emu: Emulator, name: str) -> Resolved | None:
+    """A base model, a stand-in, a fine-tuned model or one of its checkpoints."""
+    if name in BASE_MODELS:
+        return Resolved(emu.settings.stand_in[name], [], name, None)
+    if name in STAND_INS:
+        return Resolved(name, [], None, None)
+    found = emu.store.get_model(name)
+    if found is not None:
+        account, _, internal = found
+        return Resolved(
+            internal["stand_in"], [Path(p) for p in internal["adapters"]], internal.get("base_model"), account
+        )
+    model, _, step = name.partition(":ckpt-step-")
+    if step and (parent := emu.store.get_model(model)) is not None:
+        path = emu.store.checkpoint_path(name)
+        if path is not None:
+            account, _, internal = parent
+            chain = [Path(p) for p in internal["adapters"][:-1]] + [path]
+            return Resolved(internal["stand_in"], chain, internal.get("base_model"), account)
+    return None
+
+
+async def listing(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    docs = [base_doc(m) for m in BASE_MODELS]
+    for model in emu.store.list_models(ctx.account):
+        found = emu.store.get_model(model["id"])
+        if found is not None:
+            docs.append(tuned_doc(found[1], found[2]))
+    return ctx.json({"object": "list", "data": docs})
+
+
+async def retrieve(emu: Emulator, ctx: Ctx, request: Request) -> Response:
+    name = request.path_params["model"]
+    if name in BASE_MODELS:
+        return ctx.json(base_doc(name))
+    found = emu.store.get_model(name) if FINE_TUNED_ID.match(name) or ".ft-" in name else None
+    if found is None or found[0] != ctx.account:
+        raise not_found("model", name, "model")
+    return ctx.json(tuned_doc(found[1], found[2]))

@@ -1,0 +1,65 @@
+"""How an emulator instance is configured: where it listens, its key, its data, its faults."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ftops.catalog import BASE_MODELS
+
+StandIn = Literal["smollm2-135m-instruct", "tiny-test"]
+STAND_INS: tuple[StandIn, ...] = ("smollm2-135m-instruct", "tiny-test")
+DEFAULT_STAND_IN: StandIn = "smollm2-135m-instruct"
+DATED_API_VERSIONS = ("2024-10-21", "2025-04-01-preview", "2024-05-01-preview", "2024-08-01-preview")
+
+
+def all_stand_ins(name: str) -> dict[str, StandIn]:
+    """Every Azure base model trained and served by the same local model."""
+    for known in STAND_INS:
+        if name == known:
+            return dict.fromkeys(BASE_MODELS, known)
+    raise ValueError(f"unknown stand-in model '{name}'; use one of: {', '.join(STAND_INS)}")
+
+
+class Faults(BaseModel):
+    """Injected failures for reliability tests; every field off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    error_codes: list[Literal[429, 500, 502, 503]] = [429, 500, 503]
+    latency_ms: Annotated[int, Field(ge=0, le=120_000)] = 0
+    drop_rate: Annotated[float, Field(ge=0, le=1)] = 0.0  # close the connection without a response
+    path_pattern: str = ""  # a regex the request path must match; "" matches everything
+    fail_job_at_step: Annotated[int, Field(ge=1)] | None = None  # every job started from now on fails there
+    seed: int | None = None  # make the random draws repeatable
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8790
+    api_key: str = Field(default_factory=lambda: secrets.token_hex(16))
+    data_dir: Path = Path(".ftops/emulator")
+    model_cache: Path | None = None  # materialized local models; default <data_dir>/models
+    default_account: str = "local"
+    # Azure base model -> the local model that stands in for it (training and inference).
+    stand_in: dict[str, StandIn] = Field(default_factory=lambda: all_stand_ins(DEFAULT_STAND_IN))
+    # How long a deployment write keeps the account busy (Azure answers other writes with 409).
+    provisioning_seconds: Annotated[float, Field(ge=0, le=600)] = 2.0
+    max_upload_bytes: int = 512 * 1024 * 1024 + 1024 * 1024  # the file limit plus multipart framing
+    max_json_bytes: int = 16 * 1024 * 1024
+    faults: Faults = Faults()
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "emulator.sqlite3"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Materialized local models, shared by the workers and the server."""
+        return self.model_cache or self.data_dir / "models"
