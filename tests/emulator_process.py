@@ -38,7 +38,9 @@ class Emulator:
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"api-key": KEY}, timeout=60)
 
-    def arm(self, account: str = "local", sub: str = "00000000-0000-0000-0000-000000000000", rg: str = "rg-local") -> str:
+    def arm(
+        self, account: str = "local", sub: str = "00000000-0000-0000-0000-000000000000", rg: str = "rg-local"
+    ) -> str:
         return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts/{account}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
@@ -54,12 +56,28 @@ class Emulator:
 
 def start(data_dir: Path, model_cache: Path, *extra: str, port: int = 0) -> Emulator:
     args = [
-        sys.executable, "-m", "ftops", "emulator", "--port", str(port), "--api-key", KEY, "--data-dir", str(data_dir),
-        "--model-cache", str(model_cache), "--stand-in", "tiny-test", "--provisioning-seconds", "0.5", *extra,
+        sys.executable,
+        "-m",
+        "ftops",
+        "emulator",
+        "--port",
+        str(port),
+        "--api-key",
+        KEY,
+        "--data-dir",
+        str(data_dir),
+        "--model-cache",
+        str(model_cache),
+        "--stand-in",
+        "tiny-test",
+        "--provisioning-seconds",
+        "0.5",
+        *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, stdin=subprocess.DEVNULL
+    )
     assert proc.stdout is not None
     first = proc.stdout.readline()
     match = re.search(r"listening on (http://\S+)", first)

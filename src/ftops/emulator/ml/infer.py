@@ -3,7 +3,8 @@
 A loaded model is a base with its adapters merged (see ``localmodels.load_chain``), so outputs are
 those of the trained model. Up to ``max_loaded`` such models stay in memory (least recently used
 evicted; ~520 MB each for SmolLM2); each has a lock, so one model generates for one request at a
-time while different models generate in parallel.
+time while different models generate in parallel. ``on_text`` is called with that lock held:
+keep it quick (hand the delta to a queue), or other requests for the model wait on it.
 
 Decoding is a plain loop over the KV cache: greedy at temperature 0, otherwise sampling (with
 nucleus filtering when ``top_p`` < 1) from a ``torch.Generator`` seeded by the request's seed.
@@ -157,7 +158,7 @@ class ChatEngine:
             past: Any = None
             step_input = torch.tensor([ids], dtype=torch.long)
             for position in range(budget + 1):
-                last = position == budget or finish == "stop"
+                last = position == budget  # a last pass only flushes text held back
                 if not last:
                     out = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
                     past = out.past_key_values

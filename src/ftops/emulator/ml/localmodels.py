@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import threading
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ STAND_INS: dict[str, str] = {
     "tiny-test": "A 2-layer Llama (hidden 64, 4 heads) with random weights and a 512-token byte-level BPE "
     "tokenizer, built from a fixed seed; for fast tests only (it knows no language).",
 }
+
+_MATERIALIZE_LOCK = threading.Lock()
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -113,29 +116,34 @@ def _check(name: str) -> None:
 def model_dir(name: str, cache_dir: Path) -> Path:
     """The plain saved copy of a stand-in, materializing it first when missing."""
     _check(name)
+    _offline()
     target = Path(cache_dir) / name
     if (target / "config.json").is_file():
         return target
-    _offline()
-    _quiet()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        if name == "tiny-test":
-            model, tokenizer = build_tiny()
-        else:
-            model, tokenizer = _load_smollm2_gguf()
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        del model
+    # Threads of one process wait for each other (building twice would waste ~25 s, and the tiny
+    # model's seeded init uses the process-wide RNG); processes race and the first rename wins.
+    with _MATERIALIZE_LOCK:
+        if (target / "config.json").is_file():
+            return target
+        _quiet()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            os.rename(tmp, target)
-        except OSError:
-            # Another process won the race (the target now exists and is complete): keep theirs.
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            if name == "tiny-test":
+                model, tokenizer = build_tiny()
+            else:
+                model, tokenizer = _load_smollm2_gguf()
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            del model
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                # Another process won the race (the target exists and is complete): keep theirs.
+                if not (target / "config.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
