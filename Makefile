@@ -18,8 +18,9 @@ test:
 	@bash .ci/test
 
 bench:
-	@bash .ci/bootstrap dev
+	@bash .ci/bootstrap dev,emulator
 	@.venv/bin/python bench/bench_validate.py
+	@.venv/bin/python bench/bench_training.py
 
 clean:
 	rm -rf .venv bench/out

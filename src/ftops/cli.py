@@ -333,9 +333,14 @@ def env_schema() -> None:
     print(json.dumps(schema, indent=2))
 
 
-@app.command()
+emulator_app = typer.Typer(help="The local Azure OpenAI emulator.", no_args_is_help=False)
+app.add_typer(emulator_app, name="emulator")
+
+
+@emulator_app.callback(invoke_without_command=True)
 @_one_line_errors
 def emulator(
+    ctx: typer.Context,
     host: Annotated[
         str, typer.Option(help="Address to bind (keep 127.0.0.1 unless you mean it).")
     ] = "127.0.0.1",
@@ -372,6 +377,8 @@ def emulator(
 ) -> None:
     """Run the local Azure OpenAI emulator: files, fine-tuning (real training on the CPU), models,
     chat completions, and ARM-shaped deployments. Stops cleanly on Ctrl+C / SIGTERM."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ftops.emulator.server import serve
     from ftops.emulator.settings import Faults, Settings, all_stand_ins
 
@@ -418,6 +425,39 @@ def emulator(
         raise UsageError(
             f"cannot listen on {host}:{port}: {exc.strerror}", fix="pick another --port"
         ) from None
+
+
+@emulator_app.command("selftest")
+@_one_line_errors
+def emulator_selftest(
+    endpoint: Annotated[
+        str, typer.Option(envvar="FTOPS_EMULATOR_ENDPOINT", help="The running emulator (default: the env's).")
+    ] = "",
+    api_key: Annotated[
+        str, typer.Option(envvar="FTOPS_EMULATOR_KEY", help="The key the emulator printed.")
+    ] = "",
+    env: Annotated[str, typer.Option(help="A local environment; its first model is trained.")] = "local",
+    prompts: Annotated[int, typer.Option(min=1, max=20, help="Training prompts to compare answers on.")] = 6,
+) -> None:
+    """Train, deploy and query one model of a local environment through a running emulator."""
+    from ftops.emulator import selftest
+
+    if not api_key:
+        raise UsageError("no emulator key", fix="pass --api-key or set FTOPS_EMULATOR_KEY")
+    root = repo_root()
+    environment = load_checked(root, env)
+    if environment.emulator is None:
+        raise UsageError(f"environment '{env}' does not run on the emulator", fix="use --env local")
+    outcome = selftest.run(
+        environment, root, endpoint or environment.emulator.endpoint, api_key, out, prompts
+    )
+    out.print(
+        f"selftest: ok: {outcome.model} trained {outcome.trained_tokens:,} tokens in {outcome.seconds:.0f} s "
+        f"(loss {outcome.first_loss:.2f} -> {outcome.last_loss:.2f}); its answers are closer to the training "
+        f"answers on {outcome.improved}/{outcome.prompts} prompts (word F1 {outcome.base_f1:.2f} -> "
+        f"{outcome.tuned_f1:.2f})",
+        soft_wrap=True,
+    )
 
 
 @app.command()

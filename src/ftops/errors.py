@@ -40,3 +40,9 @@ class DataError(FtopsError):
     """Training data is invalid."""
 
     exit_code = EXIT_INVALID
+
+
+class CheckFailedError(FtopsError):
+    """A check ran and found a problem (a failed job, a failed gate)."""
+
+    exit_code = EXIT_INVALID
