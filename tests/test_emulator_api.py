@@ -722,3 +722,68 @@ def test_dpo_example_file_is_accepted(emu: Emulator, tmp_path: Path) -> None:
     f = upload(emu.v1(), path)
     assert f.status == "processed"
     assert json.loads(emu.v1().files.content(f.id).text.splitlines()[0])["input"]
+
+
+def test_selftest_trains_deploys_and_queries_the_local_model(emu: Emulator) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FTOPS_EMULATOR_KEY": KEY}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ftops",
+            "emulator",
+            "selftest",
+            "--env",
+            "local",
+            "--endpoint",
+            emu.url,
+            "--prompts",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("selftest: ok: gpt-4.1-mini-2025-04-14.ft-")
+    assert "its answers are closer to the training answers on" in last
+    with emu.http() as http:
+        deployments = http.get(f"{emu.arm('local-dev')}/deployments?api-version=2024-10-01").json()["value"]
+    assert sorted(d["name"] for d in deployments) == ["support-bot", "support-bot-base"]
+
+
+def test_selftest_without_an_emulator_says_how_to_start_one() -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FTOPS_EMULATOR_KEY": KEY}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftops", "emulator", "selftest", "--endpoint", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr == "error: no emulator answers at http://127.0.0.1:9; start one with `ftops emulator`\n"
+    )
+
+
+def test_overlap_f1() -> None:
+    from ftops.emulator.selftest import overlap_f1
+
+    assert overlap_f1(
+        "Returns are free for members.", "Returns are free for Trail Club members."
+    ) == pytest.approx(2 * 1.0 * (5 / 7) / (1.0 + 5 / 7))
+    assert overlap_f1("", "anything") == 0.0
