@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pulumi
 
-from ftops.program import load_stack_environment, summary
+from ftops.program import build_stack, load_stack_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 
 env = load_stack_environment(ROOT, pulumi.get_stack(), pulumi.Config("ftops").require_object("environment"))
-pulumi.export("environment", summary(env))
+for name, value in build_stack(env, ROOT).items():
+    pulumi.export(name, value)

@@ -3,40 +3,76 @@ the engine hands it over, before declaring anything, and exports the validated p
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import runpy
 from pathlib import Path
 from typing import Any
 
+import dill
 import pulumi
 import pytest
 from pulumi.runtime import settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
 
 from ftops.config_load import plain, read_stack_node
 from tests.conftest import REPO
 
 
+def provider_of(inputs: dict[str, Any]) -> str:
+    """Dynamic resources share one type token; the serialized provider says which one it is."""
+    raw = inputs.get("__provider")
+    if isinstance(raw, dict):  # the SDK sends it as a secret: {<secret signature>: ..., "value": ...}
+        raw = raw.get("value")
+    return type(dill.loads(base64.b64decode(raw))).__name__ if raw else ""
+
+
 class Mocks(pulumi.runtime.Mocks):
+    """Keyed by type token (and, for dynamic resources, by provider); outputs look like the real ones."""
+
     def __init__(self) -> None:
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(args)
-        return f"{args.name}_id", dict(args.inputs)
+        outputs = dict(args.inputs)
+        kind = provider_of(outputs) if args.typ == "pulumi-python:dynamic:Resource" else args.typ
+        if kind == "TrainingFileProvider":
+            outputs.update(file_id=f"file-{args.name}", status="processed", drift="")
+        elif kind == "FineTuningJobProvider":
+            model = f"{outputs['base_model']}.ft-{args.name}"
+            outputs.update(
+                job_id=f"ftjob-{args.name}", status="succeeded", fine_tuned_model=model, model=model
+            )
+        elif kind == "EvaluationGateProvider":
+            # A mark of its own, so a test can tell a model that went through the gate.
+            outputs.update(
+                passed_model=f"{outputs['model']}#gated", evidence_digest="sha256:" + "e" * 64, verdict="pass"
+            )
+        return f"{args.name}_id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
         return {}, None
 
 
 def run_program(stack: str, environment: Any, root: Path = REPO) -> tuple[Mocks, dict[str, Any]]:
+    """Run infra/__main__.py as the engine would, wait for every registration, resolve the outputs."""
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="ftops", stack=stack, preview=False)
     pulumi.runtime.set_all_config({"ftops:environment": json.dumps(environment)})
     program = root / "infra" / "__main__.py"
-    runpy.run_path(str(program if program.exists() else REPO / "infra" / "__main__.py"), run_name="__main__")
+
+    def program_main() -> None:
+        runpy.run_path(str(program), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program_main))
     stack_resource = settings.get_root_resource()
     assert stack_resource is not None
-    return mocks, dict(stack_resource.outputs)  # type: ignore[attr-defined]
+    exported = dict(stack_resource.outputs)  # type: ignore[attr-defined]
+    resolved = _sync_await(pulumi.Output.from_input(exported).future())
+    return mocks, dict(resolved or {})
 
 
 @pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
@@ -49,8 +85,9 @@ def test_program_exports_the_validated_environment(stack: str) -> None:
     if stack in ("staging", "prod"):
         assert summary["models"] == {}, stack
         assert summary["releases"]["support-bot"].startswith("gpt-4.1-mini-2025-04-14.ft-"), stack
-    # No resource is declared yet: the Azure components come with their own issue.
-    assert mocks.resources == []
+    if stack != "local":
+        # The Azure components come with their own issue; the local stack declares its chain.
+        assert mocks.resources == []
 
 
 def test_dev_summary_resolves_continual_training() -> None:
@@ -94,3 +131,64 @@ def test_the_program_checks_the_promotion_chain() -> None:
     assert "ftops:environment.deployments.support-bot.model: 'helpdesk' is not a model of 'dev'" in str(
         info.value
     )
+
+
+def test_local_stack_wires_file_job_candidate_gate_serving_in_order() -> None:
+    mocks, outputs = run_program("local", plain(read_stack_node(REPO, "local")))
+    declared = [
+        (r.typ if r.typ != "pulumi-python:dynamic:Resource" else provider_of(r.inputs), r.name)
+        for r in mocks.resources
+    ]
+    assert declared == [
+        ("ftops:models:FineTunedModel", "support-bot"),
+        ("TrainingFileProvider", "support-bot-training"),
+        ("TrainingFileProvider", "support-bot-validation"),
+        ("FineTuningJobProvider", "support-bot-job"),
+        ("ModelDeploymentProvider", "support-bot-candidate"),
+        ("EvaluationGateProvider", "support-bot-gate"),
+        ("ModelDeploymentProvider", "support-bot-support-bot"),
+    ], declared
+    by_name = {r.name: r for r in mocks.resources}
+    job = by_name["support-bot-job"].inputs
+    assert job["training_file"] == "file-support-bot-training", job
+    assert job["validation_file"] == "file-support-bot-validation", job
+    assert (
+        job["training_digest"]
+        == hashlib.sha256((REPO / "data/support-bot/train.jsonl").read_bytes()).hexdigest()
+    )
+    assert job["target"] == {
+        "endpoint": "http://127.0.0.1:8790/accounts/local-dev",
+        "auth": "env:FTOPS_EMULATOR_KEY",
+        "arm_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ftops-local/providers/"
+        "Microsoft.CognitiveServices/accounts/local-dev",
+        "arm_endpoint": "http://127.0.0.1:8790",
+    }, job
+    assert "FTOPS_EMULATOR_KEY" not in json.dumps(job).replace("env:FTOPS_EMULATOR_KEY", "")  # no key, ever
+    model = "gpt-4.1-mini-2025-04-14.ft-support-bot-job"
+    candidate = by_name["support-bot-candidate"].inputs
+    assert (candidate["deployment_name"], candidate["model"]["name"]) == ("support-bot-candidate", model), (
+        candidate
+    )
+    gate = by_name["support-bot-gate"].inputs
+    assert (gate["deployment"], gate["model"]) == ("support-bot-candidate", model), gate
+    assert [c["name"] for c in gate["checks"]] == ["policy-recall"], gate
+    serving = by_name["support-bot-support-bot"].inputs
+    # The serving deployment serves what the gate let through, not the job's model directly.
+    assert serving["model"]["name"] == f"{model}#gated", serving
+    assert serving["sku"] == {"name": "GlobalStandard", "capacity": 10}, serving
+    assert outputs["deployments"] == {"support-bot": f"{model}#gated"}
+    assert outputs["evidence"] == {"support-bot": "sha256:" + "e" * 64}
+
+
+def test_continual_training_takes_the_parent_jobs_model(tmp_path: Path) -> None:
+    raw = plain(read_stack_node(REPO, "local"))
+    raw["models"]["support-dpo"] = {
+        "continue_from": "support-bot",
+        "method": {"type": "dpo", "hyperparameters": {"beta": 0.1}},
+        "training_file": "data/support-bot-dpo/train.jsonl",
+    }
+    mocks, _ = run_program("local", raw)
+    by_name = {r.name: r for r in mocks.resources}
+    assert by_name["support-dpo-job"].inputs["base_model"] == "gpt-4.1-mini-2025-04-14.ft-support-bot-job"
+    names = [r.name for r in mocks.resources]
+    assert names.index("support-dpo-job") > names.index("support-bot-job")

@@ -135,6 +135,9 @@ class ModelSpec(Strict):
     training_type: Literal["Standard", "GlobalStandard", "Developer"] = "Standard"
     checkpoint: Literal["final", "best_valid_loss"] = "final"
     wait_timeout_minutes: Annotated[int, Field(ge=1, le=720 * 60)] = 60
+    # Part of the job's identity: raising it is the explicit decision to train again after a job
+    # failed, was cancelled or was deleted (ftops never retrains on its own).
+    attempt: Annotated[int, Field(ge=0)] = 0
     retain_on_delete: bool = True
 
     @field_validator("base_model")

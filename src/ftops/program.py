@@ -1,8 +1,5 @@
-"""The Pulumi program's entry: validate the stack's environment before any resource exists.
-
-`infra/__main__.py` stays a short composition root; the Azure components and the dynamic
-resources are added by their own modules and wired here.
-"""
+"""What the Pulumi program runs: validate the stack's environment before any resource exists,
+then compose the models of the environment (`infra/__main__.py` stays a short root)."""
 
 from __future__ import annotations
 
@@ -11,11 +8,14 @@ from typing import Any
 
 import pulumi
 
-from ftops.config import Environment
+from ftops.components import local
+from ftops.components.model import FineTunedModel, Wiring
+from ftops.config import DeploymentSpec, Environment
 from ftops.config_load import (
     check_promotion_chain,
     environment_names,
     load_environment,
+    load_releases,
     read_stack_node,
     validate_environment,
 )
@@ -69,3 +69,74 @@ def summary(env: Environment) -> dict[str, Any]:
         },
         "releases": {key: pin.model for key, pin in env.releases.items()},
     }
+
+
+def protected_models(root: Path) -> list[str]:
+    """Every model a release pin in the repository references: never deleted with its job."""
+    pinned: set[str] = set()
+    for name in environment_names(root):
+        try:
+            pinned.update(pin.model for pin in load_releases(root, name).values())
+        except FtopsError:
+            continue
+    return sorted(pinned)
+
+
+def training_order(env: Environment) -> list[str]:
+    """Models ordered so that one trained `continue_from` another comes after it."""
+    ordered: list[str] = []
+    for key in env.models:
+        chain = [key]
+        while (parent := env.models[chain[-1]].continue_from) is not None and parent not in ordered:
+            chain.append(parent)
+        ordered.extend(k for k in reversed(chain) if k not in ordered)
+    return ordered
+
+
+def build_models(env: Environment, wiring: Wiring) -> dict[str, FineTunedModel]:
+    """One FineTunedModel per declared model; deployments on the account chained in order."""
+    served: dict[str, list[tuple[str, DeploymentSpec]]] = {}
+    for name, dep in env.deployments.items():
+        served.setdefault(dep.model, []).append((name, dep))
+    built: dict[str, FineTunedModel] = {}
+    after: pulumi.Resource | None = None
+    for key in training_order(env):
+        spec = env.models[key]
+        base: pulumi.Input[str] = (
+            built[spec.continue_from].job.fine_tuned_model if spec.continue_from else str(spec.base_model)
+        )
+        model = FineTunedModel(
+            key,
+            spec,
+            wiring,
+            base_model=base,
+            deployments=served.get(key, []),
+            after=after,
+        )
+        after = model.last_deployment
+        built[key] = model
+    return built
+
+
+def build_stack(env: Environment, root: Path) -> dict[str, Any]:
+    """Declare the environment's resources; the stack outputs."""
+    outputs: dict[str, Any] = {"environment": summary(env)}
+    if env.target != "local":
+        return outputs  # the Azure components are composed by their own module
+    account = local.target(env)
+    wiring = Wiring(
+        env=env,
+        root=root,
+        target=account,
+        deploy=local.deployer(account),
+        evidence_dir=str(root / ".ftops" / "evidence" / env.name),
+        protected_models=protected_models(root),
+    )
+    models = build_models(env, wiring)
+    outputs["endpoint"] = account["endpoint"]
+    outputs["models"] = {key: m.job.model for key, m in models.items()}
+    outputs["jobs"] = {key: m.job.job_id for key, m in models.items()}
+    gates = {key: m.gate for key, m in models.items() if m.gate is not None}
+    outputs["deployments"] = {name: gates[dep.model].passed_model for name, dep in env.deployments.items()}
+    outputs["evidence"] = {key: gate.evidence_digest for key, gate in gates.items()}
+    return outputs

@@ -8,6 +8,9 @@ Accounts come into being when first used, like a fresh resource.
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -110,12 +113,48 @@ def _admin_routes(app: FastAPI) -> None:
         emu.store.set_meta("faults", faults.model_dump())
         return JSONResponse(faults.model_dump())
 
+    async def requests(request: Request) -> Response:
+        emu: Emulator = request.app.state.emulator
+        try:
+            check_key(request, emu.settings.api_key)
+        except ApiError as err:
+            return error_response(Ctx("arm", emu.settings.default_account, ""), err)
+        counts = request.app.state.counter.snapshot(reset=request.method == "DELETE")
+        return JSONResponse({"total": sum(counts.values()), "requests": counts})
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
     app.add_api_route("/admin/faults", get_faults, methods=["GET"], include_in_schema=False)
     app.add_api_route("/admin/faults", put_faults, methods=["PUT"], include_in_schema=False)
+    app.add_api_route("/admin/requests", requests, methods=["GET", "DELETE"], include_in_schema=False)
     app.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
+
+
+_IDS = re.compile(r"(file-|ftjob-|ftevent-|ftckpt_)[0-9a-f]{32}")
+
+
+class RequestCounter:
+    """Counts requests by method and path shape (ids folded), for tests and benchmarks that measure
+    how many calls a client makes: `GET /admin/requests`, reset with `DELETE /admin/requests`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(("/admin/", "/health")):
+            with self._lock:
+                self.counts[f"{scope['method']} {_IDS.sub(lambda m: m.group(1) + '*', scope['path'])}"] += 1
+        await self.app(scope, receive, send)
+
+    def snapshot(self, reset: bool = False) -> dict[str, int]:
+        with self._lock:
+            counts = dict(self.counts)
+            if reset:
+                self.counts.clear()
+        return counts
 
 
 class BodyLimit:
@@ -179,4 +218,6 @@ def create_app(settings: Settings) -> ASGIApp:
     for method, path, handler in CONTROL_PLANE:
         app.add_api_route(f"{ARM_ACCOUNT}{path}", _endpoint(handler, "arm"), methods=[method])
     _admin_routes(app)
-    return FaultInjector(BodyLimit(app, settings), emulator.faults)
+    counter = RequestCounter(FaultInjector(BodyLimit(app, settings), emulator.faults))
+    app.state.counter = counter
+    return counter

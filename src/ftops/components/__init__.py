@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources that compose ftops' resources into a stack."""

@@ -1,0 +1,159 @@
+"""Where a provider talks to and how it authenticates, built inside each provider method.
+
+Inputs carry only the endpoint and *how* to authenticate (Entra ID, or the name of an
+environment variable holding the emulator's key); the credential itself is read from the
+environment of the process running the provider, so it never lands in inputs or state.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2 as httpx
+import openai
+
+from ftops.errors import UsageError
+
+COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
+MANAGEMENT_SCOPE = "https://management.azure.com/.default"
+ARM_API_VERSION = "2024-10-01"
+RETRIES = 6
+TRANSIENT = (429, 500, 502, 503, 504)
+CONFLICT_CODES = ("RequestConflict", "AnotherOperationInProgress")  # Azure's and azure-native's spellings
+
+
+@dataclass(frozen=True)
+class Target:
+    """An Azure OpenAI account (or an emulated one) as provider inputs describe it."""
+
+    endpoint: (
+        str  # the account's endpoint, e.g. https://oai-x.openai.azure.com or http://127.0.0.1:8790/accounts/a
+    )
+    auth: str  # "entra", or "env:<VARIABLE>" holding a key
+    arm_id: str = ""  # /subscriptions/.../accounts/<name>: where deployments live
+    arm_endpoint: str = "https://management.azure.com"
+
+    @classmethod
+    def of(cls, props: dict[str, Any]) -> Target:
+        raw = props.get("target") or {}
+        return cls(
+            endpoint=str(raw.get("endpoint", "")),
+            auth=str(raw.get("auth", "")),
+            arm_id=str(raw.get("arm_id", "")),
+            arm_endpoint=str(raw.get("arm_endpoint") or "https://management.azure.com"),
+        )
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not self.endpoint.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            out.append(("target.endpoint", "must be an https:// endpoint (or a local emulator on 127.0.0.1)"))
+        if self.auth != "entra" and not (self.auth.startswith("env:") and len(self.auth) > 4):
+            out.append(
+                ("target.auth", "must be 'entra' or 'env:<VARIABLE>' naming the variable that holds a key")
+            )
+        return out
+
+    def _key(self) -> str:
+        variable = self.auth.removeprefix("env:")
+        key = os.environ.get(variable)
+        if not key:
+            raise UsageError(
+                f"the environment variable {variable} holding the API key is not set",
+                fix=f"export {variable}=<key> in the shell that runs pulumi",
+            )
+        return key
+
+    def client(self, max_retries: int = RETRIES) -> openai.OpenAI:
+        """The v1 data plane (metadata on jobs needs it); the SDK retries 429/5xx honouring Retry-After."""
+        base_url = f"{self.endpoint.rstrip('/')}/openai/v1"
+        if self.auth == "entra":
+            from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+            token = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SCOPE)
+            return openai.OpenAI(base_url=base_url, api_key=token, max_retries=max_retries)
+        return openai.OpenAI(base_url=base_url, api_key=self._key(), max_retries=max_retries)
+
+    def dated_client(self, max_retries: int = RETRIES) -> openai.AzureOpenAI:
+        """The dated surface, for what only it has (deleting a job)."""
+        if self.auth == "entra":
+            from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+            token = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SCOPE)
+            return openai.AzureOpenAI(
+                azure_endpoint=self.endpoint,
+                azure_ad_token_provider=token,
+                api_version="2024-10-21",
+                max_retries=max_retries,
+            )
+        return openai.AzureOpenAI(
+            azure_endpoint=self.endpoint,
+            api_key=self._key(),
+            api_version="2024-10-21",
+            max_retries=max_retries,
+        )
+
+    def arm_headers(self) -> dict[str, str]:
+        if self.auth == "entra":
+            from azure.identity import DefaultAzureCredential
+
+            token = DefaultAzureCredential().get_token(MANAGEMENT_SCOPE).token
+            return {"Authorization": f"Bearer {token}"}
+        return {"api-key": self._key()}
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value is not None:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue
+    return None
+
+
+def arm_call(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    *,
+    json: Any = None,
+    retries: int = RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
+) -> httpx.Response:
+    """One ARM request, retried on 409 RequestConflict (another write on the account), 429 and 5xx,
+    waiting what Retry-After says or backing off exponentially with jitter."""
+    params = {"api-version": ARM_API_VERSION}
+    attempt = 0
+    with httpx.Client(timeout=60) as http:
+        while True:
+            response: httpx.Response | None = None
+            try:
+                response = http.request(method, url, headers=headers, params=params, json=json)
+            except httpx.TransportError:
+                if attempt >= retries:
+                    raise
+            if response is not None:
+                conflict = response.status_code == 409 and _code(response) in CONFLICT_CODES
+                if not (conflict or response.status_code in TRANSIENT) or attempt >= retries:
+                    return response
+            server_wait = retry_after(response) if response is not None else None
+            sleep(server_wait if server_wait else backoff(attempt))
+            attempt += 1
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with jitter, capped at 30 s."""
+    return min(30.0, 0.5 * 2.0**attempt) * random.uniform(0.75, 1.0)
+
+
+def _code(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", {}).get("code", ""))
+    except ValueError:
+        return ""

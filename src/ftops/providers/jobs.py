@@ -1,0 +1,275 @@
+"""`FineTuningJob`: a training job as declarative state, crash-safe and never retrained silently.
+
+Create is find-or-create: the jobs of the account are listed and the one carrying this spec's
+hash (in `metadata`, or its short form in the suffix) is adopted; only when there is none is a
+job created. Then it waits with backoff, logging events as they arrive, up to the configured
+time; past it, it fails with "still running ... re-run to continue" and the next run adopts the
+job. A job that failed or was cancelled is reported, not retried: training again is a decision
+(`attempt: N+1` in the environment), because it costs money.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from typing import Any
+
+import openai
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from ftops.providers.connection import Target
+from ftops.providers.spec import (
+    METADATA_MODEL,
+    METADATA_SPEC,
+    SPEC_KEYS,
+    TERMINAL,
+    Checkpoint,
+    canonical,
+    choose_model,
+    is_job_for,
+    job_suffix,
+    spec_hash,
+    status_of,
+)
+
+PROVIDER_KEY = "__provider"
+OUTPUTS = (
+    "job_id",
+    "status",
+    "fine_tuned_model",
+    "model",
+    "checkpoint_step",
+    "trained_tokens",
+    "train_loss",
+    "valid_loss",
+    "result_file",
+    "spec_hash",
+    "drift",
+    "drift_blocking",
+)
+_STEP = re.compile(r"Step (\d+)/(\d+)")
+MAX_POLL_SECONDS = 60.0
+
+
+class JobError(Exception):
+    """A job that ended badly or outlived the wait; the message says what to do."""
+
+
+def _inputs(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k != PROVIDER_KEY and k not in OUTPUTS}
+
+
+class FineTuningJobProvider(ResourceProvider):
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = [CheckFailure(p, r) for p, r in Target.of(news).problems()]
+        if not news.get("base_model"):
+            failures.append(CheckFailure("base_model", "is required: a base model or a fine-tuned model id"))
+        for key in ("training_digest", "validation_digest"):
+            value = news.get(key)
+            if value is not None and (len(str(value)) != 64 or not str(value).isalnum()):
+                failures.append(CheckFailure(key, "must be a sha256 digest (64 hex digits)"))
+        if not news.get("training_digest"):
+            failures.append(CheckFailure("training_digest", "is required"))
+        method = news.get("method") or {}
+        if method.get("type") not in ("supervised", "dpo", "reinforcement"):
+            failures.append(CheckFailure("method.type", "must be supervised, dpo or reinforcement"))
+        if news.get("checkpoint", "final") not in ("final", "best_valid_loss"):
+            failures.append(CheckFailure("checkpoint", "must be final or best_valid_loss"))
+        timeout = news.get("wait_timeout_minutes", 60)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            failures.append(CheckFailure("wait_timeout_minutes", "must be a positive number of minutes"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        if olds.get("drift_blocking"):
+            raise JobError(
+                f"model {olds.get('name')}: {olds.get('drift')}. ftops does not train again on its own "
+                "(that costs money): to train a new job, raise `attempt` for this model in the environment; "
+                "to stop managing it, remove the model"
+            )
+        replaces = [k for k in (*SPEC_KEYS, "target") if canonical(olds.get(k)) != canonical(news.get(k))]
+        changed = replaces or [k for k in _inputs(news) if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+
+    # ------------------------------------------------------------------ create
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client = Target.of(props).client()
+        spec = spec_hash(props)
+        name = props.get("name", "model")
+        job = self._find(client, spec, str(props["base_model"]))
+        if job is None:
+            job = self._submit(client, props, spec)
+            pulumi.log.info(f"{name}: created fine-tuning job {job.id} (spec {spec[:7]})")
+        else:
+            pulumi.log.info(
+                f"{name}: adopting job {job.id} ({job.status}) created earlier for spec {spec[:7]}"
+            )
+        if status_of(job.status) in ("failed", "cancelled"):
+            raise JobError(self._ended(name, job))
+        job = self._wait(client, job, float(props.get("wait_timeout_minutes", 60)) * 60, name)
+        return CreateResult(job.id, {**_inputs(props), **self._outputs(client, props, spec, job)})
+
+    @staticmethod
+    def _find(client: openai.OpenAI, spec: str, base_model: str) -> Any:
+        # Azure has no server-side metadata filter: one page of 100 covers an account's quota.
+        for job in client.fine_tuning.jobs.list(limit=100):
+            if is_job_for(job, spec, base_model):
+                return job
+        return None
+
+    @staticmethod
+    def _submit(client: openai.OpenAI, props: dict[str, Any], spec: str) -> Any:
+        method = props["method"]
+        kind = method["type"]
+        body: dict[str, Any] = {
+            "model": props["base_model"],
+            "training_file": props["training_file"],
+            "suffix": job_suffix(props.get("suffix"), spec),
+            "metadata": {METADATA_SPEC: spec, METADATA_MODEL: str(props.get("name", ""))},
+            "method": {
+                "type": kind,
+                kind: {"hyperparameters": canonical(dict(method.get("hyperparameters") or {}))},
+            },
+        }
+        if props.get("validation_file"):
+            body["validation_file"] = props["validation_file"]
+        if props.get("seed") is not None:
+            body["seed"] = int(props["seed"])
+        extra = {"trainingType": props["training_type"]} if props.get("training_type") else None
+        return client.fine_tuning.jobs.create(**body, extra_body=extra)
+
+    @staticmethod
+    def _ended(name: str, job: Any) -> str:
+        error = getattr(job, "error", None)
+        why = f": {error.message}" if error is not None and getattr(error, "message", None) else ""
+        return (
+            f"model {name}: job {job.id} for this spec ended {job.status}{why}. ftops does not train "
+            "again on its own: fix the cause and raise `attempt` for this model in the environment to train "
+            "a new job"
+        )
+
+    def _wait(self, client: openai.OpenAI, job: Any, timeout: float, name: str) -> Any:
+        deadline = time.monotonic() + timeout
+        delay = 2.0
+        seen: set[str] = set()
+        progress = ""
+        while status_of(job.status) not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise JobError(
+                    f"still running: job {job.id} for model {name} at {progress or job.status} after "
+                    f"{timeout / 60:g} min; re-run `pulumi up` to continue waiting (it adopts this job, no "
+                    "new one is started)"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, MAX_POLL_SECONDS)
+            for event in reversed(client.fine_tuning.jobs.list_events(job.id, limit=20).data):
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                match = _STEP.search(event.message)
+                if match:
+                    progress = f"step {match.group(1)}/{match.group(2)}"
+                pulumi.log.info(f"{name}: {event.message}")
+            job = client.fine_tuning.jobs.retrieve(job.id)
+        if job.status != "succeeded":
+            raise JobError(self._ended(name, job))
+        return job
+
+    @staticmethod
+    def _outputs(client: openai.OpenAI, props: dict[str, Any], spec: str, job: Any) -> dict[str, Any]:
+        checkpoints = [
+            Checkpoint(
+                int(c.step_number),
+                c.fine_tuned_model_checkpoint,
+                {k: float(v) for k, v in c.metrics.model_dump(exclude_none=True).items()},
+            )
+            for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
+        ]
+        model, step = choose_model(job.fine_tuned_model, checkpoints, str(props.get("checkpoint", "final")))
+        last = max(checkpoints, key=lambda c: c.step, default=None)
+        metrics = last.metrics if last else {}
+        return {
+            "job_id": job.id,
+            "status": job.status,
+            "fine_tuned_model": job.fine_tuned_model,
+            "model": model,
+            "checkpoint_step": step,
+            "trained_tokens": job.trained_tokens,
+            "train_loss": metrics.get("train_loss"),
+            "valid_loss": metrics.get("full_valid_loss", metrics.get("valid_loss")),
+            "result_file": job.result_files[0] if job.result_files else None,
+            "spec_hash": spec,
+            "drift": "",
+            "drift_blocking": False,
+        }
+
+    # ------------------------------------------------------------------ read, update, delete
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = Target.of(props).client()
+        kept = {k: props.get(k) for k in OUTPUTS}
+        try:
+            job = client.fine_tuning.jobs.retrieve(id_)
+        except openai.NotFoundError:
+            model = props.get("fine_tuned_model")
+            try:
+                if model:
+                    client.models.retrieve(model)
+                drift, blocking = f"job {id_} was deleted out of band; its model {model} still exists", False
+            except openai.NotFoundError:
+                drift, blocking = f"job {id_} and its model {model} were deleted out of band", True
+            pulumi.log.warn(f"{props.get('name')}: {drift}")
+            return ReadResult(id_, {**_inputs(props), **kept, "drift": drift, "drift_blocking": blocking})
+        if job.status != "succeeded":
+            drift = f"job {id_} is now {job.status} (it was succeeded)"
+            pulumi.log.warn(f"{props.get('name')}: {drift}")
+            return ReadResult(
+                id_, {**_inputs(props), **kept, "status": job.status, "drift": drift, "drift_blocking": True}
+            )
+        return ReadResult(
+            id_, {**_inputs(props), **kept, "status": job.status, "drift": "", "drift_blocking": False}
+        )
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only settings that do not change what is trained (file ids, checkpoint policy, retention)."""
+        client = Target.of(news).client()
+        job = client.fine_tuning.jobs.retrieve(id_)
+        return UpdateResult({**_inputs(news), **self._outputs(client, news, str(olds.get("spec_hash")), job)})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        name, model = props.get("name"), props.get("fine_tuned_model")
+        pinned = [m for m in (props.get("protected_models") or []) if model and str(m).startswith(str(model))]
+        if pinned:
+            pulumi.log.info(f"{name}: keeping job {id_} and model {model}: a release pin still references it")
+            return
+        if props.get("retain", True):
+            pulumi.log.info(f"{name}: keeping job {id_} and model {model} (retain_on_delete)")
+            return
+        with contextlib.suppress(openai.NotFoundError):
+            Target.of(props).dated_client().delete(f"/fine_tuning/jobs/{id_}", cast_to=type(None))
+
+
+class FineTuningJob(pulumi.dynamic.Resource):
+    job_id: pulumi.Output[str]
+    status: pulumi.Output[str]
+    fine_tuned_model: pulumi.Output[str]
+    model: pulumi.Output[str]
+    trained_tokens: pulumi.Output[int]
+    train_loss: pulumi.Output[float]
+    valid_loss: pulumi.Output[float]
+    spec_hash: pulumi.Output[str]
+    drift: pulumi.Output[str]
+
+    def __init__(
+        self, resource_name: str, *, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(FineTuningJobProvider(), resource_name, {**inputs, **dict.fromkeys(OUTPUTS)}, opts)
