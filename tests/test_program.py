@@ -49,7 +49,9 @@ class Mocks(pulumi.runtime.Mocks):
         elif kind == "EvaluationGateProvider":
             # A mark of its own, so a test can tell a model that went through the gate.
             outputs.update(
-                passed_model=f"{outputs['model']}#gated", evidence_digest="sha256:" + "e" * 64, verdict="pass"
+                model=f"{outputs['candidate_model']}#gated",
+                evidence_digest="sha256:" + "e" * 64,
+                verdict="pass",
             )
         return f"{args.name}_id", outputs
 
@@ -170,7 +172,7 @@ def test_local_stack_wires_file_job_candidate_gate_serving_in_order() -> None:
         candidate
     )
     gate = by_name["support-bot-gate"].inputs
-    assert (gate["deployment"], gate["model"]) == ("support-bot-candidate", model), gate
+    assert (gate["deployment"], gate["candidate_model"]) == ("support-bot-candidate", model), gate
     assert [c["name"] for c in gate["checks"]] == ["policy-recall"], gate
     serving = by_name["support-bot-support-bot"].inputs
     # The serving deployment serves what the gate let through, not the job's model directly.

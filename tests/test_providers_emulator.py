@@ -153,21 +153,19 @@ def test_full_chain_file_job_candidate_gate_serving(emu: Emulator, host: Dynamic
         "target": target(emu, account),
         "name": "support-bot",
         "deployment": "bot-candidate",
-        "model": job["model"],
+        "candidate_model": job["model"],
         "checks": [eval_set(tmp_path, ".")],
         "seed": 1,
         "evidence_dir": str(tmp_path / "evidence"),
         "environment": "test",
     }
     _, gate = host.create(EvaluationGateProvider(), gate_props)
-    assert gate["passed_model"] == job["model"]
+    assert gate["model"] == job["model"]
     assert gate["scores"] == {"answers": 1.0}
     evidence = json.loads(Path(gate["evidence_path"]).read_text())
     assert evidence["verdict"] == "pass"
     assert evidence["checks"][0]["items"] == 3
-    _, serving = host.create(
-        ModelDeploymentProvider(), deployment_props(emu, account, "bot", gate["passed_model"])
-    )
+    _, serving = host.create(ModelDeploymentProvider(), deployment_props(emu, account, "bot", gate["model"]))
     reply = emu.v1(account=account).chat.completions.create(
         model="bot", messages=[{"role": "user", "content": "Hi"}], max_tokens=5
     )
@@ -202,7 +200,7 @@ def test_a_failing_gate_stops_with_metric_threshold_and_value(
         "target": target(emu, account),
         "name": "support-bot",
         "deployment": "base",
-        "model": "tiny-test",
+        "candidate_model": "tiny-test",
         "checks": [eval_set(tmp_path, "^60 days$")],
         "seed": 1,
         "evidence_dir": str(tmp_path / "ev"),

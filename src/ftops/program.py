@@ -137,6 +137,6 @@ def build_stack(env: Environment, root: Path) -> dict[str, Any]:
     outputs["models"] = {key: m.job.model for key, m in models.items()}
     outputs["jobs"] = {key: m.job.job_id for key, m in models.items()}
     gates = {key: m.gate for key, m in models.items() if m.gate is not None}
-    outputs["deployments"] = {name: gates[dep.model].passed_model for name, dep in env.deployments.items()}
+    outputs["deployments"] = {name: gates[dep.model].model for name, dep in env.deployments.items()}
     outputs["evidence"] = {key: gate.evidence_digest for key, gate in gates.items()}
     return outputs

@@ -138,7 +138,7 @@ class FineTunedModel(pulumi.ComponentResource):
                     "target": wiring.target,
                     "name": key,
                     "deployment": f"{first}-candidate",
-                    "model": self.job.model,
+                    "candidate_model": self.job.model,
                     "checks": gate_checks(env.gates.get(key), root),
                     "seed": spec.seed or 0,
                     "evidence_dir": wiring.evidence_dir,
@@ -150,13 +150,13 @@ class FineTunedModel(pulumi.ComponentResource):
             for name, dep in deployments:
                 # The serving model is the gate's output: only a model that passed can be served.
                 previous = wiring.deploy(
-                    f"{key}-{name}", name, self.gate.passed_model, dep.sku, dep, [previous], self
+                    f"{key}-{name}", name, self.gate.model, dep.sku, dep, [previous], self
                 )
                 self.serving.append(previous)
             self.last_deployment = previous
             outputs.update(
                 deployments=[name for name, _ in deployments],
-                serving_model=self.gate.passed_model,
+                serving_model=self.gate.model,
                 evidence_digest=self.gate.evidence_digest,
             )
         self.register_outputs(outputs)

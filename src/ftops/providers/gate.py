@@ -31,7 +31,7 @@ from ftops.providers.connection import Target
 from ftops.providers.spec import sha256_file
 
 PROVIDER_KEY = "__provider"
-OUTPUTS = ("passed_model", "scores", "evidence_digest", "evidence_path", "verdict")
+OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "verdict")
 DEFAULT_MAX_TOKENS = 256
 
 
@@ -46,7 +46,7 @@ def _inputs(props: dict[str, Any]) -> dict[str, Any]:
 def evaluate(props: dict[str, Any]) -> dict[str, Any]:
     """Run every check against the candidate deployment; the evidence record and the outputs."""
     client = Target.of(props).client()
-    deployment, model = str(props["deployment"]), str(props["model"])
+    deployment, model = str(props["deployment"]), str(props["candidate_model"])
     seed = int(props.get("seed") or 0)
     checks, failures = [], []
     for check in props.get("checks") or []:
@@ -116,6 +116,9 @@ def _digest(evidence: dict[str, Any]) -> tuple[str, bytes]:
 class EvaluationGateProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [CheckFailure(p, r) for p, r in Target.of(news).problems()]
+        for key in ("deployment", "candidate_model"):
+            if news.get(key) == "":  # unknown during a preview; empty is a mistake
+                failures.append(CheckFailure(key, "is required"))
         for i, check in enumerate(news.get("checks") or []):
             if check.get("grader") not in GRADERS:
                 failures.append(CheckFailure(f"checks[{i}].grader", f"must be one of {', '.join(GRADERS)}"))
@@ -146,16 +149,15 @@ class EvaluationGateProvider(ResourceProvider):
         name = props.get("name", "gate")
         if evidence["failures"]:
             raise GateFailedError(
-                f"gate {name} failed for model {props['model']} on deployment {props['deployment']}: "
-                + "; ".join(evidence["failures"])
-                + f" (evidence {digest})"
+                f"gate {name} failed for model {props['candidate_model']} on deployment "
+                f"{props['deployment']}: " + "; ".join(evidence["failures"]) + f" (evidence {digest})"
             )
         pulumi.log.info(
-            f"gate {name} passed for {props['model']} in {time.monotonic() - started:.0f} s: "
+            f"gate {name} passed for {props['candidate_model']} in {time.monotonic() - started:.0f} s: "
             + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
         )
         return {
-            "passed_model": props["model"],
+            "model": props["candidate_model"],
             "scores": scores,
             "evidence_digest": digest,
             "evidence_path": path,
@@ -175,7 +177,7 @@ class EvaluationGateProvider(ResourceProvider):
 
 
 class EvaluationGate(pulumi.dynamic.Resource):
-    passed_model: pulumi.Output[str]
+    model: pulumi.Output[str]  # the model that passed: what the serving deployment takes
     scores: pulumi.Output[dict[str, float]]
     evidence_digest: pulumi.Output[str]
 
