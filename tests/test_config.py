@@ -222,6 +222,14 @@ MISTAKES = [
     ),
     (
         "dev",
+        "    gates:\n      support-bot:",
+        "    gates:\n      support-sft:",
+        D
+        + "deployments.support-bot.model: 'support-bot' has no gate: declare gates.support-bot (nothing is served "
+        "ungated) (line 68)",
+    ),
+    (
+        "dev",
         "    network:\n      mode: public",
         "    emulator: {}\n    network:\n      mode: public",
         D + "emulator: only a local environment has an emulator section (line 16)",

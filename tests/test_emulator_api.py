@@ -787,3 +787,23 @@ def test_overlap_f1() -> None:
         "Returns are free for members.", "Returns are free for Trail Club members."
     ) == pytest.approx(2 * 1.0 * (5 / 7) / (1.0 + 5 / 7))
     assert overlap_f1("", "anything") == 0.0
+
+
+def test_bad_faults_and_oversized_chunked_bodies_get_clear_errors(emu: Emulator) -> None:
+    with emu.http() as http:
+        empty = http.put("/admin/faults", json={"error_rate": 1.0, "error_codes": []})
+        assert empty.status_code == 400
+        assert "error_codes" in empty.json()["error"]["message"]
+        regex = http.put("/admin/faults", json={"path_pattern": "(["})
+        assert regex.status_code == 400
+        assert "path_pattern is not a valid regular expression" in regex.json()["error"]["message"]
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(17):
+                yield b"x" * (1024 * 1024)
+
+        response = http.post(
+            "/openai/v1/fine_tuning/jobs", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "RequestEntityTooLarge"

@@ -82,7 +82,7 @@ def job_props(emu: Emulator, account: str, training: dict[str, Any], **extra: An
         "wait_timeout_minutes": 10,
         "attempt": 0,
         "retain": True,
-        "protected_models": [],
+        "releases_dir": str(REPO / "environments" / "releases"),
         **extra,
     }
 
@@ -467,17 +467,80 @@ def test_injected_errors_and_conflicts_are_retried(emu: Emulator, tmp_path: Path
             h.close()
 
 
-def test_delete_keeps_pinned_models_and_deletes_only_when_asked(emu: Emulator, host: DynamicHost) -> None:
+def test_delete_keeps_pinned_models_and_deletes_only_when_asked(
+    emu: Emulator, host: DynamicHost, tmp_path: Path
+) -> None:
     account = "retain"
     _, training = host.create(TrainingFileProvider(), file_props(emu, account))
-    props = job_props(emu, account, training, retain=False)
-    job_id, job = host.create(FineTuningJobProvider(), props)
-    pinned = {**job, "protected_models": [job["fine_tuned_model"]]}
-    host.delete(FineTuningJobProvider(), job_id, pinned)
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    job_id, job = host.create(
+        FineTuningJobProvider(), job_props(emu, account, training, retain=False, releases_dir=str(releases))
+    )
+    # Promoted after the last `up`: the pin is read at delete time, not from state.
+    (releases / "prod.yaml").write_text(f"releases:\n  support-bot:\n    model: {job['fine_tuned_model']}\n")
+    host.delete(FineTuningJobProvider(), job_id, job)
     assert emu.v1(account=account).fine_tuning.jobs.retrieve(job_id).status == "succeeded"
+    assert "release pin(s) reference it" in host.logged()
+    (releases / "prod.yaml").write_text("releases: {support-bot: [not, a, pin")  # unreadable: refuse
+    with pytest.raises(HostError) as info:
+        host.delete(FineTuningJobProvider(), job_id, job)
+    assert (
+        f"not deleting job {job_id} and model {job['fine_tuned_model']}: the release pins cannot be read"
+        in str(info.value)
+    )
+    (releases / "prod.yaml").write_text("releases: {}\n")
     host.delete(FineTuningJobProvider(), job_id, job)
     with pytest.raises(openai.NotFoundError):
         emu.v1(account=account).fine_tuning.jobs.retrieve(job_id)
+    # Files are shared by content: deleting the resource leaves the file for whoever else uses it.
+    host.delete(TrainingFileProvider(), training["file_id"], training)
+    assert emu.v1(account=account).files.retrieve(training["file_id"]).status == "processed"
+
+
+def test_raising_attempt_after_blocking_drift_trains_a_new_job(emu: Emulator, host: DynamicHost) -> None:
+    account = "redo"
+    _, training = host.create(TrainingFileProvider(), file_props(emu, account))
+    props = job_props(emu, account, training)
+    job_id, job = host.create(FineTuningJobProvider(), props)
+    blocked = {**job, "drift": f"job {job_id} and its model were deleted out of band", "drift_blocking": True}
+    with pytest.raises(HostError):
+        host.diff(FineTuningJobProvider(), job_id, blocked, props)
+    diff = host.diff(FineTuningJobProvider(), job_id, blocked, {**props, "attempt": 1})
+    assert list(diff.replaces) == ["attempt"]
+    # The job record is gone but the model kept: an update (here: another checkpoint policy) carries on.
+    emu.dated(account=account).delete(f"/fine_tuning/jobs/{job_id}", cast_to=type(None))
+    updated = host.update(FineTuningJobProvider(), job_id, job, {**props, "checkpoint": "best_valid_loss"})
+    assert updated["fine_tuned_model"] == job["fine_tuned_model"]
+    assert updated["checkpoint"] == "best_valid_loss"
+
+
+def test_how_a_resource_authenticates_is_not_what_it_is(emu: Emulator, host: DynamicHost) -> None:
+    props = job_props(emu, "auth", {"file_id": "file-" + "1" * 32, "digest": "a" * 64})
+    other_auth = {**props, "target": {**props["target"], "auth": "entra"}}
+    diff = host.diff(FineTuningJobProvider(), "ftjob-x", props, other_auth)
+    assert list(diff.replaces) == []
+    other_host = {
+        **props,
+        "target": {
+            **props["target"],
+            "endpoint": props["target"]["endpoint"].replace("127.0.0.1", "localhost"),
+        },
+    }
+    assert list(host.diff(FineTuningJobProvider(), "ftjob-x", props, other_host).replaces) == []
+    moved = {**props, "target": {**props["target"], "arm_id": emu.arm("elsewhere")}}
+    assert list(host.diff(FineTuningJobProvider(), "ftjob-x", props, moved).replaces) == ["target"]
+
+
+def test_a_gate_without_checks_is_refused(emu: Emulator, host: DynamicHost) -> None:
+    _, failures = host.check(
+        EvaluationGateProvider(),
+        {},
+        {"target": target(emu, "x"), "deployment": "d", "candidate_model": "m", "checks": []},
+    )
+    assert failures == [
+        ("checks", "a gate needs at least one check: one with nothing to check would let any model through")
+    ]
 
 
 def test_missing_key_is_one_clear_line(emu: Emulator) -> None:

@@ -133,3 +133,17 @@ def test_providers_survive_the_engines_dill_round_trip(provider: object) -> None
     assert ("target.auth", "must be 'entra' or 'env:<VARIABLE>' naming the variable that holds a key") in [
         (f.property, f.reason) for f in result.failures
     ]
+
+
+def test_endpoints_must_be_https_or_this_machine() -> None:
+    from ftops.providers.connection import Target
+
+    def problems(endpoint: str, arm: str = "https://management.azure.com") -> list[str]:
+        t = Target(endpoint=endpoint, auth="entra", arm_id="/subscriptions/x", arm_endpoint=arm)
+        return [p for p, _ in t.problems()]
+
+    assert problems("https://oai-x.openai.azure.com") == []
+    assert problems("http://127.0.0.1:8790/accounts/a") == []
+    assert problems("http://127.0.0.1.evil.example/") == ["target.endpoint"]  # a key never leaves unencrypted
+    assert problems("http://oai-x.openai.azure.com") == ["target.endpoint"]
+    assert problems("https://oai-x.openai.azure.com", arm="http://example.com") == ["target.arm_endpoint"]

@@ -376,12 +376,25 @@ class Storage(Strict):
         "audit": "audit-log",
     }
 
+    @field_validator("containers")
+    @classmethod
+    def _all_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = {"training", "evidence", "audit"} - set(value)
+        if missing:
+            raise PydanticCustomError(
+                "missing_container",
+                "name a container for each of: {missing}",
+                {"missing": ", ".join(sorted(missing))},
+            )
+        return value
+
 
 class Access(Strict):
     """Principals that get data-plane roles; object ids are not secrets."""
 
     deployer_principal_id: Guid | None = None
-    ci_principal_id: Guid | None = None
+    deployer_principal_type: Literal["User", "Group", "ServicePrincipal"] = "Group"
+    ci_principal_id: Guid | None = None  # the CI's federated (OIDC) app: always a service principal
 
 
 class Emulator(Strict):
@@ -561,6 +574,12 @@ class Environment(Strict):
                             "sku_not_supported",
                             f"{base.id} fine-tunes deploy as {', '.join(sorted(base.deploy_skus))}",
                         )
+            if dep.model not in self.gates:
+                raise _at(
+                    f"deployments.{key}.model",
+                    "ungated",
+                    f"'{dep.model}' has no gate: declare gates.{dep.model} (nothing is served ungated)",
+                )
             if not dep.rai_policy.startswith("Microsoft.") and dep.rai_policy not in custom:
                 raise _at(
                     f"deployments.{key}.rai_policy",

@@ -9,13 +9,13 @@ from typing import Any
 import pulumi
 
 from ftops.components import local
-from ftops.components.model import FineTunedModel, Wiring
+from ftops.components.infrastructure import AzureInfrastructure
+from ftops.components.model import FineTunedModel, PromotedModel, Wiring
 from ftops.config import DeploymentSpec, Environment
 from ftops.config_load import (
     check_promotion_chain,
     environment_names,
     load_environment,
-    load_releases,
     read_stack_node,
     validate_environment,
 )
@@ -71,17 +71,6 @@ def summary(env: Environment) -> dict[str, Any]:
     }
 
 
-def protected_models(root: Path) -> list[str]:
-    """Every model a release pin in the repository references: never deleted with its job."""
-    pinned: set[str] = set()
-    for name in environment_names(root):
-        try:
-            pinned.update(pin.model for pin in load_releases(root, name).values())
-        except FtopsError:
-            continue
-    return sorted(pinned)
-
-
 def training_order(env: Environment) -> list[str]:
     """Models ordered so that one trained `continue_from` another comes after it."""
     ordered: list[str] = []
@@ -93,17 +82,22 @@ def training_order(env: Environment) -> list[str]:
     return ordered
 
 
-def build_models(env: Environment, wiring: Wiring) -> dict[str, FineTunedModel]:
-    """One FineTunedModel per declared model; deployments on the account chained in order."""
+Built = FineTunedModel | PromotedModel
+
+
+def build_models(env: Environment, wiring: Wiring) -> dict[str, Built]:
+    """One FineTunedModel per declared model and one PromotedModel per release pin this environment
+    serves; every deployment on the account chained after the previous one."""
     served: dict[str, list[tuple[str, DeploymentSpec]]] = {}
     for name, dep in env.deployments.items():
         served.setdefault(dep.model, []).append((name, dep))
-    built: dict[str, FineTunedModel] = {}
+    built: dict[str, Built] = {}
     after: pulumi.Resource | None = None
     for key in training_order(env):
         spec = env.models[key]
+        parent = built[spec.continue_from] if spec.continue_from else None
         base: pulumi.Input[str] = (
-            built[spec.continue_from].job.fine_tuned_model if spec.continue_from else str(spec.base_model)
+            parent.job.fine_tuned_model if isinstance(parent, FineTunedModel) else str(spec.base_model)
         )
         model = FineTunedModel(
             key,
@@ -115,28 +109,47 @@ def build_models(env: Environment, wiring: Wiring) -> dict[str, FineTunedModel]:
         )
         after = model.last_deployment
         built[key] = model
+    for key, pin in env.releases.items():
+        if key in served and key not in built:
+            promoted = PromotedModel(key, pin, wiring, deployments=served[key], after=after)
+            after = promoted.last_deployment
+            built[key] = promoted
     return built
+
+
+def model_outputs(env: Environment, built: dict[str, Built]) -> dict[str, Any]:
+    """What promotion, `ftops status` and the PR comment read from a stack."""
+    gates = {key: m.gate for key, m in built.items() if m.gate is not None}
+    return {
+        "models": {key: m.job.model for key, m in built.items() if isinstance(m, FineTunedModel)},
+        "jobs": {key: m.job.job_id for key, m in built.items() if isinstance(m, FineTunedModel)},
+        "deployments": {
+            name: gates[dep.model].model for name, dep in env.deployments.items() if dep.model in gates
+        },
+        "evidence": {key: gate.evidence_digest for key, gate in gates.items()},
+    }
 
 
 def build_stack(env: Environment, root: Path) -> dict[str, Any]:
     """Declare the environment's resources; the stack outputs."""
     outputs: dict[str, Any] = {"environment": summary(env)}
-    if env.target != "local":
-        return outputs  # the Azure components are composed by their own module
-    account = local.target(env)
-    wiring = Wiring(
-        env=env,
-        root=root,
-        target=account,
-        deploy=local.deployer(account),
-        evidence_dir=str(root / ".ftops" / "evidence" / env.name),
-        protected_models=protected_models(root),
-    )
-    models = build_models(env, wiring)
-    outputs["endpoint"] = account["endpoint"]
-    outputs["models"] = {key: m.job.model for key, m in models.items()}
-    outputs["jobs"] = {key: m.job.job_id for key, m in models.items()}
-    gates = {key: m.gate for key, m in models.items() if m.gate is not None}
-    outputs["deployments"] = {name: gates[dep.model].model for name, dep in env.deployments.items()}
-    outputs["evidence"] = {key: gate.evidence_digest for key, gate in gates.items()}
+    evidence_dir = str(root / ".ftops" / "evidence" / env.name)
+    if env.target == "local":
+        account = local.target(env)
+        wiring = Wiring(
+            env=env, root=root, target=account, deploy=local.deployer(account), evidence_dir=evidence_dir
+        )
+        outputs["endpoint"] = account["endpoint"]
+    else:
+        infra = AzureInfrastructure(env)
+        wiring = Wiring(
+            env=env,
+            root=root,
+            target=infra.target(),
+            deploy=infra.deployer(),
+            evidence_dir=evidence_dir,
+            ready=tuple(infra.ready),
+        )
+        outputs.update(infra.outputs())
+    outputs.update(model_outputs(env, build_models(env, wiring)))
     return outputs

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pulumi
 
-from ftops.components.model import Deployer
-from ftops.config import DeploymentSpec, Environment, Sku
+from ftops.components.model import Deployer, DeployRequest
+from ftops.config import Environment
 from ftops.providers.deployments import ModelDeployment
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -27,26 +25,21 @@ def target(env: Environment) -> dict[str, str]:
 
 
 def deployer(account_target: dict[str, str]) -> Deployer:
-    def deploy(
-        resource_name: str,
-        deployment_name: str,
-        model: Any,
-        sku: Sku,
-        spec: DeploymentSpec,
-        depends_on: list[pulumi.Resource],
-        parent: pulumi.Resource,
-    ) -> pulumi.Resource:
+    def deploy(req: DeployRequest) -> pulumi.Resource:
+        model: dict[str, pulumi.Input[str]] = {"name": req.model, "version": "1"}
+        if req.source is not None:
+            model["source"] = req.source
         return ModelDeployment(
-            resource_name,
+            req.resource_name,
             inputs={
                 "target": account_target,
-                "deployment_name": deployment_name,
-                "model": {"name": model, "version": "1"},
-                "sku": {"name": sku.name, "capacity": sku.capacity},
-                "rai_policy": spec.rai_policy,
-                "version_upgrade_option": spec.version_upgrade_option,
+                "deployment_name": req.deployment_name,
+                "model": model,
+                "sku": {"name": req.sku.name, "capacity": req.sku.capacity},
+                "rai_policy": req.spec.rai_policy,
+                "version_upgrade_option": req.spec.version_upgrade_option,
             },
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=req.parent, depends_on=req.depends_on),
         )
 
     return deploy

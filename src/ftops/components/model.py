@@ -10,7 +10,7 @@ serve a model that is not trained yet). Deployments on one account are written o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,17 +18,30 @@ from typing import Any
 import pulumi
 
 from ftops.catalog import resolve_base
-from ftops.config import DeploymentSpec, Environment, GateSpec, ModelSpec, Sku
+from ftops.config import DeploymentSpec, Environment, GateSpec, ModelSpec, ReleasePin, Sku
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
 from ftops.providers.jobs import FineTuningJob
 from ftops.providers.spec import sha256_file
 
-# (resource name, deployment name, model (may be an Output), sku, the declared deployment, depends on, parent)
-# -> the deployment resource: the emulator's for the local stack, azure-native's for Azure.
-Deployer = Callable[
-    [str, str, Any, Sku, DeploymentSpec, list[pulumi.Resource], pulumi.Resource], pulumi.Resource
-]
+RELEASES_DIR = "environments/releases"  # read by the job provider before it deletes a model
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """One deployment write; the deployer turns it into the emulator's or azure-native's resource."""
+
+    resource_name: str
+    deployment_name: str
+    model: pulumi.Input[str]
+    sku: Sku
+    spec: DeploymentSpec
+    depends_on: list[pulumi.Resource]
+    parent: pulumi.Resource
+    source: pulumi.Input[str] | None = None  # ARM id of the account the model was trained in
+
+
+Deployer = Callable[[DeployRequest], pulumi.Resource]
 
 
 @dataclass(frozen=True)
@@ -37,20 +50,34 @@ class Wiring:
 
     env: Environment
     root: Path
-    target: dict[str, str]  # the provider target of the account (endpoint, auth, ARM id)
+    target: Mapping[str, pulumi.Input[str]]  # the provider target of the account (endpoint, auth, ARM id)
     deploy: Deployer
     evidence_dir: str
-    protected_models: list[str]
+    ready: tuple[pulumi.Resource, ...] = ()  # account, private endpoint, roles: before any data-plane call
 
 
 def candidate_sku(env: Environment, base_model: str, deployment: DeploymentSpec) -> Sku:
-    """The gate's candidate: what the environment says, else the cheapest way to serve the model:
-    Developer tier (no hosting fee) where Azure offers it for this base model, else one unit."""
+    """The gate's candidate: what the environment says, else the cheapest way to serve the model.
+    In development that is the Developer tier (no hosting fee) where Azure offers it; staging and
+    production gate on the serving SKU type at small capacity, because Developer tier gives no
+    data-residency guarantee and their eval prompts may be as confidential as their traffic."""
     if deployment.candidate_sku is not None:
         return deployment.candidate_sku
-    if env.target == "azure" and "Developer" in resolve_base(base_model).deploy_skus:
+    if (
+        env.stage == "development"
+        and env.target == "azure"
+        and "Developer" in resolve_base(base_model).deploy_skus
+    ):
         return Sku(name="Developer", capacity=50)
     return Sku(name=deployment.sku.name, capacity=min(deployment.sku.capacity, 5))
+
+
+def method_input(spec: ModelSpec) -> dict[str, Any]:
+    """The method as the job provider takes it. Only hyperparameters the environment sets are part
+    of it (and so of the job's identity): a default that changes in a later ftops must not look
+    like a new spec and retrain everything."""
+    method = spec.method.model_dump(mode="json", exclude_unset=True, exclude={"type"})
+    return {"type": spec.method.type, "hyperparameters": method.pop("hyperparameters", {}), **method}
 
 
 def gate_checks(gate: GateSpec | None, root: Path) -> list[dict[str, Any]]:
@@ -68,7 +95,69 @@ def gate_checks(gate: GateSpec | None, root: Path) -> list[dict[str, Any]]:
     ]
 
 
+def candidate_sku_for(env: Environment, model_id: str, deployment: DeploymentSpec) -> Sku:
+    """The candidate SKU for a model known by its id (a release pin): its base is the id's prefix."""
+    return candidate_sku(env, model_id.split(".ft-", maxsplit=1)[0], deployment)
+
+
+@dataclass
+class GatedServing:
+    gate: EvaluationGate
+    serving: list[pulumi.Resource]
+    last: pulumi.Resource
+
+
+def serve_through_gate(
+    key: str,
+    wiring: Wiring,
+    parent: pulumi.Resource,
+    *,
+    model: pulumi.Input[str],
+    candidate: Sku,
+    deployments: list[tuple[str, DeploymentSpec]],
+    after: pulumi.Resource | None,
+    seed: int,
+    source: pulumi.Input[str] | None = None,
+) -> GatedServing:
+    """candidate deployment -> EvaluationGate -> serving deployments, one write at a time.
+
+    The serving deployments take the model from the gate's output: Pulumi cannot even start them
+    before the gate passed, and a failing gate leaves what serves now untouched."""
+    env = wiring.env
+    first, first_spec = deployments[0]
+    _warn_unevaluated(key, env.gates.get(key))
+    chain = [after] if after is not None else list(wiring.ready)
+    previous = wiring.deploy(
+        DeployRequest(
+            f"{key}-candidate", f"{first}-candidate", model, candidate, first_spec, chain, parent, source
+        )
+    )
+    gate = EvaluationGate(
+        f"{key}-gate",
+        inputs={
+            "target": wiring.target,
+            "name": key,
+            "deployment": f"{first}-candidate",
+            "candidate_model": model,
+            "checks": gate_checks(env.gates.get(key), wiring.root),
+            "seed": seed,
+            "evidence_dir": wiring.evidence_dir,
+            "environment": env.name,
+        },
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[previous]),
+    )
+    serving = []
+    for name, dep in deployments:
+        previous = wiring.deploy(
+            DeployRequest(f"{key}-{name}", name, gate.model, dep.sku, dep, [previous], parent, source)
+        )
+        serving.append(previous)
+    return GatedServing(gate, serving, previous)
+
+
 class FineTunedModel(pulumi.ComponentResource):
+    """A model this environment trains: its files, its job, and the gated chain that serves it."""
+
     job: FineTuningJob
     serving: list[pulumi.Resource]
     gate: EvaluationGate | None
@@ -87,7 +176,7 @@ class FineTunedModel(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ftops:models:FineTunedModel", key, None, opts)
         env, root = wiring.env, wiring.root
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(wiring.ready))
         files = {}
         for role, path in (("training", spec.training_file), ("validation", spec.validation_file)):
             if path is not None:
@@ -106,10 +195,7 @@ class FineTunedModel(pulumi.ComponentResource):
                 "training_digest": files["training"].digest,
                 "validation_file": validation.file_id if validation else None,
                 "validation_digest": validation.digest if validation else None,
-                "method": {
-                    "type": spec.method.type,
-                    "hyperparameters": spec.method.hyperparameters.model_dump(mode="json"),
-                },
+                "method": method_input(spec),
                 "seed": spec.seed,
                 "suffix": spec.suffix,
                 "training_type": spec.training_type,
@@ -117,7 +203,7 @@ class FineTunedModel(pulumi.ComponentResource):
                 "wait_timeout_minutes": spec.wait_timeout_minutes,
                 "attempt": spec.attempt,
                 "retain": spec.retain_on_delete,
-                "protected_models": wiring.protected_models,
+                "releases_dir": RELEASES_DIR,
             },
             opts=child,
         )
@@ -126,37 +212,84 @@ class FineTunedModel(pulumi.ComponentResource):
         self.last_deployment = after
         outputs: dict[str, Any] = {"job_id": self.job.job_id, "model": self.job.model}
         if deployments:
-            first, first_spec = deployments[0]
-            sku = candidate_sku(env, env.base_of(key), first_spec)
-            chain = [after] if after is not None else []
-            candidate = wiring.deploy(
-                f"{key}-candidate", f"{first}-candidate", self.job.model, sku, first_spec, chain, self
+            chain = serve_through_gate(
+                key,
+                wiring,
+                self,
+                model=self.job.model,
+                candidate=candidate_sku(env, env.base_of(key), deployments[0][1]),
+                deployments=deployments,
+                after=after,
+                seed=spec.seed or 0,
             )
-            self.gate = EvaluationGate(
-                f"{key}-gate",
-                inputs={
-                    "target": wiring.target,
-                    "name": key,
-                    "deployment": f"{first}-candidate",
-                    "candidate_model": self.job.model,
-                    "checks": gate_checks(env.gates.get(key), root),
-                    "seed": spec.seed or 0,
-                    "evidence_dir": wiring.evidence_dir,
-                    "environment": env.name,
-                },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[candidate]),
-            )
-            previous: pulumi.Resource = candidate
-            for name, dep in deployments:
-                # The serving model is the gate's output: only a model that passed can be served.
-                previous = wiring.deploy(
-                    f"{key}-{name}", name, self.gate.model, dep.sku, dep, [previous], self
-                )
-                self.serving.append(previous)
-            self.last_deployment = previous
+            self.gate, self.serving, self.last_deployment = chain.gate, chain.serving, chain.last
             outputs.update(
                 deployments=[name for name, _ in deployments],
                 serving_model=self.gate.model,
                 evidence_digest=self.gate.evidence_digest,
             )
         self.register_outputs(outputs)
+
+
+class PromotedModel(pulumi.ComponentResource):
+    """A model this environment takes from a release pin: no training, no upload. The pinned model
+    is deployed from the account that trained it (`model.source`), gated again here on this
+    environment's own candidate deployment, then served."""
+
+    gate: EvaluationGate
+    serving: list[pulumi.Resource]
+    last_deployment: pulumi.Resource
+
+    def __init__(
+        self,
+        key: str,
+        pin: ReleasePin,
+        wiring: Wiring,
+        *,
+        deployments: list[tuple[str, DeploymentSpec]],
+        after: pulumi.Resource | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ftops:models:PromotedModel", key, None, opts)
+        chain = serve_through_gate(
+            key,
+            wiring,
+            self,
+            model=pin.model,
+            candidate=candidate_sku_for(wiring.env, pin.model, deployments[0][1]),
+            deployments=deployments,
+            after=after,
+            seed=0,
+            source=pin.source_account,
+        )
+        self.gate, self.serving, self.last_deployment = chain.gate, chain.serving, chain.last
+        self.register_outputs(
+            {
+                "pinned_model": pin.model,
+                "source_account": pin.source_account,
+                "job": pin.job,
+                "deployments": [name for name, _ in deployments],
+                "serving_model": self.gate.model,
+                "evidence_digest": self.gate.evidence_digest,
+            }
+        )
+
+
+def _warn_unevaluated(key: str, gate: GateSpec | None) -> None:
+    """Say plainly which declared gate settings this version does not evaluate yet."""
+    if gate is None:
+        return
+    pending = [
+        name
+        for name, on in (
+            ("safety suite", gate.safety is not None),
+            ("baseline comparison", gate.baseline != "none"),
+            ("repeats and confidence intervals", gate.repeats > 1),
+        )
+        if on
+    ]
+    if pending:
+        pulumi.log.warn(
+            f"gate {key}: {', '.join(pending)} declared but not evaluated by this version of ftops; "
+            "only the quality checks decide"
+        )

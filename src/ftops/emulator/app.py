@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ftops import __version__
 from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api
-from ftops.emulator.faults import ASGIApp, FaultInjector, Receive, Scope, Send
+from ftops.emulator.faults import ASGIApp, FaultInjector, Message, Receive, Scope, Send
 from ftops.emulator.http import (
     ApiError,
     Ctx,
@@ -110,7 +110,6 @@ def _admin_routes(app: FastAPI) -> None:
         except ApiError as err:
             return error_response(ctx, err)
         emu.faults.set(faults)
-        emu.store.set_meta("faults", faults.model_dump())
         return JSONResponse(faults.model_dump())
 
     async def requests(request: Request) -> Response:
@@ -173,28 +172,65 @@ class BodyLimit:
         limit = self.settings.max_upload_bytes if multipart else self.settings.max_json_bytes
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = JSONResponse(
-                {
-                    "error": {
-                        "code": "RequestEntityTooLarge",
-                        "message": f"The request body is larger than the {limit:,} bytes allowed.",
-                    }
-                },
-                status_code=413,
-            )
-            await response(scope, receive, send)
+            await _too_large(limit)(scope, receive, send)
             return
         seen = 0
+        over = started = False
 
         async def limited() -> dict[str, object]:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise ValueError("request body too large")
+                over = True
+                raise _TooLargeError
             return dict(message)
 
-        await self.app(scope, limited, send)
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # the app's own error page for the exception; the 413 below replaces it
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _TooLargeError:
+            if started:
+                raise
+        if over and not started:
+            await _drain(receive)
+            await _too_large(limit)(scope, receive, send)
+
+
+DRAIN_BYTES = 32 * 1024 * 1024
+
+
+async def _drain(receive: Receive) -> None:
+    """Read (and drop) what the client is still sending, up to a bound: closing a socket with unread
+    data makes the kernel reset it, and the client would see a broken connection instead of the 413."""
+    drained = 0
+    while drained < DRAIN_BYTES:
+        message = await receive()
+        drained += len(message.get("body", b""))
+        if message.get("type") != "http.request" or not message.get("more_body"):
+            return
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": {
+                "code": "RequestEntityTooLarge",
+                "message": f"The request body is larger than the {limit:,} bytes allowed.",
+            }
+        },
+        status_code=413,
+    )
 
 
 def create_app(settings: Settings) -> ASGIApp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -270,41 +271,75 @@ async def listing(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     return ctx.page([job_doc(ctx, d) for d in page.docs], page.has_more)
 
 
+def _transition(
+    emu: Emulator,
+    job_id: str,
+    refuse: Callable[[Doc, Doc], str | None],
+    apply: Callable[[Doc, Doc], None],
+    control: str | None,
+) -> Doc:
+    """Check and change a job's state in one transaction: the worker may finish or pause it in between."""
+    refusal: list[str] = []
+
+    def change(doc: Doc, internal: Doc) -> bool | None:
+        why = refuse(doc, internal)
+        if why:
+            refusal.append(why)
+            return False
+        apply(doc, internal)
+        return None
+
+    updated = emu.store.update_job(job_id, change, control=control)
+    if refusal:
+        raise wrong_state(refusal[0])
+    if updated is None:
+        raise not_found("fine tuning job", job_id, "fine_tuning_job_id")
+    return updated[0]
+
+
 async def cancel(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     doc, _, _ = _job(emu, ctx, request)
-    if doc["status"] in TERMINAL:
-        raise wrong_state(f"The job '{doc['id']}' is already {doc['status']} and cannot be cancelled.")
-    running = doc["status"] in ACTIVE
 
-    def change(d: Doc, i: Doc) -> None:
-        d["status"] = "cancelled"
-        d["finished_at"] = ids.now()
-        d["estimated_finish"] = None
+    def refuse(d: Doc, i: Doc) -> str | None:
+        if d["status"] in TERMINAL:
+            return f"The job '{d['id']}' is already {d['status']} and cannot be cancelled."
+        return None
 
-    updated = emu.store.update_job(doc["id"], change, control="cancel" if running else None)
+    def apply(d: Doc, i: Doc) -> None:
+        d.update(status="cancelled", finished_at=ids.now(), estimated_finish=None)
+
+    updated = _transition(emu, doc["id"], refuse, apply, control="cancel")
     add_event(emu.store, doc["id"], "Job cancelled by request.")
-    return ctx.json(job_doc(ctx, updated[0] if updated else doc))
+    return ctx.json(job_doc(ctx, updated))
 
 
 async def pause(emu: Emulator, ctx: Ctx, request: Request) -> Response:
-    doc, internal, _ = _job(emu, ctx, request)
-    if doc["status"] != "running" or not internal.get("step"):
-        raise wrong_state(
-            f"Only a running job that has trained at least one step can be paused; '{doc['id']}' is "
-            f"{doc['status']}."
-        )
-    updated = emu.store.update_job(doc["id"], lambda d, i: d.update(status="pausing"), control="pause")
+    doc, _, _ = _job(emu, ctx, request)
+
+    def refuse(d: Doc, i: Doc) -> str | None:
+        if d["status"] != "running" or not i.get("step"):
+            return (
+                f"Only a running job that has trained at least one step can be paused; '{d['id']}' is "
+                f"{d['status']}."
+            )
+        return None
+
+    updated = _transition(emu, doc["id"], refuse, lambda d, i: d.update(status="pausing"), control="pause")
     add_event(emu.store, doc["id"], "Pause requested; the job pauses after the current step.")
-    return ctx.json(job_doc(ctx, updated[0] if updated else doc))
+    return ctx.json(job_doc(ctx, updated))
 
 
 async def resume(emu: Emulator, ctx: Ctx, request: Request) -> Response:
-    doc, internal, _ = _job(emu, ctx, request)
-    if doc["status"] != "paused" or not internal.get("resume_dir"):
-        raise wrong_state(f"Only a paused job can be resumed; '{doc['id']}' is {doc['status']}.")
-    updated = emu.store.update_job(doc["id"], lambda d, i: d.update(status="resuming"), control=None)
+    doc, _, _ = _job(emu, ctx, request)
+
+    def refuse(d: Doc, i: Doc) -> str | None:
+        if d["status"] != "paused" or not i.get("resume_dir"):
+            return f"Only a paused job can be resumed; '{d['id']}' is {d['status']}."
+        return None
+
+    updated = _transition(emu, doc["id"], refuse, lambda d, i: d.update(status="resuming"), control=None)
     add_event(emu.store, doc["id"], "Resume requested.")
-    return ctx.json(job_doc(ctx, updated[0] if updated else doc))
+    return ctx.json(job_doc(ctx, updated))
 
 
 async def delete(emu: Emulator, ctx: Ctx, request: Request) -> Response:

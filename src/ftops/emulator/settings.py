@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ftops.catalog import BASE_MODELS
 
@@ -30,12 +31,21 @@ class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    error_codes: list[Literal[429, 500, 502, 503]] = [429, 500, 503]
+    error_codes: Annotated[list[Literal[429, 500, 502, 503]], Field(min_length=1)] = [429, 500, 503]
     latency_ms: Annotated[int, Field(ge=0, le=120_000)] = 0
     drop_rate: Annotated[float, Field(ge=0, le=1)] = 0.0  # close the connection without a response
     path_pattern: str = ""  # a regex the request path must match; "" matches everything
     fail_job_at_step: Annotated[int, Field(ge=1)] | None = None  # every job started from now on fails there
     seed: int | None = None  # make the random draws repeatable
+
+    @field_validator("path_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"path_pattern is not a valid regular expression: {exc}") from None
+        return value
 
 
 class Settings(BaseModel):

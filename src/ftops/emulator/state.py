@@ -26,10 +26,8 @@ class Emulator:
         for path in (self.files_dir, self.jobs_dir, settings.cache_dir):
             path.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_path)
-        stored_faults = self.store.get_meta("faults")
-        self.faults = FaultState(
-            settings.faults if stored_faults is None else type(settings.faults)(**stored_faults)
-        )
+        # Faults come from the command line and /admin/faults; they do not outlive a restart.
+        self.faults = FaultState(settings.faults)
         self.scheduler = Scheduler(self.store, self.faults)
         self.limiter = RateLimiter()
         # File validation runs off the request path (Azure reports "pending" first, then the verdict).

@@ -86,12 +86,13 @@ class Store:
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")  # a "database is locked" error here surfaces as it is
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         finally:
             conn.close()
 
@@ -309,13 +310,3 @@ class Store:
         with self._write() as conn:
             cur = conn.execute("DELETE FROM deployments WHERE account = ? AND name = ?", (account, name))
         return cur.rowcount > 0
-
-    # ------------------------------------------------------------------ settings that change at run time
-    def get_meta(self, key: str) -> Any:
-        with self._read() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def set_meta(self, key: str, value: Any) -> None:
-        with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))

@@ -68,7 +68,6 @@ class StoreReporter:
                 for row in csv.DictReader(fh):
                     self.rows[int(row["step"])] = {k: v for k, v in row.items() if v != ""}
         self.started = time.time()
-        self._message_every = 1
 
     def event(self, message: str, level: str = "info") -> None:
         if _STEP_MESSAGE.match(message):
@@ -204,6 +203,10 @@ def _run(store: Store, doc: Doc, internal: Doc, parent: int) -> None:
 
     job_id = doc["id"]
     resume = internal.get("resume_dir")
+    if resume:
+        # Consumed now: once training goes on from it the saved state is stale, and a later crash
+        # must not resume from it again (the job is failed honestly instead).
+        store.update_job(job_id, lambda d, i: i.pop("resume_dir", None))
     if not resume:
         reason = _validate(store, job_id, internal)
         if reason:
@@ -328,7 +331,9 @@ def _succeed(
         if k in ("n_epochs", "batch_size", "learning_rate_multiplier", "beta")
     }
 
-    def done(d: Doc, i: Doc) -> None:
+    def done(d: Doc, i: Doc) -> bool | None:
+        if d["status"] in ("cancelled", "failed"):  # decided while the last step ran: it stands
+            return False
         d.update(
             status="succeeded",
             finished_at=ids.now(),
@@ -344,6 +349,7 @@ def _succeed(
         method.setdefault(kind, {})["hyperparameters"] = hyper if kind == "dpo" else supervised
         d["method"] = method
         i.pop("resume_dir", None)
+        return None
 
     store.update_job(job_id, done, control=None)
     add_event(store, job_id, f"New fine-tuned model created: {model_id}")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2 as httpx
 import openai
@@ -50,8 +51,12 @@ class Target:
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
-        if not self.endpoint.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        if not _safe_url(self.endpoint):
             out.append(("target.endpoint", "must be an https:// endpoint (or a local emulator on 127.0.0.1)"))
+        if self.arm_id and not _safe_url(self.arm_endpoint):
+            out.append(
+                ("target.arm_endpoint", "must be an https:// endpoint (or a local emulator on 127.0.0.1)")
+            )
         if self.auth != "entra" and not (self.auth.startswith("env:") and len(self.auth) > 4):
             out.append(
                 ("target.auth", "must be 'entra' or 'env:<VARIABLE>' naming the variable that holds a key")
@@ -157,3 +162,23 @@ def _code(response: httpx.Response) -> str:
         return str(response.json().get("error", {}).get("code", ""))
     except ValueError:
         return ""
+
+
+def _safe_url(url: str) -> bool:
+    """https anywhere; plain http only to this machine (the emulator), so a key never travels unencrypted."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def account_of(props: dict[str, Any]) -> tuple[str, str]:
+    """What identifies the account a resource lives in (how it authenticates does not)."""
+    target = Target.of(props)
+    parts = urlsplit(target.endpoint.rstrip("/"))
+    host = (parts.hostname or "").lower().replace("localhost", "127.0.0.1")
+    return f"{parts.scheme}://{host}:{parts.port or ''}{parts.path}", target.arm_id.lower()
+
+
+def same_account(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    return account_of(olds) == account_of(news)

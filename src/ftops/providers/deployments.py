@@ -23,12 +23,12 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ftops.providers.connection import Target, arm_call
+from ftops.providers.base import inputs_of
+from ftops.providers.connection import Target, arm_call, same_account
 from ftops.providers.spec import canonical
 
-PROVIDER_KEY = "__provider"
 OUTPUTS = ("provisioning_state", "deployment_id", "rate_limits")
-REPLACE_KEYS = ("target", "deployment_name")
+REPLACE_KEYS = ("deployment_name",)
 PROVISION_SECONDS = 30 * 60
 
 
@@ -47,10 +47,6 @@ class _AccountLocks:
     def of(cls, account: str) -> threading.Lock:
         with cls._guard:
             return cls._locks.setdefault(account, threading.Lock())
-
-
-def _inputs(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if k != PROVIDER_KEY and k not in OUTPUTS}
 
 
 def _url(target: Target, name: str) -> str:
@@ -92,7 +88,9 @@ class ModelDeploymentProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in REPLACE_KEYS if olds.get(k) != news.get(k)]
-        changed = replaces or [k for k in _inputs(news) if olds.get(k) != news.get(k)]
+        if not same_account(olds, news):
+            replaces.append("target")
+        changed = replaces or [k for k in inputs_of(news, OUTPUTS) if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
     def _put(self, props: dict[str, Any]) -> dict[str, Any]:
@@ -131,10 +129,10 @@ class ModelDeploymentProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._put(props)
-        return CreateResult(str(props["deployment_name"]), {**_inputs(props), **outs})
+        return CreateResult(str(props["deployment_name"]), {**inputs_of(props, OUTPUTS), **outs})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({**_inputs(news), **self._put(news)})
+        return UpdateResult({**inputs_of(news, OUTPUTS), **self._put(news)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         target = Target.of(props)
@@ -150,7 +148,7 @@ class ModelDeploymentProvider(ResourceProvider):
             raise DeploymentError(f"deployment {id_}: {response.status_code} {_error(response)}")
         doc = response.json()
         model = doc["properties"]["model"]
-        inputs = _inputs(props)
+        inputs = inputs_of(props, OUTPUTS)
         inputs["sku"] = {"name": doc["sku"]["name"], "capacity": doc["sku"]["capacity"]}
         inputs["model"] = {
             **(props.get("model") or {}),

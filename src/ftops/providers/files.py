@@ -7,9 +7,9 @@ changes the digest, which replaces the file and, through the job's spec, plans a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import openai
@@ -24,15 +24,12 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ftops.providers.connection import Target
+from ftops.providers.base import inputs_of
+from ftops.providers.connection import Target, backoff, same_account
 from ftops.providers.spec import digest_in_name, file_name, sha256_file
 
-PROVIDER_KEY = "__provider"
 WAIT_SECONDS = 30 * 60
-
-
-def _inputs(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if k != PROVIDER_KEY}
+UPLOAD_ATTEMPTS = 5
 
 
 class TrainingFileProvider(ResourceProvider):
@@ -49,7 +46,9 @@ class TrainingFileProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [k for k in ("digest", "purpose", "target") if olds.get(k) != news.get(k)]
+        replaces = [k for k in ("digest", "purpose") if olds.get(k) != news.get(k)]
+        if not same_account(olds, news):
+            replaces.append("target")
         if olds.get("drift") and "digest" not in replaces:
             replaces.append("digest")  # the uploaded copy is gone: upload the same bytes again
         changes = bool(replaces) or olds.get("path") != news.get("path")
@@ -69,12 +68,11 @@ class TrainingFileProvider(ResourceProvider):
         if found is not None:
             pulumi.log.info(f"{path}: adopting {found.id}, uploaded earlier with the same content")
         else:
-            with open(path, "rb") as fh:
-                found = client.files.create(file=(file_name(path, digest), fh), purpose="fine-tune")
+            found = self._upload(client, path, digest)
             pulumi.log.info(f"{path}: uploaded as {found.id}")
         done = self._wait(client, found.id, path)
         outs = {
-            **_inputs(props),
+            **inputs_of(props),
             "file_id": done.id,
             "bytes": done.bytes,
             "filename": done.filename,
@@ -89,6 +87,24 @@ class TrainingFileProvider(ResourceProvider):
             if digest_in_name(f.filename) == digest and f.status not in ("deleted", "deleting"):
                 return f
         return None
+
+    def _upload(self, client: openai.OpenAI, path: str, digest: str) -> Any:
+        """Upload once per attempt; before trying again, look for the copy a lost response may have
+        left behind, so a flaky connection never leaves two copies."""
+        once = client.with_options(max_retries=0)
+        for attempt in range(UPLOAD_ATTEMPTS):
+            try:
+                with open(path, "rb") as fh:
+                    return once.files.create(file=(file_name(path, digest), fh), purpose="fine-tune")
+            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+                if attempt == UPLOAD_ATTEMPTS - 1:
+                    raise
+                pulumi.log.warn(f"{path}: upload failed ({type(exc).__name__}); checking for it and retrying")
+                time.sleep(backoff(attempt))
+                found = self._find(client, digest)
+                if found is not None:
+                    return found
+        raise RuntimeError("unreachable")  # the loop returns or raises
 
     @staticmethod
     def _wait(client: openai.OpenAI, file_id: str, path: str) -> Any:
@@ -117,16 +133,19 @@ class TrainingFileProvider(ResourceProvider):
                 "same bytes again (jobs are identified by content, so none is retrained)"
             )
             pulumi.log.warn(message)
-            return ReadResult(id_, {**_inputs(props), "status": "deleted", "drift": message})
-        return ReadResult(id_, {**_inputs(props), "status": f.status, "bytes": f.bytes, "drift": ""})
+            return ReadResult(id_, {**inputs_of(props), "status": "deleted", "drift": message})
+        return ReadResult(id_, {**inputs_of(props), "status": f.status, "bytes": f.bytes, "drift": ""})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         keep = {k: olds.get(k) for k in ("file_id", "bytes", "filename", "status", "drift")}
-        return UpdateResult({**_inputs(news), **keep})
+        return UpdateResult({**inputs_of(news), **keep})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with contextlib.suppress(openai.NotFoundError):
-            Target.of(props).client().files.delete(id_)
+        # Files are content-addressed and adopted by anyone with the same bytes (another model, another
+        # stack on the account): deleting one resource must not pull the file from under the others.
+        pulumi.log.info(
+            f"{props.get('path')}: keeping file {id_} (shared by content; delete it by hand if unused)"
+        )
 
 
 class TrainingFile(pulumi.dynamic.Resource):
@@ -139,13 +158,13 @@ class TrainingFile(pulumi.dynamic.Resource):
         self,
         name: str,
         *,
-        target: dict[str, str],
+        target: Mapping[str, Any],
         path: str,
         digest: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
-            "target": target,
+            "target": dict(target),
             "path": path,
             "digest": digest,
             "purpose": "fine-tune",

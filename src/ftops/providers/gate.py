@@ -27,10 +27,10 @@ from pulumi.dynamic import (
 
 from ftops.evaluation.evalset import load
 from ftops.evaluation.graders import GRADERS
+from ftops.providers.base import PROVIDER_KEY, inputs_of
 from ftops.providers.connection import Target
 from ftops.providers.spec import sha256_file
 
-PROVIDER_KEY = "__provider"
 OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "verdict")
 DEFAULT_MAX_TOKENS = 256
 
@@ -39,15 +39,12 @@ class GateFailedError(Exception):
     """The candidate did not clear a threshold; the message names metric, threshold and value."""
 
 
-def _inputs(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if k != PROVIDER_KEY and k not in OUTPUTS}
-
-
 def evaluate(props: dict[str, Any]) -> dict[str, Any]:
     """Run every check against the candidate deployment; the evidence record and the outputs."""
     client = Target.of(props).client()
     deployment, model = str(props["deployment"]), str(props["candidate_model"])
     seed = int(props.get("seed") or 0)
+    reasoning = model.startswith(("o1", "o3", "o4"))
     checks, failures = [], []
     for check in props.get("checks") or []:
         path = Path(check["path"])
@@ -57,13 +54,14 @@ def evaluate(props: dict[str, Any]) -> dict[str, Any]:
         grader = GRADERS[check["grader"]]
         results = []
         for index, item in enumerate(load(path)):
-            reply = client.chat.completions.create(
-                model=deployment,
-                messages=item["messages"],
-                temperature=0,
-                seed=seed,
-                max_tokens=int(item.get("max_tokens", DEFAULT_MAX_TOKENS)),
-            )
+            options: dict[str, Any] = {
+                "seed": seed,
+                "max_completion_tokens": int(item.get("max_tokens", DEFAULT_MAX_TOKENS)),
+            }
+            if not reasoning:  # o-series models take no temperature
+                options["temperature"] = 0
+            reply = client.chat.completions.create(model=deployment, messages=item["messages"], **options)
+
             answer = reply.choices[0].message.content or ""
             grade = grader.grade(answer, item)
             results.append(
@@ -116,6 +114,13 @@ def _digest(evidence: dict[str, Any]) -> tuple[str, bytes]:
 class EvaluationGateProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [CheckFailure(p, r) for p, r in Target.of(news).problems()]
+        if not news.get("checks"):
+            failures.append(
+                CheckFailure(
+                    "checks",
+                    "a gate needs at least one check: one with nothing to check would let any model through",
+                )
+            )
         for key in ("deployment", "candidate_model"):
             if news.get(key) == "":  # unknown during a preview; empty is a mistake
                 failures.append(CheckFailure(key, "is required"))
@@ -130,8 +135,16 @@ class EvaluationGateProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # Any change re-runs the evaluation in place: the gate's identity is its name.
-        changed = [k for k in _inputs(news) if olds.get(k) != news.get(k)]
+        # A change re-runs the evaluation in place (the gate's identity is its name). Where the files
+        # sit on this machine is not a change: the eval sets are compared by digest, so running from
+        # another checkout (CI, a laptop) does not pay for the evaluation again.
+        def comparable(props: dict[str, Any]) -> dict[str, Any]:
+            view = {k: v for k, v in inputs_of(props, OUTPUTS).items() if k != "evidence_dir"}
+            view["checks"] = [{k: v for k, v in c.items() if k != "path"} for c in props.get("checks") or []]
+            return view
+
+        before, after = comparable(olds), comparable(news)
+        changed = [k for k in after if before.get(k) != after.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
@@ -165,10 +178,10 @@ class EvaluationGateProvider(ResourceProvider):
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(str(props.get("name", "gate")), {**_inputs(props), **self._run(props)})
+        return CreateResult(str(props.get("name", "gate")), {**inputs_of(props, OUTPUTS), **self._run(props)})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({**_inputs(news), **self._run(news)})
+        return UpdateResult({**inputs_of(news, OUTPUTS), **self._run(news)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,16 +41,22 @@ class HostError(Exception):
 
 class DynamicHost:
     def __init__(self, env: dict[str, str] | None = None) -> None:
+        # Providers log (pulumi.log) to stderr when no engine listens; a file never fills up and blocks.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the host; closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pulumi.dynamic"],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PULUMI_PROJECT": "ftops", **(env or {})},
         )
-        if self.proc.stdout is None:
-            raise RuntimeError("the dynamic provider host has no stdout")
-        port = int(self.proc.stdout.readline().decode().strip())
+        first = self.proc.stdout.readline().decode().strip() if self.proc.stdout else ""
+        if not first.isdigit():
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"the dynamic provider host did not start: {self.logged()[-2000:]}")
+        port = int(first)
+
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = provider_pb2_grpc.ResourceProviderStub(self.channel)
         self.stub.Configure(provider_pb2.ConfigureRequest(args=_struct({})))
@@ -136,5 +143,11 @@ class DynamicHost:
             self.proc.wait()
         self.channel.close()
 
+    def logged(self) -> str:
+        """What the providers logged (pulumi.log goes to stderr without an engine)."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
     def close(self) -> None:
         self.kill()
+        self.log.close()

@@ -27,7 +27,9 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ftops.providers.connection import Target
+from ftops.providers.base import inputs_of
+from ftops.providers.connection import Target, backoff, same_account
+from ftops.providers.releases import PinsUnreadableError, pinned_models
 from ftops.providers.spec import (
     METADATA_MODEL,
     METADATA_SPEC,
@@ -42,7 +44,6 @@ from ftops.providers.spec import (
     status_of,
 )
 
-PROVIDER_KEY = "__provider"
 OUTPUTS = (
     "job_id",
     "status",
@@ -59,14 +60,11 @@ OUTPUTS = (
 )
 _STEP = re.compile(r"Step (\d+)/(\d+)")
 MAX_POLL_SECONDS = 60.0
+SUBMIT_ATTEMPTS = 5
 
 
 class JobError(Exception):
     """A job that ended badly or outlived the wait; the message says what to do."""
-
-
-def _inputs(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if k != PROVIDER_KEY and k not in OUTPUTS}
 
 
 class FineTuningJobProvider(ResourceProvider):
@@ -91,14 +89,16 @@ class FineTuningJobProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        if olds.get("drift_blocking"):
+        replaces = [k for k in SPEC_KEYS if canonical(olds.get(k)) != canonical(news.get(k))]
+        if not same_account(olds, news):
+            replaces.append("target")
+        if olds.get("drift_blocking") and not replaces:
             raise JobError(
                 f"model {olds.get('name')}: {olds.get('drift')}. ftops does not train again on its own "
                 "(that costs money): to train a new job, raise `attempt` for this model in the environment; "
                 "to stop managing it, remove the model"
             )
-        replaces = [k for k in (*SPEC_KEYS, "target") if canonical(olds.get(k)) != canonical(news.get(k))]
-        changed = replaces or [k for k in _inputs(news) if olds.get(k) != news.get(k)]
+        changed = replaces or [k for k in inputs_of(news, OUTPUTS) if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     # ------------------------------------------------------------------ create
@@ -117,36 +117,60 @@ class FineTuningJobProvider(ResourceProvider):
         if status_of(job.status) in ("failed", "cancelled"):
             raise JobError(self._ended(name, job))
         job = self._wait(client, job, float(props.get("wait_timeout_minutes", 60)) * 60, name)
-        return CreateResult(job.id, {**_inputs(props), **self._outputs(client, props, spec, job)})
+        return CreateResult(job.id, {**inputs_of(props, OUTPUTS), **self._outputs(client, props, spec, job)})
 
     @staticmethod
     def _find(client: openai.OpenAI, spec: str, base_model: str) -> Any:
-        # Azure has no server-side metadata filter: one page of 100 covers an account's quota.
+        # Azure has no server-side metadata filter: list (the SDK pages through every job, 100 at a
+        # time; an account holds at most 100) and match on this side.
         for job in client.fine_tuning.jobs.list(limit=100):
             if is_job_for(job, spec, base_model):
                 return job
         return None
 
-    @staticmethod
-    def _submit(client: openai.OpenAI, props: dict[str, Any], spec: str) -> Any:
-        method = props["method"]
-        kind = method["type"]
+    def _submit(self, client: openai.OpenAI, props: dict[str, Any], spec: str) -> Any:
+        """POST the job once per attempt, never blindly again: a lost response or a 5xx after the
+        service committed the job must not start a second paid job, so before every retry the
+        account is searched for a job carrying this spec."""
+        method = dict(props["method"])
+        kind = method.pop("type")
+        # Everything but the type goes in the method's own section (hyperparameters, and for RFT
+        # the grader and response format).
+        section = {k: canonical(v) for k, v in method.items() if v is not None}
         body: dict[str, Any] = {
             "model": props["base_model"],
             "training_file": props["training_file"],
             "suffix": job_suffix(props.get("suffix"), spec),
             "metadata": {METADATA_SPEC: spec, METADATA_MODEL: str(props.get("name", ""))},
-            "method": {
-                "type": kind,
-                kind: {"hyperparameters": canonical(dict(method.get("hyperparameters") or {}))},
-            },
+            "method": {"type": kind, kind: section},
         }
         if props.get("validation_file"):
             body["validation_file"] = props["validation_file"]
         if props.get("seed") is not None:
             body["seed"] = int(props["seed"])
         extra = {"trainingType": props["training_type"]} if props.get("training_type") else None
-        return client.fine_tuning.jobs.create(**body, extra_body=extra)
+        once = client.with_options(max_retries=0)
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                return once.fine_tuning.jobs.create(**body, extra_body=extra)
+            except (
+                openai.APIConnectionError,
+                openai.RateLimitError,
+                openai.InternalServerError,
+                openai.ConflictError,
+            ) as exc:
+                if attempt == SUBMIT_ATTEMPTS - 1:
+                    raise
+                wait = _retry_after(exc) or backoff(attempt)
+                pulumi.log.warn(
+                    f"{props.get('name')}: creating the job failed ({type(exc).__name__}); "
+                    f"checking for it and retrying in {wait:.0f} s"
+                )
+                time.sleep(wait)
+                found = self._find(client, spec, str(props["base_model"]))
+                if found is not None:
+                    return found
+        raise JobError("unreachable")  # the loop returns or raises
 
     @staticmethod
     def _ended(name: str, job: Any) -> str:
@@ -165,6 +189,11 @@ class FineTuningJobProvider(ResourceProvider):
         progress = ""
         while status_of(job.status) not in TERMINAL:
             if time.monotonic() > deadline:
+                if job.status == "paused":
+                    raise JobError(
+                        f"job {job.id} for model {name} is paused at {progress or 'its last step'}; resume "
+                        "it (or cancel it and raise `attempt`), then re-run `pulumi up`"
+                    )
                 raise JobError(
                     f"still running: job {job.id} for model {name} at {progress or job.status} after "
                     f"{timeout / 60:g} min; re-run `pulumi up` to continue waiting (it adopts this job, no "
@@ -228,31 +257,54 @@ class FineTuningJobProvider(ResourceProvider):
             except openai.NotFoundError:
                 drift, blocking = f"job {id_} and its model {model} were deleted out of band", True
             pulumi.log.warn(f"{props.get('name')}: {drift}")
-            return ReadResult(id_, {**_inputs(props), **kept, "drift": drift, "drift_blocking": blocking})
+            return ReadResult(
+                id_, {**inputs_of(props, OUTPUTS), **kept, "drift": drift, "drift_blocking": blocking}
+            )
         if job.status != "succeeded":
             drift = f"job {id_} is now {job.status} (it was succeeded)"
             pulumi.log.warn(f"{props.get('name')}: {drift}")
             return ReadResult(
-                id_, {**_inputs(props), **kept, "status": job.status, "drift": drift, "drift_blocking": True}
+                id_,
+                {
+                    **inputs_of(props, OUTPUTS),
+                    **kept,
+                    "status": job.status,
+                    "drift": drift,
+                    "drift_blocking": True,
+                },
             )
         return ReadResult(
-            id_, {**_inputs(props), **kept, "status": job.status, "drift": "", "drift_blocking": False}
+            id_,
+            {**inputs_of(props, OUTPUTS), **kept, "status": job.status, "drift": "", "drift_blocking": False},
         )
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Only settings that do not change what is trained (file ids, checkpoint policy, retention)."""
         client = Target.of(news).client()
-        job = client.fine_tuning.jobs.retrieve(id_)
-        return UpdateResult({**_inputs(news), **self._outputs(client, news, str(olds.get("spec_hash")), job)})
+        try:
+            job = client.fine_tuning.jobs.retrieve(id_)
+        except openai.NotFoundError:
+            # The job record is gone but its model may still serve (reported by read): keep what we know.
+            kept = {k: olds.get(k) for k in OUTPUTS}
+            return UpdateResult({**inputs_of(news, OUTPUTS), **kept})
+        outputs = self._outputs(client, news, str(olds.get("spec_hash")), job)
+        return UpdateResult({**inputs_of(news, OUTPUTS), **outputs})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         name, model = props.get("name"), props.get("fine_tuned_model")
-        pinned = [m for m in (props.get("protected_models") or []) if model and str(m).startswith(str(model))]
-        if pinned:
-            pulumi.log.info(f"{name}: keeping job {id_} and model {model}: a release pin still references it")
-            return
         if props.get("retain", True):
             pulumi.log.info(f"{name}: keeping job {id_} and model {model} (retain_on_delete)")
+            return
+        # The pins are read now, not taken from state: a promotion since the last `up` counts too.
+        try:
+            pins = pinned_models(str(props.get("releases_dir") or ""))
+        except PinsUnreadableError as exc:
+            raise JobError(
+                f"{name}: not deleting job {id_} and model {model}: the release pins cannot be read ({exc})"
+            ) from None
+        pinned = [m for m in pins if model and m.startswith(model)]
+        if pinned:
+            pulumi.log.info(f"{name}: keeping job {id_} and model {model}: release pin(s) reference it")
             return
         with contextlib.suppress(openai.NotFoundError):
             Target.of(props).dated_client().delete(f"/fine_tuning/jobs/{id_}", cast_to=type(None))
@@ -273,3 +325,12 @@ class FineTuningJob(pulumi.dynamic.Resource):
         self, resource_name: str, *, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(FineTuningJobProvider(), resource_name, {**inputs, **dict.fromkeys(OUTPUTS)}, opts)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,138 @@
+"""`OpenAIAccount`: the Azure OpenAI resource every model of the environment lives in.
+
+Custom subdomain (Entra tokens and private endpoints need it), keys off, public access as the
+environment says, network ACLs that deny by default, a managed identity, a private endpoint in
+private mode, diagnostics to Log Analytics and, when declared, the content filter as code.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_azure_native as an
+
+from ftops.components.monitoring import diagnostics
+from ftops.components.naming import Names
+from ftops.components.network import Network
+from ftops.config import Account as AccountSpec
+from ftops.config import ContentFilter, Environment
+
+# Harm categories are graded by severity; the others are detectors that are on or off.
+SEVERITY_FILTERS = frozenset({"hate", "sexual", "violence", "selfharm"})
+
+
+class OpenAIAccount(pulumi.ComponentResource):
+    account: an.cognitiveservices.Account
+    account_id: pulumi.Output[str]
+    account_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    rai_policy: an.cognitiveservices.RaiPolicy | None
+    ready: list[pulumi.Resource]  # what must exist before the data plane is reachable
+
+    def __init__(
+        self,
+        env: Environment,
+        names: Names,
+        resource_group: pulumi.Input[str],
+        network: Network | None,
+        workspace_id: pulumi.Input[str],
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ftops:azure:OpenAIAccount", names.env, None, opts)
+        spec = env.account
+        if spec is None or env.network is None:
+            raise ValueError(f"environment {env.name} has no account or network section")
+        child = pulumi.ResourceOptions(parent=self)
+        identity = self._identity(spec, names, resource_group, env.location, tags)
+        self.account = an.cognitiveservices.Account(
+            "account",
+            resource_group_name=resource_group,
+            account_name=names.account,
+            kind=spec.kind,
+            location=env.location,
+            sku=an.cognitiveservices.SkuArgs(name=spec.sku),
+            identity=identity,
+            properties=an.cognitiveservices.AccountPropertiesArgs(
+                custom_sub_domain_name=names.subdomain,
+                disable_local_auth=spec.disable_local_auth,
+                public_network_access=spec.public_network_access,
+                network_acls=an.cognitiveservices.NetworkRuleSetArgs(
+                    default_action="Deny",
+                    # Trusted Azure services (e.g. the account's own fine-tuning pipeline reading
+                    # from its storage) keep working; everything else needs a rule or the PE.
+                    bypass="AzureServices",
+                    ip_rules=[
+                        an.cognitiveservices.IpRuleArgs(value=str(r)) for r in env.network.allowed_ip_ranges
+                    ],
+                ),
+            ),
+            tags=tags,
+            # Keys come back if somebody flips disable_local_auth in the portal; refresh shows it.
+            opts=pulumi.ResourceOptions(parent=self, protect=env.stage == "production"),
+        )
+        self.account_id = self.account.id
+        self.account_name = self.account.name
+        # `properties.endpoint` is https://<subdomain>.openai.azure.com/ for kind OpenAI.
+        self.endpoint = self.account.properties.apply(lambda p: p.endpoint)
+        self.ready = [self.account]
+        diagnostics("account", self.account.id, workspace_id, "AllMetrics", self)
+        if network is not None and env.network.mode == "private":
+            self.ready.append(
+                network.private_endpoint(
+                    "account", names, resource_group, env.location, self.account.id, "account", tags, self
+                )
+            )
+        self.rai_policy = None
+        if spec.rai_policy is not None:
+            self.rai_policy = an.cognitiveservices.RaiPolicy(
+                "content-filter",
+                resource_group_name=resource_group,
+                account_name=self.account.name,
+                rai_policy_name=spec.rai_policy.name,
+                properties=an.cognitiveservices.RaiPolicyPropertiesArgs(
+                    base_policy_name=spec.rai_policy.base_policy,
+                    mode=spec.rai_policy.mode,
+                    content_filters=[_filter(f) for f in spec.rai_policy.filters],
+                ),
+                opts=child,
+            )
+        self.register_outputs(
+            {"account_id": self.account_id, "endpoint": self.endpoint, "account_name": self.account_name}
+        )
+
+    def _identity(
+        self,
+        spec: AccountSpec,
+        names: Names,
+        resource_group: pulumi.Input[str],
+        location: str,
+        tags: dict[str, str],
+    ) -> an.cognitiveservices.IdentityArgs:
+        if "UserAssigned" not in spec.identity:
+            return an.cognitiveservices.IdentityArgs(
+                type=an.cognitiveservices.ResourceIdentityType(spec.identity)
+            )
+        # A user-assigned identity outlives the account: the checkpoint copy between accounts and
+        # storage access can be granted to it before the account exists.
+        uai = an.managedidentity.UserAssignedIdentity(
+            "identity",
+            resource_group_name=resource_group,
+            resource_name_=names.identity,
+            location=location,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # PAN takes the user-assigned identities as a list of ARM ids (ARM itself uses a dict).
+        return an.cognitiveservices.IdentityArgs(
+            type=an.cognitiveservices.ResourceIdentityType(spec.identity), user_assigned_identities=[uai.id]
+        )
+
+
+def _filter(f: ContentFilter) -> an.cognitiveservices.RaiPolicyContentFilterArgs:
+    return an.cognitiveservices.RaiPolicyContentFilterArgs(
+        name=f.name,
+        source=f.source,
+        enabled=f.enabled,
+        blocking=f.blocking,
+        severity_threshold=f.severity_threshold if f.name in SEVERITY_FILTERS else None,
+    )

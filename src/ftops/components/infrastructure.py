@@ -1,0 +1,95 @@
+"""Everything an Azure environment needs around its models, composed in dependency order:
+
+    resource group -> Monitoring -> Network -> OpenAIAccount -> Storage -> Access
+
+and what the model chain needs from it: the provider target of the account (endpoint + ARM id,
+Entra auth: no key ever), the deployer, and the resources that must exist before the data plane
+is reachable (the account, its private endpoint, the role that lets the deployer fine-tune).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_azure_native as an
+
+from ftops.components.access import Access
+from ftops.components.account import OpenAIAccount
+from ftops.components.deployments import azure_deployer
+from ftops.components.model import Deployer
+from ftops.components.monitoring import Monitoring
+from ftops.components.naming import names_for
+from ftops.components.network import Network
+from ftops.components.storage import Storage
+from ftops.config import Environment
+
+ARM_ENDPOINT = "https://management.azure.com"
+
+
+class AzureInfrastructure:
+    """Not a component itself: its parts are top-level components, so their URNs stay short and
+    a reader of `pulumi preview` sees Network, OpenAIAccount, Storage and Access side by side."""
+
+    def __init__(self, env: Environment) -> None:
+        if env.account is None or env.network is None or env.storage is None:
+            raise ValueError(f"environment {env.name} is not an Azure environment")
+        self.env = env
+        self.names = names = names_for(env)
+        tags = {**env.tags, "environment": env.name, "managed-by": "ftops"}
+        if env.naming.resource_group is not None:
+            self.resource_group: pulumi.Input[str] = env.naming.resource_group  # adopted, not managed
+        else:
+            self.resource_group = an.resources.ResourceGroup(
+                "resource-group",
+                resource_group_name=names.resource_group,
+                location=env.location,
+                tags=tags,
+                opts=pulumi.ResourceOptions(protect=env.stage == "production"),
+            ).name
+        self.monitoring = Monitoring(
+            names, self.resource_group, env.location, env.account.log_retention_days, tags
+        )
+        self.network = (
+            Network(env.network, names, self.resource_group, env.location, tags)
+            if env.network.mode == "private"
+            else None
+        )
+        self.account = OpenAIAccount(
+            env, names, self.resource_group, self.network, self.monitoring.workspace_id, tags
+        )
+        self.storage = Storage(
+            env, names, self.resource_group, self.network, self.monitoring.workspace_id, tags
+        )
+        self.access = Access(
+            env.access,
+            names,
+            self.account.account_id,
+            {role: c.id for role, c in self.storage.containers.items()},
+        )
+        self.ready: list[pulumi.Resource] = [*self.account.ready, *self.access.assignments]
+
+    def target(self) -> Mapping[str, pulumi.Input[str]]:
+        return {
+            "endpoint": self.account.endpoint,
+            "auth": "entra",
+            "arm_id": self.account.account_id,
+            "arm_endpoint": ARM_ENDPOINT,
+        }
+
+    def deployer(self) -> Deployer:
+        policy = [self.account.rai_policy] if self.account.rai_policy is not None else []
+        return azure_deployer(self.account.account_name, self.resource_group, policy)
+
+    def outputs(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.account.endpoint,
+            "account_id": self.account.account_id,
+            "resource_group": self.resource_group,
+            "storage": {
+                "account": self.storage.account.name,
+                "blob_endpoint": self.storage.blob_endpoint,
+                "containers": {role: c.name for role, c in self.storage.containers.items()},
+            },
+        }

@@ -1,0 +1,14 @@
+"""What every ftops provider shares: the serialized-provider key and input/output separation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+PROVIDER_KEY = "__provider"  # the engine's property holding the dill-serialized provider
+
+
+def inputs_of(props: dict[str, Any], outputs: Iterable[str] = ()) -> dict[str, Any]:
+    """The resource's inputs: its properties without the serialized provider and its outputs."""
+    skip = {PROVIDER_KEY, *outputs}
+    return {k: v for k, v in props.items() if k not in skip}

@@ -1,0 +1,355 @@
+"""The Azure stacks under Pulumi mocks: security invariants of every environment file in the
+repository, the wiring of the model chain, and a reviewed snapshot of each plan.
+
+Every assertion names the URN it is about, so a failure says which resource broke the rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftops.config_load import environment_names, load_environment, plain, read_stack_node
+from tests.conftest import REPO
+from tests.pulumi_harness import Registration, Run, run
+
+ACCOUNT = "azure-native:cognitiveservices:Account"
+DEPLOYMENT = "azure-native:cognitiveservices:Deployment"
+STORAGE = "azure-native:storage:StorageAccount"
+CONTAINER = "azure-native:storage:BlobContainer"
+ENDPOINT = "azure-native:network:PrivateEndpoint"
+ZONE_GROUP = "azure-native:network:PrivateDnsZoneGroup"
+ZONE = "azure-native:privatedns:PrivateZone"
+ROLE = "azure-native:authorization:RoleAssignment"
+ZONES = {
+    "privatelink.openai.azure.com",
+    "privatelink.cognitiveservices.azure.com",
+    "privatelink.blob.core.windows.net",
+}
+ALLOWED_ROLES = {
+    "a001fd3d-188f-4b5d-821b-7da978bf7442",  # Cognitive Services OpenAI Contributor
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe",  # Storage Blob Data Contributor
+}
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+AZURE_STACKS = [n for n in environment_names(REPO) if load_environment(REPO, n).target == "azure"]
+_runs: dict[str, Run] = {}
+
+
+def stack_run(stack: str) -> Run:
+    """The repository's own stack file as the engine would pass it (one run per stack per session)."""
+    if stack not in _runs:
+        _runs[stack] = run(stack, plain(read_stack_node(REPO, stack)))
+    return _runs[stack]
+
+
+def edited(stack: str, change: Any) -> Run:
+    raw = plain(read_stack_node(REPO, stack))
+    change(raw)
+    return run(stack, raw)
+
+
+def zones_of(result: Run, endpoint: Registration) -> set[str]:
+    groups = [g for g in result.of_type(ZONE_GROUP) if g.parent == endpoint.urn]
+    assert len(groups) == 1, f"{endpoint.urn}: {len(groups)} DNS zone groups"
+    ids = {c["privateDnsZoneId"] for c in groups[0].inputs["privateDnsZoneConfigs"]}
+    return {i.rsplit("/", 1)[-1] for i in ids}
+
+
+def test_every_environment_file_is_checked() -> None:
+    assert AZURE_STACKS == ["dev", "prod", "staging"]
+
+
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_accounts_are_locked_down_as_the_environment_says(stack: str) -> None:
+    env = load_environment(REPO, stack)
+    assert env.account is not None
+    assert env.network is not None
+    result = stack_run(stack)
+    (account,) = result.of_type(ACCOUNT)
+    props = account.inputs["properties"]
+    assert props["disableLocalAuth"] is True, f"{account.urn}: keys must be off"
+    assert props["publicNetworkAccess"] == env.account.public_network_access, account.urn
+    assert props["networkAcls"]["defaultAction"] == "Deny", f"{account.urn}: ACLs must deny by default"
+    assert props["customSubDomainName"], f"{account.urn}: Entra auth and private endpoints need a subdomain"
+    assert account.inputs["identity"]["type"] == env.account.identity, account.urn
+    if env.stage == "production":
+        assert props["publicNetworkAccess"] == "Disabled", f"{account.urn}: production is private only"
+    endpoints = result.of_type(ENDPOINT)
+    if env.network.mode == "private":
+        (to_account,) = [
+            e for e in endpoints if e.inputs["privateLinkServiceConnections"][0]["groupIds"] == ["account"]
+        ]
+        link = to_account.inputs["privateLinkServiceConnections"][0]
+        assert link["privateLinkServiceId"] == account.outputs["id"], to_account.urn
+        assert zones_of(result, to_account) == {
+            "privatelink.openai.azure.com",
+            "privatelink.cognitiveservices.azure.com",
+        }, to_account.urn
+        (to_blob,) = [
+            e for e in endpoints if e.inputs["privateLinkServiceConnections"][0]["groupIds"] == ["blob"]
+        ]
+        assert zones_of(result, to_blob) == {"privatelink.blob.core.windows.net"}, to_blob.urn
+        assert {z.inputs["privateZoneName"] for z in result.of_type(ZONE)} == ZONES
+    else:
+        assert endpoints == [], [e.urn for e in endpoints]
+        ranges = [r["value"] for r in props["networkAcls"]["ipRules"]]
+        assert ranges == [str(r) for r in env.network.allowed_ip_ranges], account.urn
+
+
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_storage_denies_shared_keys_and_public_blobs(stack: str) -> None:
+    result = stack_run(stack)
+    (storage,) = result.of_type(STORAGE)
+    inputs = storage.inputs
+    assert inputs["allowSharedKeyAccess"] is False, f"{storage.urn}: shared keys must be off"
+    assert inputs["allowBlobPublicAccess"] is False, f"{storage.urn}: no anonymous blobs"
+    assert inputs["minimumTlsVersion"] == "TLS1_2", storage.urn
+    assert inputs["networkRuleSet"]["defaultAction"] == "Deny", storage.urn
+    for container in result.of_type(CONTAINER):
+        assert container.inputs["publicAccess"] == "None", container.urn
+    (policy,) = result.of_type("azure-native:storage:BlobContainerImmutabilityPolicy")
+    assert policy.inputs["containerName"] == "audit-log", policy.urn
+    assert policy.inputs["allowProtectedAppendWrites"] is True, policy.urn
+    env = load_environment(REPO, stack)
+    assert env.storage is not None
+    assert policy.inputs["immutabilityPeriodSinceCreationInDays"] == env.storage.audit_retention_days, (
+        policy.urn
+    )
+    (service,) = result.of_type("azure-native:storage:BlobServiceProperties")
+    assert service.inputs["isVersioningEnabled"] is True, service.urn
+    assert service.inputs["deleteRetentionPolicy"] == {"enabled": True, "days": env.storage.soft_delete_days}
+
+
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_roles_are_least_privilege_and_never_at_subscription_scope(stack: str) -> None:
+    result = stack_run(stack)
+    roles = result.of_type(ROLE)
+    assert roles, f"{stack}: no role assignments"
+    names = set()
+    for role in roles:
+        scope = role.inputs["scope"]
+        assert re.match(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/.+", scope), (
+            f"{role.urn}: scope {scope} is wider than a resource"
+        )
+        assert role.inputs["roleDefinitionId"].rsplit("/", 1)[-1] in ALLOWED_ROLES, role.urn
+        names.add(role.inputs["roleAssignmentName"])
+    assert len(names) == len(roles), "role assignment names collide"
+    # Deterministic: a second run of the same program names them the same.
+    again = run(stack, plain(read_stack_node(REPO, stack)))
+    assert {r.inputs["roleAssignmentName"] for r in again.of_type(ROLE)} == names
+
+
+SECRET_KEY = re.compile(
+    r"(^|[_-])(password|secret|api[_-]?key|access[_-]?key|key[12]?|token|connection[_-]?string|sas)([_-]|$)",
+    re.I,
+)
+KEY_LIKE = re.compile(r"[0-9a-f]{32}|[A-Za-z0-9+/]{40,}={0,2}")  # Azure OpenAI keys; base64 keys
+SECRET_VALUE = re.compile(r"(AccountKey=|SharedAccessSignature|sig=|-----BEGIN|sk-[A-Za-z0-9]{20})")
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [item for k, v in node.items() for item in _walk(v, f"{path}.{k}")] + [(path, node)]
+    if isinstance(node, list):
+        return [item for i, v in enumerate(node) for item in _walk(v, f"{path}[{i}]")]
+    return [(path, node)]
+
+
+@pytest.mark.parametrize("stack", [*AZURE_STACKS, "local"])
+def test_no_secret_in_plain_config_or_in_any_input(stack: str) -> None:
+    text = (REPO / "environments" / f"Pulumi.{stack}.yaml").read_text()
+    assert not SECRET_VALUE.search(text), f"environments/Pulumi.{stack}.yaml holds a credential"
+    for path, value in _walk(plain(read_stack_node(REPO, stack))):
+        key = path.rsplit(".", 1)[-1]
+        if SECRET_KEY.search(key) and not key.endswith("_env"):  # api_key_env names a variable
+            pytest.fail(f"environments/Pulumi.{stack}.yaml: {path} looks like a secret in plain config")
+        if isinstance(value, str) and KEY_LIKE.fullmatch(value):
+            pytest.fail(f"environments/Pulumi.{stack}.yaml: {path} holds what looks like a key")
+    for reg in stack_run(stack).registrations:
+        dumped = json.dumps({k: v for k, v in reg.inputs.items() if k != "__provider"}, default=str)
+        assert not SECRET_VALUE.search(dumped), f"{reg.urn}: an input holds a credential"
+        target = reg.inputs.get("target")
+        if isinstance(target, dict):
+            assert target["auth"] == ("entra" if stack != "local" else "env:FTOPS_EMULATOR_KEY"), reg.urn
+
+
+def _deployment_chain(result: Run) -> list[Registration]:
+    """The deployments of the account in the order their dependencies force; fails unless the
+    dependencies make one line (any two deployments ordered)."""
+    deployments = result.of_type(DEPLOYMENT)
+    urns = {d.urn for d in deployments}
+    before = {d.urn: set(d.dependencies) & urns for d in deployments}
+    reg = result.by_urn()
+    # Transitive closure through non-deployment resources (the gate sits between two of them).
+    for d in deployments:
+        seen, todo = set(), list(d.dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn in seen or urn not in reg:
+                continue
+            seen.add(urn)
+            if urn in urns:
+                before[d.urn].add(urn)
+            todo.extend(reg[urn].dependencies)
+    ordered = sorted(deployments, key=lambda d: len(before[d.urn]))
+    for i, d in enumerate(ordered):
+        assert before[d.urn] == {o.urn for o in ordered[:i]}, (
+            f"{d.urn} may be written at the same time as another deployment on the account: "
+            f"after {sorted(before[d.urn])}"
+        )
+    return ordered
+
+
+def test_dev_serving_deployment_serves_the_gates_output_and_deployments_form_a_chain() -> None:
+    env = load_environment(REPO, "dev")
+    result = stack_run("dev")
+    job = result.named("support-bot-job")
+    gate = result.named("support-bot-gate")
+    assert job.inputs["base_model"] == result.named("support-sft-job").outputs["fine_tuned_model"], job.urn
+    candidate = result.named("support-bot-candidate")
+    serving = result.named("support-bot-support-bot")
+    assert candidate.inputs["properties"]["model"]["name"] == job.outputs["model"], candidate.urn
+    assert gate.inputs["candidate_model"] == job.outputs["model"], gate.urn
+    assert serving.inputs["properties"]["model"]["name"] == gate.outputs["model"], serving.urn
+    assert gate.urn in serving.dependencies, f"{serving.urn} must wait for {gate.urn}"
+    assert [d.name for d in _deployment_chain(result)] == ["support-bot-candidate", "support-bot-support-bot"]
+    declared = env.deployments["support-bot"]
+    assert serving.inputs["sku"] == {"name": declared.sku.name, "capacity": declared.sku.capacity}, (
+        serving.urn
+    )
+    # The declared candidate is the Developer tier, in ARM's spelling.
+    assert candidate.inputs["sku"] == {"name": "DeveloperTier", "capacity": 50}, candidate.urn
+    for dep in (candidate, serving):
+        model = dep.inputs["properties"]["model"]
+        assert (model["format"], model["version"]) == ("OpenAI", "1"), dep.urn
+        assert "source" not in model, f"{dep.urn}: a model trained here needs no source"
+        assert dep.inputs["properties"]["versionUpgradeOption"] == "NoAutoUpgrade", dep.urn
+
+
+def test_data_plane_calls_wait_for_the_account_and_the_deployers_role() -> None:
+    result = stack_run("dev")
+    (account,) = result.of_type(ACCOUNT)
+    roles = {r.urn for r in result.of_type(ROLE) if r.inputs["scope"] == account.outputs["id"]}
+    assert len(roles) == 2, roles
+    for reg in result.of_type("TrainingFileProvider"):
+        missing = ({account.urn} | roles) - set(reg.dependencies)
+        assert not missing, f"{reg.urn} may call the data plane before {sorted(missing)}"
+        assert reg.inputs["target"]["endpoint"] == "https://oai-ftops-dev.openai.azure.com/", reg.urn
+        assert reg.inputs["target"]["arm_id"] == account.outputs["id"], reg.urn
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_a_release_pin_deploys_from_the_source_account_and_trains_nothing(stack: str) -> None:
+    env = load_environment(REPO, stack)
+    pin = env.releases["support-bot"]
+    result = stack_run(stack)
+    for kind in ("TrainingFileProvider", "FineTuningJobProvider"):
+        assert result.of_type(kind) == [], [r.urn for r in result.of_type(kind)]
+    chain = _deployment_chain(result)
+    assert [d.name for d in chain] == ["support-bot-candidate", "support-bot-support-bot"]
+    candidate, serving = chain
+    gate = result.named("support-bot-gate")
+    assert gate.inputs["candidate_model"] == pin.model, gate.urn
+    assert candidate.inputs["properties"]["model"] == {
+        "format": "OpenAI",
+        "name": pin.model,
+        "version": "1",
+        "source": pin.source_account,
+    }, candidate.urn
+    assert serving.inputs["properties"]["model"]["name"] == gate.outputs["model"], serving.urn
+    assert serving.inputs["properties"]["model"]["source"] == pin.source_account, serving.urn
+    declared = env.deployments["support-bot"]
+    assert serving.inputs["sku"] == {"name": declared.sku.name, "capacity": declared.sku.capacity}, (
+        serving.urn
+    )
+    # No Developer tier outside development: it gives no data-residency guarantee.
+    assert candidate.inputs["sku"] == {"name": declared.sku.name, "capacity": 5}, candidate.urn
+    assert result.outputs["deployments"] == {"support-bot": gate.outputs["model"]}
+    assert result.outputs["evidence"] == {"support-bot": gate.outputs["evidence_digest"]}
+    assert result.outputs["endpoint"] == f"https://oai-ftops-{stack}.openai.azure.com/"
+
+
+def test_prod_deployments_wait_for_the_custom_content_filter() -> None:
+    result = stack_run("prod")
+    (policy,) = result.of_type("azure-native:cognitiveservices:RaiPolicy")
+    filters = {(f["name"], f["source"]): f for f in policy.inputs["properties"]["contentFilters"]}
+    assert filters[("violence", "Completion")]["severityThreshold"] == "Low", policy.urn
+    assert "severityThreshold" not in filters[("jailbreak", "Prompt")], policy.urn
+    for dep in result.of_type(DEPLOYMENT):
+        assert dep.inputs["properties"]["raiPolicyName"] == "ftops-strict", dep.urn
+        assert policy.urn in dep.dependencies, f"{dep.urn} must wait for {policy.urn}"
+
+
+def test_bring_your_own_vnet_and_zones() -> None:
+    subnet = (
+        "/subscriptions/9a8b7c6d-0000-4000-8000-000000000000/resourceGroups/rg-hub/providers/"
+        "Microsoft.Network/virtualNetworks/vnet-hub/subnets/snet-pe"
+    )
+    zone = (
+        "/subscriptions/9a8b7c6d-0000-4000-8000-000000000000/resourceGroups/rg-hub/providers/"
+        "Microsoft.Network/privateDnsZones/privatelink.openai.azure.com"
+    )
+
+    def bring(raw: dict[str, Any]) -> None:
+        raw["network"]["existing_subnet_id"] = subnet
+        raw["network"]["existing_dns_zone_ids"] = {"privatelink.openai.azure.com": zone}
+
+    result = edited("staging", bring)
+    assert result.of_type("azure-native:network:VirtualNetwork") == []
+    assert result.of_type("azure-native:network:Subnet") == []
+    created = {z.inputs["privateZoneName"] for z in result.of_type(ZONE)}
+    assert created == ZONES - {"privatelink.openai.azure.com"}
+    for link in result.of_type("azure-native:privatedns:VirtualNetworkLink"):
+        assert link.inputs["virtualNetwork"]["id"] == subnet.split("/subnets/", maxsplit=1)[0], link.urn
+    for endpoint in result.of_type(ENDPOINT):
+        assert endpoint.inputs["subnet"]["id"] == subnet, endpoint.urn
+    groups = [g for g in result.of_type(ZONE_GROUP) if g.parent.endswith("::pe-account")]
+    assert zone in {c["privateDnsZoneId"] for c in groups[0].inputs["privateDnsZoneConfigs"]}
+
+
+def test_user_assigned_identity_is_created_and_attached() -> None:
+    def user_assigned(raw: dict[str, Any]) -> None:
+        raw["account"]["identity"] = "SystemAssigned, UserAssigned"
+
+    result = edited("prod", user_assigned)
+    (identity,) = result.of_type("azure-native:managedidentity:UserAssignedIdentity")
+    (account,) = result.of_type(ACCOUNT)
+    assert account.inputs["identity"]["type"] == "SystemAssigned, UserAssigned", account.urn
+    assert list(account.inputs["identity"]["userAssignedIdentities"]) == [identity.outputs["id"]], account.urn
+
+
+def test_an_adopted_resource_group_is_not_managed() -> None:
+    def adopt(raw: dict[str, Any]) -> None:
+        raw["naming"]["resource_group"] = "rg-platform-shared"
+
+    result = edited("dev", adopt)
+    assert result.of_type("azure-native:resources:ResourceGroup") == []
+    (account,) = result.of_type(ACCOUNT)
+    assert account.inputs["resourceGroupName"] == "rg-platform-shared", account.urn
+
+
+def plan_lines(result: Run) -> list[str]:
+    """type, name and parent of every resource: what a reviewer needs to see change."""
+    return sorted(f"{r.typ}  {r.name}  (parent: {r.parent_name})" for r in result.registrations)
+
+
+@pytest.mark.parametrize("stack", [*AZURE_STACKS, "local"])
+def test_plan_matches_the_reviewed_snapshot(stack: str) -> None:
+    lines = plan_lines(stack_run(stack))
+    snapshot = SNAPSHOTS / f"{stack}.txt"
+    if os.environ.get("FTOPS_UPDATE_SNAPSHOTS") == "1":
+        snapshot.parent.mkdir(exist_ok=True)
+        snapshot.write_text("\n".join(lines) + "\n")
+    assert snapshot.exists(), f"no snapshot for {stack}: run FTOPS_UPDATE_SNAPSHOTS=1 pytest {__file__}"
+    expected = snapshot.read_text().splitlines()
+    added = sorted(set(lines) - set(expected))
+    removed = sorted(set(expected) - set(lines))
+    assert lines == expected, (
+        f"the {stack} plan changed (review it, then FTOPS_UPDATE_SNAPSHOTS=1 to accept):\n"
+        + "\n".join([*(f"+ {a}" for a in added), *(f"- {r}" for r in removed)])
+    )
