@@ -7,6 +7,7 @@ with its URN, parent and dependencies, so tests assert on the graph and name the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import runpy
@@ -211,6 +212,8 @@ def run(stack: str, environment: Any, root: Path = REPO) -> Run:
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)  # a new Stack resource named for this stack, not the previous run's
+    # Pulumi's sync helpers need a current loop; an earlier test's asyncio.run() may have unset it.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="ftops", stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({"ftops:environment": json.dumps(environment)})
     program = root / "infra" / "__main__.py"

@@ -353,3 +353,27 @@ def test_plan_matches_the_reviewed_snapshot(stack: str) -> None:
         f"the {stack} plan changed (review it, then FTOPS_UPDATE_SNAPSHOTS=1 to accept):\n"
         + "\n".join([*(f"+ {a}" for a in added), *(f"- {r}" for r in removed)])
     )
+
+
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_applied_changes_are_recorded_in_the_audit_container(stack: str) -> None:
+    result = stack_run(stack)
+    entries = result.of_type("AuditEntryProvider")
+    (storage,) = result.of_type(STORAGE)
+    by_urn = result.by_urn()
+    for entry in entries:
+        assert entry.inputs["audit"] == {
+            "kind": "blob",
+            "account_url": storage.outputs["primaryEndpoints"]["blob"],
+            "container": "audit-log",
+            "blob": f"{stack}.jsonl",
+        }, entry.urn
+        watched = [
+            by_urn[d] for d in entry.dependencies if d in by_urn and by_urn[d].typ != "AuditEntryProvider"
+        ]
+        assert watched, f"{entry.urn} is written before what it records"
+    deployed = result.named("support-bot-support-bot-deployed")
+    assert result.named("support-bot-support-bot").urn in deployed.dependencies, deployed.urn
+    gated = result.named("support-bot-gated")
+    assert gated.inputs["details"]["account_id"].endswith(("/accounts/oai-ftops-dev",)), gated.urn
+    assert result.outputs["gated"]["support-bot"]["account_id"] == gated.inputs["details"]["account_id"]

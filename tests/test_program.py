@@ -73,10 +73,23 @@ def test_the_program_checks_the_promotion_chain() -> None:
 
 def test_local_stack_wires_file_job_candidate_gate_serving_in_order() -> None:
     mocks, outputs = run_program("local", plain(read_stack_node(REPO, "local")))
-    declared = [
+    every = [
         (r.typ if r.typ != "pulumi-python:dynamic:Resource" else provider_of(r.inputs), r.name)
         for r in mocks.resources
     ]
+    declared = [d for d in every if d[0] != "AuditEntryProvider"]
+    audited = {
+        name: r.inputs
+        for (kind, name), r in zip(every, mocks.resources, strict=True)
+        if kind == "AuditEntryProvider"
+    }
+    assert sorted(audited) == ["support-bot-gated", "support-bot-support-bot-deployed", "support-bot-trained"]
+    assert audited["support-bot-gated"]["details"]["data_digest"].startswith("sha256:"), audited
+    assert audited["support-bot-support-bot-deployed"]["resource"] == "support-bot", audited
+    assert audited["support-bot-trained"]["audit"] == {
+        "kind": "file",
+        "path": str(REPO / ".ftops" / "audit" / "local.jsonl"),
+    }
     assert declared == [
         ("ftops:models:FineTunedModel", "support-bot"),
         ("TrainingFileProvider", "support-bot-training"),

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-from ftops import __version__
+from ftops import __version__, cli_gitops
 from ftops.catalog import REINFORCEMENT, resolve_base
 from ftops.config import Environment
 from ftops.config_load import environment_names, load_all, load_checked
@@ -324,6 +324,20 @@ def env_show(name: Annotated[str, typer.Argument(help="Environment name.")]) -> 
     print(json.dumps(env.model_dump(mode="json", by_alias=True), indent=2))
 
 
+@env_app.command("changed")
+@_one_line_errors
+def env_changed(
+    base: Annotated[str, typer.Option("--base", help="The git ref to compare HEAD with (the PR's base).")],
+    local: Annotated[bool, typer.Option("--local", help="Include local (emulator) environments.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list, for a CI matrix.")] = False,
+) -> None:
+    """Environments whose plan the changes since BASE can alter, sources of the promotion chain first."""
+    from ftops.gitops.changes import changed_environments
+
+    names = changed_environments(repo_root(), base, include_local=local)
+    out.print(json.dumps(names) if as_json else "\n".join(names), soft_wrap=True)
+
+
 @env_app.command("schema")
 @_one_line_errors
 def env_schema() -> None:
@@ -458,6 +472,9 @@ def emulator_selftest(
         f"{outcome.tuned_f1:.2f})",
         soft_wrap=True,
     )
+
+
+cli_gitops.register(app, _one_line_errors, repo_root, out)
 
 
 @app.command()

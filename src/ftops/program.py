@@ -127,7 +127,17 @@ def model_outputs(env: Environment, built: dict[str, Built]) -> dict[str, Any]:
             name: gates[dep.model].model for name, dep in env.deployments.items() if dep.model in gates
         },
         "evidence": {key: gate.evidence_digest for key, gate in gates.items()},
+        # What `ftops promote` copies into the next environment's release pin.
+        "gated": {
+            key: {"model": gates[key].model, "evidence_digest": gates[key].evidence_digest, **m.provenance}
+            for key, m in built.items()
+            if key in gates
+        },
     }
+
+
+def local_audit_path(root: Path, env: str) -> Path:
+    return root / ".ftops" / "audit" / f"{env}.jsonl"
 
 
 def build_stack(env: Environment, root: Path) -> dict[str, Any]:
@@ -137,9 +147,15 @@ def build_stack(env: Environment, root: Path) -> dict[str, Any]:
     if env.target == "local":
         account = local.target(env)
         wiring = Wiring(
-            env=env, root=root, target=account, deploy=local.deployer(account), evidence_dir=evidence_dir
+            env=env,
+            root=root,
+            target=account,
+            deploy=local.deployer(account),
+            evidence_dir=evidence_dir,
+            audit={"kind": "file", "path": str(local_audit_path(root, env.name))},
         )
         outputs["endpoint"] = account["endpoint"]
+        outputs["audit"] = {"kind": "file", "path": str(local_audit_path(root, env.name))}
     else:
         infra = AzureInfrastructure(env)
         wiring = Wiring(
@@ -149,6 +165,7 @@ def build_stack(env: Environment, root: Path) -> dict[str, Any]:
             deploy=infra.deployer(),
             evidence_dir=evidence_dir,
             ready=tuple(infra.ready),
+            audit=infra.audit_log(),
         )
         outputs.update(infra.outputs())
     outputs.update(model_outputs(env, build_models(env, wiring)))

@@ -82,6 +82,15 @@ class AzureInfrastructure:
         policy = [self.account.rai_policy] if self.account.rai_policy is not None else []
         return azure_deployer(self.account.account_name, self.resource_group, policy)
 
+    def audit_log(self) -> dict[str, pulumi.Input[str]]:
+        """The environment's audit log: an append blob in the (immutable) audit container."""
+        return {
+            "kind": "blob",
+            "account_url": self.storage.blob_endpoint,
+            "container": self.storage.containers["audit"].name,
+            "blob": f"{self.env.name}.jsonl",
+        }
+
     def outputs(self) -> dict[str, Any]:
         return {
             "endpoint": self.account.endpoint,
@@ -92,4 +101,5 @@ class AzureInfrastructure:
                 "blob_endpoint": self.storage.blob_endpoint,
                 "containers": {role: c.name for role, c in self.storage.containers.items()},
             },
+            "audit": self.audit_log(),
         }

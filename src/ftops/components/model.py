@@ -19,6 +19,7 @@ import pulumi
 
 from ftops.catalog import resolve_base
 from ftops.config import DeploymentSpec, Environment, GateSpec, ModelSpec, ReleasePin, Sku
+from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
 from ftops.providers.jobs import FineTuningJob
@@ -54,6 +55,38 @@ class Wiring:
     deploy: Deployer
     evidence_dir: str
     ready: tuple[pulumi.Resource, ...] = ()  # account, private endpoint, roles: before any data-plane call
+    audit: Mapping[str, pulumi.Input[str]] | None = None  # where applied changes are recorded
+
+    def record(
+        self,
+        name: str,
+        key: str,
+        action: str,
+        to_model: pulumi.Input[str],
+        after: pulumi.Resource,
+        parent: pulumi.Resource,
+        *,
+        resource: str | None = None,
+        evidence_digest: pulumi.Input[str] | None = None,
+        details: Mapping[str, pulumi.Input[str]] | None = None,
+    ) -> None:
+        """An audit record once `after` has been applied (nothing when the stack keeps no log)."""
+        if self.audit is None:
+            return
+        AuditEntry(
+            name,
+            inputs={
+                "audit": dict(self.audit),
+                "environment": self.env.name,
+                "model": key,
+                "action": action,
+                "resource": resource,
+                "to_model": to_model,
+                "evidence_digest": evidence_digest,
+                "details": dict(details or {}),
+            },
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[after]),
+        )
 
 
 def candidate_sku(env: Environment, base_model: str, deployment: DeploymentSpec) -> Sku:
@@ -117,6 +150,7 @@ def serve_through_gate(
     deployments: list[tuple[str, DeploymentSpec]],
     after: pulumi.Resource | None,
     seed: int,
+    provenance: Mapping[str, pulumi.Input[str]],
     source: pulumi.Input[str] | None = None,
 ) -> GatedServing:
     """candidate deployment -> EvaluationGate -> serving deployments, one write at a time.
@@ -146,10 +180,32 @@ def serve_through_gate(
         },
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[previous]),
     )
+    # What `ftops promote` reads when the stack's outputs are out of reach: the model that passed,
+    # its evidence, and where it came from.
+    wiring.record(
+        f"{key}-gated",
+        key,
+        "gate",
+        gate.model,
+        gate,
+        parent,
+        evidence_digest=gate.evidence_digest,
+        details=provenance,
+    )
     serving = []
     for name, dep in deployments:
         previous = wiring.deploy(
             DeployRequest(f"{key}-{name}", name, gate.model, dep.sku, dep, [previous], parent, source)
+        )
+        wiring.record(
+            f"{key}-{name}-deployed",
+            key,
+            "deploy",
+            gate.model,
+            previous,
+            parent,
+            resource=name,
+            evidence_digest=gate.evidence_digest,
         )
         serving.append(previous)
     return GatedServing(gate, serving, previous)
@@ -158,6 +214,7 @@ def serve_through_gate(
 class FineTunedModel(pulumi.ComponentResource):
     """A model this environment trains: its files, its job, and the gated chain that serves it."""
 
+    provenance: dict[str, pulumi.Input[str]]  # job, data digest, account: what a release pin records
     job: FineTuningJob
     serving: list[pulumi.Resource]
     gate: EvaluationGate | None
@@ -207,6 +264,12 @@ class FineTunedModel(pulumi.ComponentResource):
             },
             opts=child,
         )
+        self.provenance = provenance = {
+            "job": self.job.job_id,
+            "data_digest": files["training"].digest.apply(lambda d: f"sha256:{d}"),
+            "account_id": wiring.target["arm_id"],
+        }
+        wiring.record(f"{key}-trained", key, "train", self.job.model, self.job, self, details=provenance)
         self.gate = None
         self.serving = []
         self.last_deployment = after
@@ -221,6 +284,7 @@ class FineTunedModel(pulumi.ComponentResource):
                 deployments=deployments,
                 after=after,
                 seed=spec.seed or 0,
+                provenance=provenance,
             )
             self.gate, self.serving, self.last_deployment = chain.gate, chain.serving, chain.last
             outputs.update(
@@ -236,6 +300,7 @@ class PromotedModel(pulumi.ComponentResource):
     is deployed from the account that trained it (`model.source`), gated again here on this
     environment's own candidate deployment, then served."""
 
+    provenance: dict[str, pulumi.Input[str]]
     gate: EvaluationGate
     serving: list[pulumi.Resource]
     last_deployment: pulumi.Resource
@@ -251,6 +316,7 @@ class PromotedModel(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ftops:models:PromotedModel", key, None, opts)
+        self.provenance = {"job": pin.job, "data_digest": pin.data_digest, "account_id": pin.source_account}
         chain = serve_through_gate(
             key,
             wiring,
@@ -260,6 +326,7 @@ class PromotedModel(pulumi.ComponentResource):
             deployments=deployments,
             after=after,
             seed=0,
+            provenance=self.provenance,
             source=pin.source_account,
         )
         self.gate, self.serving, self.last_deployment = chain.gate, chain.serving, chain.last

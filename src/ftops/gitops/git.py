@@ -1,0 +1,106 @@
+"""The few git (and gh) operations promotion and rollback need, through the git CLI.
+
+Written against the CLI rather than a library: these are five plumbing calls, every CI image has
+git, and the user's own git configuration (signing, hooks, credentials) applies unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from ftops.errors import FtopsError
+
+
+class GitError(FtopsError):
+    pass
+
+
+def git(root: Path, *args: str, check: bool = True) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=60
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed; install git and run again") from None
+    if check and done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise GitError(f"git {' '.join(args)}: {detail[-1] if detail else f'exit {done.returncode}'}")
+    return done.stdout
+
+
+def head(root: Path, short: bool = False) -> str:
+    return git(root, "rev-parse", *(["--short=7"] if short else []), "HEAD").strip()
+
+
+def is_dirty(root: Path, path: Path) -> bool:
+    return bool(git(root, "status", "--porcelain", "--", str(path.relative_to(root))).strip())
+
+
+def file_history(root: Path, path: Path) -> list[str]:
+    """Commits that changed `path`, newest first."""
+    return git(root, "log", "--format=%H", "--", str(path.relative_to(root))).split()
+
+
+def show(root: Path, commit: str, path: Path) -> str | None:
+    out = subprocess.run(
+        ["git", "show", f"{commit}:{path.relative_to(root).as_posix()}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return out.stdout if out.returncode == 0 else None
+
+
+def resolve(root: Path, ref: str) -> str | None:
+    out = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def commit(root: Path, paths: list[Path], message: str, branch: str | None = None) -> str:
+    if branch is not None:
+        git(root, "switch", "-c", branch)
+    git(root, "add", "--", *(str(p.relative_to(root)) for p in paths))
+    git(root, "commit", "--quiet", "-m", message)
+    return head(root)
+
+
+def pr_commands(branch: str, title: str, body_file: str) -> list[list[str]]:
+    return [
+        ["git", "push", "--set-upstream", "origin", branch],
+        ["gh", "pr", "create", "--head", branch, "--title", title, "--body-file", body_file],
+    ]
+
+
+def open_pr(root: Path, branch: str, title: str, body: str) -> tuple[bool, list[str]]:
+    """Push and open the PR with gh when it is installed and authenticated; else the exact commands."""
+    body_file = root / ".ftops" / "pr-body.md"
+    body_file.parent.mkdir(parents=True, exist_ok=True)
+    body_file.write_text(body, encoding="utf-8")
+    commands = pr_commands(branch, title, str(body_file.relative_to(root)))
+    printable = [" ".join(_quote(a) for a in c) for c in commands]
+    if shutil.which("gh") is None:
+        return False, printable
+    for command in commands:
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            return False, printable
+    return True, printable
+
+
+def _quote(arg: str) -> str:
+    return (
+        arg
+        if arg and all(c.isalnum() or c in "-_./:=@" for c in arg)
+        else "'" + arg.replace("'", "'\\''") + "'"
+    )

@@ -1,0 +1,216 @@
+"""`ftops promote` and `ftops rollback`: move a release pin by commit, never by hand.
+
+Promotion copies an artifact that passed its gates (the fine-tuned model id, the account that
+holds it, the job, the data and evidence digests) into the next environment's release file.
+Rollback writes an earlier pin back as a new commit. Neither trains, neither rewrites history;
+`pulumi up` of the target environment then deploys the pin (cross-account, `model.source`)
+behind that environment's own gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftops.config import Environment, ReleasePin
+from ftops.config_load import load_environment, releases_file
+from ftops.errors import FtopsError
+from ftops.gitops import git
+from ftops.gitops.audit import context, records
+from ftops.gitops.logs import audit_log, stack_outputs
+from ftops.gitops.pins import parse_pins, read_pins, write_pin
+
+
+class RefusedError(FtopsError):
+    """Promotion or rollback refused; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: Path
+    key: str
+    env: str
+    old: ReleasePin | None
+    new: ReleasePin
+    commit: str | None
+    branch: str | None
+    pr_opened: bool
+    pr_commands: list[str]
+
+
+def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePin, str]:
+    """The artifact MODEL became in the source environment, and where that was read from.
+
+    Stack outputs when the Pulumi CLI can read them, else the environment's audit log: a `gate`
+    record exists only once the gate passed (the record depends on the gate resource)."""
+    outputs = stack_outputs(root, source.name)
+    gated = (outputs or {}).get("gated", {}).get(key)
+    if gated:
+        return (
+            ReleasePin(
+                model=gated["model"],
+                source_account=gated["account_id"],
+                source_environment=source.name,
+                job=gated["job"],
+                data_digest=gated["data_digest"],
+                evidence_digest=gated["evidence_digest"],
+                source_commit=git.head(root, short=True),
+            ),
+            f"stack {source.name} outputs",
+        )
+    log = audit_log(root, source)
+    passed = [
+        r for r in records(log) if r.action == "gate" and r.model == key and r.environment == source.name
+    ]
+    if not passed:
+        raise RefusedError(
+            f"{key} has not passed its gates in {source.name} (no gate record in {log.where()}); "
+            f"run `pulumi up --stack {source.name}` until its gate passes, then promote"
+        )
+    last = passed[-1]
+    details = last.details
+    if key in source.releases and key not in source.models:
+        # A promoted environment passes on the pin it took; the artifact's origin stays the same.
+        pin = source.releases.get(key)
+        if pin is None or pin.model != last.to_model:
+            raise RefusedError(
+                f"{key} in {source.name}: the last passing gate was for {last.to_model}, but the pin is "
+                f"{pin.model if pin else 'absent'}; run `pulumi up --stack {source.name}` first"
+            )
+    if not (last.to_model and last.evidence_digest and details.get("job") and details.get("account_id")):
+        raise RefusedError(f"{log.where()}: record {last.seq} lacks the model, evidence or provenance to pin")
+    return (
+        ReleasePin(
+            model=last.to_model,
+            source_account=str(details["account_id"]),
+            source_environment=source.name,
+            job=str(details["job"]),
+            data_digest=str(details["data_digest"]),
+            evidence_digest=last.evidence_digest,
+            source_commit=(last.commit or git.head(root))[:7],
+        ),
+        f"{log.where()} record {last.seq}",
+    )
+
+
+def promote(root: Path, key: str, source_name: str, target_name: str, *, pr: bool) -> Outcome:
+    target = load_environment(root, target_name)
+    if target.promotion is None:
+        raise RefusedError(
+            f"{target_name} takes no release pins (it trains its own models; no promotion.from)"
+        )
+    if target.promotion.from_ != source_name:
+        raise RefusedError(
+            f"{target_name} takes releases from {target.promotion.from_} only (promotion.from); "
+            f"promote {key} to {target.promotion.from_} first"
+        )
+    if key not in {d.model for d in target.deployments.values()}:
+        raise RefusedError(f"{target_name} has no deployment of {key}; declare one under deployments first")
+    source = load_environment(root, source_name)
+    if key not in source.models and key not in source.releases:
+        raise RefusedError(f"{source_name} neither trains nor serves {key}")
+    new, origin = _passed_result(root, source, key)
+    path = releases_file(root, target_name)
+    if git.is_dirty(root, path):
+        raise RefusedError(f"{path.relative_to(root)} has uncommitted changes; commit or discard them first")
+    old = read_pins(root, target_name).get(key)
+    if old is not None and old.model == new.model and old.evidence_digest == new.evidence_digest:
+        raise RefusedError(f"{target_name} already pins {key} to {new.model}; nothing to promote")
+    write_pin(root, target_name, key, new)
+    actor = context()["actor"]
+    message = (
+        f"promote({target_name}): {key} {_short(old.model if old else None)} -> {_short(new.model)}\n\n"
+        f"From {source_name} ({origin}).\nModel: {new.model}\nJob: {new.job}\nData: {new.data_digest}\n"
+        f"Evidence: {new.evidence_digest}\nActor: {actor}\n"
+    )
+    return _finish(
+        root, path, key, target_name, old, new, message, f"promote/{target_name}/{key}", pr, commit=pr
+    )
+
+
+def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str, pr: bool) -> Outcome:
+    if not reason.strip():
+        raise RefusedError('say why: --reason "..." is recorded in the commit and the audit trail')
+    load_environment(root, env_name)  # the environment must be valid before anything is written
+    path = releases_file(root, env_name)
+    if git.is_dirty(root, path):
+        raise RefusedError(f"{path.relative_to(root)} has uncommitted changes; commit or discard them first")
+    current = read_pins(root, env_name).get(key)
+    if current is None:
+        raise RefusedError(f"{env_name} has no release pin for {key}; nothing to roll back")
+    history = _pin_history(root, path, key)
+    if to is None:
+        earlier = [(c, p) for c, p in history if p.model != current.model]
+        if not earlier:
+            raise RefusedError(f"{key} in {env_name} has no earlier pin in git history than {current.model}")
+        source_commit, target = earlier[0]
+    else:
+        named = [(c, p) for c, p in history if p.model == to]
+        commit = git.resolve(root, to) if not named else None
+        if named:
+            source_commit, target = named[0]
+        elif commit is not None:
+            pins = parse_pins(git.show(root, commit, path) or "", f"{to}:{path.relative_to(root)}")
+            if key not in pins:
+                raise RefusedError(f"{to} has no pin for {key} in {path.relative_to(root)}")
+            source_commit, target = commit, pins[key]
+        else:
+            raise RefusedError(f"--to {to}: neither a model pinned for {key} in the history nor a git ref")
+        if target.model == current.model:
+            raise RefusedError(f"{env_name} already pins {key} to {target.model}; nothing to roll back")
+    write_pin(root, env_name, key, target)
+    actor = context()["actor"]
+    message = (
+        f"rollback({env_name}): {key} {_short(current.model)} -> {_short(target.model)}\n\n"
+        f"Reason: {reason.strip()}\nActor: {actor}\nFrom: {current.model}\nTo: {target.model}\n"
+        f"Restores the pin of commit {source_commit[:12]}; the model was retained, nothing is retrained.\n"
+    )
+    return _finish(
+        root, path, key, env_name, current, target, message, f"rollback/{env_name}/{key}", pr, commit=True
+    )
+
+
+def _pin_history(root: Path, path: Path, key: str) -> list[tuple[str, ReleasePin]]:
+    """(commit, pin of `key`) for each commit that changed the release file, newest first."""
+    out = []
+    for commit in git.file_history(root, path):
+        text = git.show(root, commit, path)
+        if text is None:
+            continue
+        try:
+            pins = parse_pins(text, f"{commit[:12]}:{path.relative_to(root)}")
+        except FtopsError:
+            continue  # an old, invalid revision of the file is no rollback target
+        if key in pins:
+            out.append((commit, pins[key]))
+    return out
+
+
+def _finish(
+    root: Path,
+    path: Path,
+    key: str,
+    env: str,
+    old: ReleasePin | None,
+    new: ReleasePin,
+    message: str,
+    branch_prefix: str,
+    pr: bool,
+    *,
+    commit: bool,
+) -> Outcome:
+    branch = (
+        f"{branch_prefix}-{new.model.rsplit('-', 1)[-1][:12]}-{git.head(root, short=True)}" if pr else None
+    )
+    sha = git.commit(root, [path], message, branch=branch) if commit else None
+    opened, commands = False, list[str]()
+    if pr and branch is not None:
+        title = message.splitlines()[0]
+        opened, commands = git.open_pr(root, branch, title, message)
+    return Outcome(path, key, env, old, new, sha, branch, opened, commands)
+
+
+def _short(model: str | None) -> str:
+    if model is None:
+        return "(none)"
+    return model.split(".ft-", 1)[-1][:24] if ".ft-" in model else model

@@ -1,0 +1,96 @@
+"""`ftops status`: for each deployment, what git declares, what was last applied (the audit log),
+what the gate said, and what the service actually serves; they agree or the row says NO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftops.components import local
+from ftops.config import Environment
+from ftops.errors import FtopsError
+from ftops.gitops.audit import records
+from ftops.gitops.logs import audit_log, stack_outputs
+from ftops.gitops.pins import read_pins
+from ftops.providers.connection import Target, arm_call
+
+
+@dataclass(frozen=True)
+class Row:
+    deployment: str
+    model: str
+    git: str | None  # the pinned model; None where the environment trains it
+    applied: str | None  # what the last deploy record put there
+    gate: str
+    serving: str | None
+    service_note: str  # why `serving` is None
+
+    @property
+    def agree(self) -> bool:
+        wanted = {m for m in (self.git, self.applied) if m is not None}
+        return len(wanted) == 1 and self.serving in wanted
+
+
+def _target(root: Path, env: Environment) -> Target | None:
+    if env.target == "local":
+        return Target.of({"target": local.target(env)})
+    outputs = stack_outputs(root, env.name) or {}
+    if not outputs.get("account_id"):
+        return None
+    return Target.of(
+        {
+            "target": {
+                "endpoint": outputs["endpoint"],
+                "auth": "entra",
+                "arm_id": outputs["account_id"],
+                "arm_endpoint": "https://management.azure.com",
+            }
+        }
+    )
+
+
+def _serving(target: Target | None, name: str) -> tuple[str | None, str]:
+    if target is None:
+        return None, "unknown (stack outputs unreachable: install the Pulumi CLI and log in)"
+    url = f"{target.arm_endpoint.rstrip('/')}{target.arm_id}/deployments/{name}"
+    try:
+        response = arm_call("GET", url, target.arm_headers())
+    except (FtopsError, OSError, RuntimeError) as exc:
+        return None, f"unreachable ({exc})"
+    if response.status_code == 404:
+        return None, "absent (deleted? Azure removes fine-tuned deployments idle for 15 days)"
+    if response.status_code != 200:
+        return None, f"error {response.status_code}"
+    return str(response.json()["properties"]["model"]["name"]), ""
+
+
+def status_rows(root: Path, env: Environment) -> list[Row]:
+    pins = read_pins(root, env.name)
+    try:
+        log = records(audit_log(root, env))
+    except Exception as exc:  # an unreadable log is reported, not fatal: the other columns still help
+        raise FtopsError(f"cannot read the audit log of {env.name}: {exc}") from None
+    target = _target(root, env)
+    rows = []
+    for name, dep in env.deployments.items():
+        deploys = [r for r in log if r.action == "deploy" and r.resource == name]
+        gates = [r for r in log if r.action == "gate" and r.model == dep.model]
+        pin = pins.get(dep.model)
+        gate = (
+            f"pass ({gates[-1].evidence_digest[:19]}…)"
+            if gates and gates[-1].evidence_digest
+            else "no record"
+        )
+        serving, note = _serving(target, name)
+        rows.append(
+            Row(
+                deployment=name,
+                model=dep.model,
+                git=pin.model if pin else None,
+                applied=deploys[-1].to_model if deploys else None,
+                gate=gate,
+                serving=serving,
+                service_note=note,
+            )
+        )
+    return rows

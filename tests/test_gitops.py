@@ -1,0 +1,515 @@
+"""Promotion, rollback and the audit trail: the hash chain (file and Azurite blob), every refusal
+of promote and rollback, and the whole loop on a temporary git repository with the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ftops.cli import app
+from ftops.gitops.audit import BlobAuditLog, Change, FileAuditLog, records, verify
+from ftops.gitops.pins import read_pins
+from ftops.providers.audit import AuditEntryProvider
+from ftops.providers.deployments import ModelDeploymentProvider
+from ftops.providers.files import TrainingFileProvider
+from ftops.providers.gate import EvaluationGateProvider
+from ftops.providers.host import DynamicHost
+from ftops.providers.jobs import FineTuningJobProvider
+from ftops.providers.spec import sha256_file
+from tests.conftest import REPO
+from tests.emulator_process import KEY, Emulator, start
+from tests.gitops_repo import DEV, git, make_repo
+
+MODEL_A = "gpt-4.1-mini-2025-04-14.ft-" + "a" * 32 + "-bot-1111111"
+MODEL_B = "gpt-4.1-mini-2025-04-14.ft-" + "b" * 32 + "-bot-2222222"
+DEV_ACCOUNT = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ftops-local-dev/providers/Microsoft.CognitiveServices/accounts/dev-acct"
+
+
+def change(model: str, action: Any = "gate", env: str = "local-dev", job: str = "a" * 32) -> Change:
+    return Change(
+        environment=env,
+        model="support-bot",
+        action=action,
+        from_model=None,
+        to_model=model,
+        evidence_digest="sha256:" + "e" * 64,
+        details={"job": f"ftjob-{job}", "data_digest": "sha256:" + "d" * 64, "account_id": DEV_ACCOUNT},
+    )
+
+
+def cli(root: Path, *args: str) -> Any:
+    result = CliRunner().invoke(
+        app, list(args), env={"FTOPS_ROOT": str(root), "FTOPS_ACTOR": "tester", "FTOPS_EMULATOR_KEY": KEY}
+    )
+    return result
+
+
+# ---------------------------------------------------------------- the hash chain
+
+
+def test_file_log_chains_records_and_verify_finds_the_first_broken_link(tmp_path: Path) -> None:
+    log = FileAuditLog(tmp_path / "audit.jsonl")
+    for model in (MODEL_A, MODEL_B, MODEL_A):
+        log.append(change(model, "deploy"))
+    lines = log.lines()
+    assert verify(lines) is None
+    chain = records(log)
+    assert [r.seq for r in chain] == [1, 2, 3]
+    assert chain[1].prev_hash == chain[0].hash
+    assert chain[0].actor
+    assert chain[0].time
+    edited = lines.copy()
+    edited[1] = edited[1].replace(MODEL_B, MODEL_A)
+    broken = verify(edited)
+    assert broken is not None
+    assert broken.line == 2
+    assert "record 2 was changed after it was written" in broken.reason
+    dropped = verify([lines[0], lines[2]])
+    assert dropped is not None
+    assert dropped.line == 2
+    assert "does not follow" in dropped.reason
+    assert verify(["{not json"]) is not None
+
+
+def test_concurrent_appends_to_a_file_log_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+
+    def writer() -> None:
+        log = FileAuditLog(path)
+        for _ in range(10):
+            log.append(change(MODEL_A, "deploy"))
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = FileAuditLog(path).lines()
+    assert len(lines) == 40
+    assert verify(lines) is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real blob endpoint: Azurite from npm, installed once into .ftops/azurite."""
+    prefix = REPO / ".ftops" / "azurite"
+    binary = prefix / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        if shutil.which("npm") is None:
+            pytest.fail("the audit blob tests need Azurite: install Node.js and npm")
+        subprocess.run(
+            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", "azurite@3"],
+            check=True,
+            timeout=600,
+        )
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--location",
+            str(tmp_path_factory.mktemp("azurite")),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
+        pytest.fail("Azurite did not start within 60 s")
+    # Azurite's documented development account (public, well-known; not a secret).
+    yield (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def test_blob_log_on_azurite_appends_concurrently_and_verifies(azurite: str) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite)
+    service.create_container("audit-log")
+
+    def writer() -> None:
+        log = BlobAuditLog(service.get_blob_client("audit-log", "dev.jsonl"))
+        for _ in range(6):
+            log.append(change(MODEL_A, "deploy"))
+
+    threads = [threading.Thread(target=writer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log = BlobAuditLog(service.get_blob_client("audit-log", "dev.jsonl"))
+    lines = log.lines()
+    assert len(lines) == 18
+    assert verify(lines) is None, verify(lines)
+    assert [r.seq for r in records(log)] == list(range(1, 19))
+    properties = service.get_blob_client("audit-log", "dev.jsonl").get_blob_properties()
+    assert properties.blob_type == "AppendBlob"
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def _gate(repo: Path, model: str, job: str = "a" * 32) -> None:
+    FileAuditLog(repo / ".ftops" / "audit" / "local-dev.jsonl").append(change(model, "gate", job=job))
+
+
+def test_promote_refuses_a_model_that_did_not_pass(repo: Path) -> None:
+    result = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert result.exit_code == 2, result.output
+    assert "has not passed its gates in local-dev" in result.output
+    assert read_pins(repo, "local-staging") == {}
+
+
+def test_promote_refuses_to_skip_an_environment_and_environments_that_train(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    skip = cli(repo, "promote", "support-bot", "--from", "local-staging", "--to", "local-dev")
+    assert "local-dev takes no release pins" in skip.output
+    third = repo / "environments" / "Pulumi.local-prod.yaml"
+    third.write_text(
+        (repo / "environments" / "Pulumi.local-staging.yaml")
+        .read_text()
+        .replace("name: local-staging", "name: local-prod")
+        .replace("from: local-dev", "from: local-staging")
+        .replace("staging-acct", "prod-acct")
+    )
+    jump = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-prod")
+    assert jump.exit_code == 2
+    assert "local-prod takes releases from local-staging only" in jump.output
+    assert "promote support-bot to local-staging first" in jump.output
+
+
+def test_promote_writes_the_pin_keeping_comments_and_refuses_an_unchanged_pin(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    first = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert first.exit_code == 0, first.output
+    text = (repo / "environments" / "releases" / "local-staging.yaml").read_text()
+    assert text.startswith("# Release pins for local-staging")
+    pin = read_pins(repo, "local-staging")["support-bot"]
+    assert (pin.model, pin.job, pin.source_account, pin.source_environment) == (
+        MODEL_A,
+        "ftjob-" + "a" * 32,
+        DEV_ACCOUNT,
+        "local-dev",
+    )
+    git(repo, "commit", "--quiet", "-am", "pin A")
+    again = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert again.exit_code == 2
+    assert "already pins support-bot" in again.output
+
+
+def test_promote_refuses_over_uncommitted_pin_changes(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    release = repo / "environments" / "releases" / "local-staging.yaml"
+    release.write_text(release.read_text() + "# hand edit\n")
+    result = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert "has uncommitted changes" in result.output
+    assert result.exit_code == 2
+
+
+def test_rollback_refusals(repo: Path) -> None:
+    none = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "bad answers")
+    assert "has no release pin for support-bot" in none.output
+    _gate(repo, MODEL_A)
+    assert cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging").exit_code == 0
+    git(repo, "commit", "--quiet", "-am", "pin A")
+    no_reason = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", " ")
+    assert "say why" in no_reason.output
+    first = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "bad answers")
+    assert "has no earlier pin in git history" in first.output
+    same = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "x", "--to", MODEL_A)
+    assert "already pins support-bot" in same.output
+    unknown = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "x", "--to", "nope")
+    assert "neither a model pinned" in unknown.output
+    assert all(r.exit_code == 2 for r in (none, no_reason, first, same, unknown))
+
+
+def test_rollback_restores_the_previous_pin_as_a_new_commit(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    assert cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging").exit_code == 0
+    git(repo, "commit", "--quiet", "-am", "pin A")
+    _gate(repo, MODEL_B, job="b" * 32)
+    assert (
+        cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging", "--pr").exit_code
+        == 0
+    )
+    commits_before = git(repo, "rev-list", "--count", "HEAD").strip()
+    result = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "B refuses refunds")
+    assert result.exit_code == 0, result.output
+    assert read_pins(repo, "local-staging")["support-bot"].model == MODEL_A
+    assert (
+        int(git(repo, "rev-list", "--count", "HEAD")) == int(commits_before) + 1
+    )  # a new commit, no rewrite
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.startswith("rollback(local-staging): support-bot")
+    assert "Reason: B refuses refunds" in message
+    assert "Actor: tester" in message
+    assert f"From: {MODEL_B}" in message
+    assert f"To: {MODEL_A}" in message
+
+
+# ---------------------------------------------------------------- the whole loop
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
+    yield server
+    assert server.stop() == 0
+
+
+def _target(emu: Emulator, account: str) -> dict[str, str]:
+    return {
+        "endpoint": f"{emu.url}/accounts/{account}",
+        "auth": "env:FTOPS_EMULATOR_KEY",
+        "arm_id": emu.arm(account),
+        "arm_endpoint": emu.url,
+    }
+
+
+class Stack:
+    """What `pulumi up` does for one environment of the temporary repo, through the provider host:
+    the resources the program declares, created or updated in the order the engine would."""
+
+    def __init__(self, host: DynamicHost, emu: Emulator, repo: Path, env: str, account: str) -> None:
+        self.host, self.emu, self.repo, self.env, self.account = host, emu, repo, env, account
+        self.state: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.audit = {"kind": "file", "path": str(repo / ".ftops" / "audit" / f"{env}.jsonl")}
+
+    def apply(self, name: str, provider: Any, props: dict[str, Any]) -> dict[str, Any]:
+        if name in self.state:
+            id_, olds = self.state[name]
+            diff = self.host.diff(provider, id_, olds, props)
+            if diff.replaces:  # a new resource; the old one is retained (models are never deleted here)
+                del self.state[name]
+                return self.apply(name, provider, props)
+            if diff.changes == diff.DIFF_SOME:
+                outs = self.host.update(provider, id_, olds, props)
+                self.state[name] = (id_, outs)
+            return self.state[name][1]
+        id_, outs = self.host.create(provider, props)
+        self.state[name] = (id_, outs)
+        return outs
+
+    def record(self, name: str, action: str, to_model: str, **extra: Any) -> None:
+        props = {
+            "audit": self.audit,
+            "environment": self.env,
+            "model": "support-bot",
+            "action": action,
+            "resource": extra.pop("resource", None),
+            "to_model": to_model,
+            "seq": None,
+            **extra,
+        }
+        self.apply(name, AuditEntryProvider(), props)
+
+    def deploy(self, name: str, model: str, source: str | None) -> None:
+        spec = {"name": model, "version": "1", **({"source": source} if source else {})}
+        self.apply(
+            name,
+            ModelDeploymentProvider(),
+            {
+                "target": _target(self.emu, self.account),
+                "deployment_name": name,
+                "model": spec,
+                "sku": {"name": "GlobalStandard", "capacity": 10},
+                "rai_policy": "Microsoft.DefaultV2",
+                "version_upgrade_option": "NoAutoUpgrade",
+            },
+        )
+
+    def gated_serving(self, model: str, provenance: dict[str, str], source: str | None) -> None:
+        self.deploy("support-bot-candidate", model, source)
+        evals = self.repo / "data" / "evals.jsonl"
+        gate = self.apply(
+            "gate",
+            EvaluationGateProvider(),
+            {
+                "target": _target(self.emu, self.account),
+                "name": "support-bot",
+                "deployment": "support-bot-candidate",
+                "candidate_model": model,
+                "checks": [
+                    {
+                        "name": "answers",
+                        "path": str(evals),
+                        "digest": sha256_file(str(evals)),
+                        "grader": "regex",
+                        "threshold": 1.0,
+                    }
+                ],
+                "seed": 0,
+                "evidence_dir": str(self.repo / ".ftops" / "evidence"),
+                "environment": self.env,
+            },
+        )
+        self.record(
+            "gated", "gate", gate["model"], evidence_digest=gate["evidence_digest"], details=provenance
+        )
+        self.deploy("support-bot", gate["model"], source)
+        self.record(
+            "deployed",
+            "deploy",
+            gate["model"],
+            resource="support-bot",
+            evidence_digest=gate["evidence_digest"],
+        )
+
+    def train(self, seed: int) -> str:
+        data = self.repo / "data" / "train.jsonl"
+        file = self.apply(
+            "training",
+            TrainingFileProvider(),
+            {
+                "target": _target(self.emu, self.account),
+                "path": str(data),
+                "digest": sha256_file(str(data)),
+                "purpose": "fine-tune",
+            },
+        )
+        job = self.apply(
+            "job",
+            FineTuningJobProvider(),
+            {
+                "target": _target(self.emu, self.account),
+                "name": "support-bot",
+                "base_model": "gpt-4.1-mini-2025-04-14",
+                "training_file": file["file_id"],
+                "training_digest": file["digest"],
+                "validation_file": None,
+                "validation_digest": None,
+                "method": {"type": "supervised", "hyperparameters": {"n_epochs": 1}},
+                "seed": seed,
+                "suffix": "bot",
+                "training_type": "Standard",
+                "checkpoint": "final",
+                "wait_timeout_minutes": 10,
+                "attempt": 0,
+                "retain": True,
+                "releases_dir": str(self.repo / "environments" / "releases"),
+            },
+        )
+        provenance = {
+            "job": job["job_id"],
+            "data_digest": f"sha256:{file['digest']}",
+            "account_id": self.emu.arm(self.account),
+        }
+        self.record("trained", "train", job["model"], details=provenance)
+        self.gated_serving(job["model"], provenance, None)
+        return str(job["model"])
+
+    def take_pin(self) -> str:
+        pin = read_pins(self.repo, self.env)["support-bot"]
+        provenance = {"job": pin.job, "data_digest": pin.data_digest, "account_id": pin.source_account}
+        self.gated_serving(pin.model, provenance, pin.source_account)
+        return pin.model
+
+
+def test_train_promote_roll_back_and_audit_on_a_git_repo(emu: Emulator, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", endpoint=emu.url)
+    host = DynamicHost({"FTOPS_EMULATOR_KEY": KEY})
+    try:
+        dev = Stack(host, emu, repo, "local-dev", "dev-acct")
+        staging = Stack(host, emu, repo, "local-staging", "staging-acct")
+        first = dev.train(seed=7)
+        promoted = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging", "--pr")
+        assert promoted.exit_code == 0, promoted.output
+        assert "gh pr create" in promoted.output or "pull request opened" in promoted.output
+        assert staging.take_pin() == first
+        # Staging deployed dev's model from dev's account: no upload, no job of its own.
+        staging_client = emu.v1(account="staging-acct")
+        assert list(staging_client.fine_tuning.jobs.list()) == []
+        assert list(staging_client.files.list()) == []
+        reply = staging_client.chat.completions.create(
+            model="support-bot", messages=[{"role": "user", "content": "Hi"}], max_tokens=3
+        )
+        assert reply.model == first
+
+        # A second model (another seed: another spec, another job), promoted, then rolled back.
+        (repo / "environments" / "Pulumi.local-dev.yaml").write_text(DEV.format(endpoint=emu.url, seed=8))
+        second = dev.train(seed=8)
+        assert second != first
+        assert (
+            cli(
+                repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging", "--pr"
+            ).exit_code
+            == 0
+        )
+        assert staging.take_pin() == second
+        rolled = cli(
+            repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "second model regressed"
+        )
+        assert rolled.exit_code == 0, rolled.output
+        assert staging.take_pin() == first
+        assert (
+            staging_client.chat.completions.create(
+                model="support-bot", messages=[{"role": "user", "content": "Hi"}], max_tokens=3
+            ).model
+            == first
+        )
+
+        audit = cli(repo, "audit", "--env", "local-staging", "--verify")
+        assert audit.exit_code == 0, audit.output
+        assert "chain intact" in audit.output
+        deploys = [r for r in records(FileAuditLog(Path(staging.audit["path"]))) if r.action == "deploy"]
+        assert [(r.from_model, r.to_model) for r in deploys] == [
+            (None, first),
+            (first, second),
+            (second, first),
+        ]
+        assert all(r.actor for r in deploys)
+        status = cli(repo, "status", "--env", "local-staging")
+        assert status.exit_code == 0, status.output
+
+        # Tampering with one record is caught, at its line.
+        path = Path(staging.audit["path"])
+        lines = path.read_text().splitlines()
+        record = json.loads(lines[2])
+        record["actor"] = "someone-else"
+        lines[2] = json.dumps(record)
+        path.write_text("\n".join(lines) + "\n")
+        tampered = cli(repo, "audit", "--env", "local-staging", "--verify")
+        assert tampered.exit_code == 1
+        assert "line 3: record 3 was changed after it was written" in tampered.output
+    finally:
+        host.close()
