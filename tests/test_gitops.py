@@ -513,3 +513,50 @@ def test_train_promote_roll_back_and_audit_on_a_git_repo(emu: Emulator, tmp_path
         assert "line 3: record 3 was changed after it was written" in tampered.output
     finally:
         host.close()
+
+
+def test_promote_refuses_on_a_broken_audit_chain(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    _gate(repo, MODEL_B, job="b" * 32)
+    path = repo / ".ftops" / "audit" / "local-dev.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(lines[1] + "\n")  # the first record removed: the chain no longer starts at genesis
+    result = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert result.exit_code == 2
+    assert "line 1: record 2 does not follow the record before it" in result.output
+    assert read_pins(repo, "local-staging") == {}
+
+
+def test_rollback_needs_a_pr_where_approval_is_required_and_never_undoes_a_rollback(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    assert cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging").exit_code == 0
+    git(repo, "commit", "--quiet", "-am", "pin A")
+    _gate(repo, MODEL_B, job="b" * 32)
+    assert cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging").exit_code == 0
+    git(repo, "commit", "--quiet", "-am", "pin B")
+    staging = repo / "environments" / "Pulumi.local-staging.yaml"
+    staging.write_text(staging.read_text().replace("require_approval: false", "require_approval: true"))
+    git(repo, "commit", "--quiet", "-am", "approval required")
+    direct = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "B regressed")
+    assert direct.exit_code == 2
+    assert "requires approval" in direct.output
+    via_pr = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "B regressed", "--pr")
+    assert via_pr.exit_code == 0, via_pr.output
+    assert git(repo, "branch", "--show-current").startswith("rollback/local-staging/support-bot-")
+    assert read_pins(repo, "local-staging")["support-bot"].model == MODEL_A
+    again = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "again", "--pr")
+    assert again.exit_code == 2
+    assert "has no earlier pin" in again.output  # B was rolled back from: never the default target
+
+
+def test_env_changed_names_environments_in_promotion_order(repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD").strip()
+    everything = cli(repo, "env", "changed", "--base", "0" * 40, "--local", "--json")
+    assert json.loads(everything.output) == ["local-dev", "local-staging"]
+    (repo / "data" / "train.jsonl").write_text((repo / "data" / "train.jsonl").read_text() + "\n")
+    git(repo, "commit", "--quiet", "-am", "more data")
+    only_dev = cli(repo, "env", "changed", "--base", base, "--local", "--json")
+    assert json.loads(only_dev.output) == ["local-dev"]
+    assert (
+        json.loads(cli(repo, "env", "changed", "--base", base, "--json").output) == []
+    )  # local ones skipped

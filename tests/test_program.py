@@ -12,7 +12,7 @@ import pytest
 
 from ftops.config_load import plain, read_stack_node
 from tests.conftest import REPO
-from tests.pulumi_harness import provider_of, run_program
+from tests.pulumi_harness import provider_of, run, run_program
 
 
 @pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
@@ -90,15 +90,28 @@ def test_local_stack_wires_file_job_candidate_gate_serving_in_order() -> None:
         "kind": "file",
         "path": str(REPO / ".ftops" / "audit" / "local.jsonl"),
     }
-    assert declared == [
-        ("ftops:models:FineTunedModel", "support-bot"),
-        ("TrainingFileProvider", "support-bot-training"),
-        ("TrainingFileProvider", "support-bot-validation"),
-        ("FineTuningJobProvider", "support-bot-job"),
-        ("ModelDeploymentProvider", "support-bot-candidate"),
-        ("EvaluationGateProvider", "support-bot-gate"),
-        ("ModelDeploymentProvider", "support-bot-support-bot"),
-    ], declared
+    # Registration order is the SDK's business (it resolves inputs concurrently); the order that
+    # matters is what each resource waits for.
+    assert sorted(declared) == sorted(
+        [
+            ("ftops:models:FineTunedModel", "support-bot"),
+            ("TrainingFileProvider", "support-bot-training"),
+            ("TrainingFileProvider", "support-bot-validation"),
+            ("FineTuningJobProvider", "support-bot-job"),
+            ("ModelDeploymentProvider", "support-bot-candidate"),
+            ("EvaluationGateProvider", "support-bot-gate"),
+            ("ModelDeploymentProvider", "support-bot-support-bot"),
+        ]
+    ), declared
+    graph = run("local", plain(read_stack_node(REPO, "local")))
+    waits = {
+        r.name: {graph.by_urn()[d].name for d in r.dependencies if d in graph.by_urn()}
+        for r in graph.registrations
+    }
+    assert {"support-bot-training", "support-bot-validation"} <= waits["support-bot-job"], waits
+    assert "support-bot-job" in waits["support-bot-candidate"], waits
+    assert "support-bot-candidate" in waits["support-bot-gate"], waits
+    assert {"support-bot-gate", "support-bot-candidate"} <= waits["support-bot-support-bot"], waits
     by_name = {r.name: r for r in mocks.resources}
     job = by_name["support-bot-job"].inputs
     assert job["training_file"] == "file-support-bot-training", job

@@ -147,3 +147,18 @@ def test_endpoints_must_be_https_or_this_machine() -> None:
     assert problems("http://127.0.0.1.evil.example/") == ["target.endpoint"]  # a key never leaves unencrypted
     assert problems("http://oai-x.openai.azure.com") == ["target.endpoint"]
     assert problems("https://oai-x.openai.azure.com", arm="http://example.com") == ["target.arm_endpoint"]
+
+
+def test_a_preview_with_the_account_still_unknown_checks_and_diffs_cleanly() -> None:
+    from pulumi.output import Unknown
+
+    from ftops.providers.connection import Target, same_account
+
+    placeholder = Unknown()  # type: ignore[no-untyped-call]
+    unknown = {"target": {"endpoint": placeholder, "auth": "entra", "arm_id": placeholder}}
+    known = {"target": {"endpoint": "https://oai-x.openai.azure.com/", "auth": "entra", "arm_id": "/s/a"}}
+    assert Target.of(unknown).problems() == []
+    assert same_account(unknown, known)  # no false "replace" (a retrain) in the preview
+    assert Target.of({"target": {"endpoint": "http://example.com", "auth": "entra"}}).problems() == [
+        ("target.endpoint", "must be an https:// endpoint (or a local emulator on 127.0.0.1)")
+    ]

@@ -59,7 +59,7 @@ class Access(pulumi.ComponentResource):
                     an.authorization.RoleAssignment(
                         f"{who}-{scope_key}",
                         role_assignment_name=role_assignment_name(
-                            f"{names.env}/{scope_key}", role, principal
+                            f"{names.resource_group}/{names.prefix}/{names.env}/{scope_key}", role, principal
                         ),
                         principal_id=principal,
                         principal_type=kind,

@@ -42,7 +42,6 @@ class OpenAIAccount(pulumi.ComponentResource):
         spec = env.account
         if spec is None or env.network is None:
             raise ValueError(f"environment {env.name} has no account or network section")
-        child = pulumi.ResourceOptions(parent=self)
         identity = self._identity(spec, names, resource_group, env.location, tags)
         self.account = an.cognitiveservices.Account(
             "account",
@@ -94,7 +93,8 @@ class OpenAIAccount(pulumi.ComponentResource):
                     mode=spec.rai_policy.mode,
                     content_filters=[_filter(f) for f in spec.rai_policy.filters],
                 ),
-                opts=child,
+                # After the private endpoint: Azure takes one write on the account at a time.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.ready)),
             )
         self.register_outputs(
             {"account_id": self.account_id, "endpoint": self.endpoint, "account_name": self.account_name}

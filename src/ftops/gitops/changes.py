@@ -39,9 +39,14 @@ def promotion_order(envs: dict[str, Environment]) -> list[str]:
 
 
 def changed_environments(root: Path, base: str, include_local: bool = False) -> list[str]:
-    paths = set(git.git(root, "diff", "--name-only", f"{base}...HEAD").split())
+    """A base git cannot compare with (a first push, a force-push: all zeros or gone) means every
+    environment: reconciling one that did not change is a no-op, skipping one that did is drift."""
     envs = {n: load_environment(root, n) for n in environment_names(root)}
-    shared = any(p.startswith(SHARED) for p in paths)
+    if git.resolve(root, base) is None:
+        paths, shared = set(), True
+    else:
+        paths = set(git.git(root, "diff", "--name-only", f"{base}...HEAD").split())
+        shared = any(p.startswith(SHARED) for p in paths)
     hit = {
         name
         for name, env in envs.items()

@@ -57,7 +57,7 @@ def show(root: Path, commit: str, path: Path) -> str | None:
 
 def resolve(root: Path, ref: str) -> str | None:
     out = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -67,12 +67,23 @@ def resolve(root: Path, ref: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def commit(root: Path, paths: list[Path], message: str, branch: str | None = None) -> str:
-    if branch is not None:
-        git(root, "switch", "-c", branch)
-    git(root, "add", "--", *(str(p.relative_to(root)) for p in paths))
-    git(root, "commit", "--quiet", "-m", message)
+def switch_new(root: Path, branch: str) -> None:
+    if resolve(root, f"refs/heads/{branch}") is not None:
+        raise GitError(f"branch {branch} exists already; delete it or merge its pull request first")
+    git(root, "switch", "--quiet", "-c", branch)
+
+
+def commit(root: Path, paths: list[Path], message: str) -> str:
+    """Commit exactly `paths` (whatever else is staged stays staged and out of this commit)."""
+    relative = [str(p.relative_to(root)) for p in paths]
+    git(root, "add", "--", *relative)
+    git(root, "commit", "--quiet", "-m", message, "--", *relative)
     return head(root)
+
+
+def restore(root: Path, path: Path) -> None:
+    """Put `path` back as HEAD has it (after a failure between writing and committing)."""
+    git(root, "checkout", "--quiet", "HEAD", "--", str(path.relative_to(root)), check=False)
 
 
 def pr_commands(branch: str, title: str, body_file: str) -> list[list[str]]:
@@ -83,7 +94,8 @@ def pr_commands(branch: str, title: str, body_file: str) -> list[list[str]]:
 
 
 def open_pr(root: Path, branch: str, title: str, body: str) -> tuple[bool, list[str]]:
-    """Push and open the PR with gh when it is installed and authenticated; else the exact commands."""
+    """Push and open the PR with gh when it is installed; else the exact commands. A failing push
+    or `gh pr create` is an error (with git's or gh's own message), never a silent success."""
     body_file = root / ".ftops" / "pr-body.md"
     body_file.parent.mkdir(parents=True, exist_ok=True)
     body_file.write_text(body, encoding="utf-8")
@@ -91,10 +103,14 @@ def open_pr(root: Path, branch: str, title: str, body: str) -> tuple[bool, list[
     printable = [" ".join(_quote(a) for a in c) for c in commands]
     if shutil.which("gh") is None:
         return False, printable
-    for command in commands:
+    for command, shown in zip(commands, printable, strict=True):
         done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False, timeout=300)
         if done.returncode != 0:
-            return False, printable
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            raise GitError(
+                f"`{shown}` failed: {detail[-1] if detail else f'exit {done.returncode}'}",
+                fix="the commit is on branch " + branch + "; fix the cause and run the printed commands",
+            )
     return True, printable
 
 

@@ -16,7 +16,7 @@ from ftops.config import Environment, ReleasePin
 from ftops.config_load import load_environment, releases_file
 from ftops.errors import FtopsError
 from ftops.gitops import git
-from ftops.gitops.audit import context, records
+from ftops.gitops.audit import context, records, verify
 from ftops.gitops.logs import audit_log, stack_outputs
 from ftops.gitops.pins import parse_pins, read_pins, write_pin
 
@@ -59,6 +59,13 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
             f"stack {source.name} outputs",
         )
     log = audit_log(root, source)
+    lines = log.lines()
+    broken = verify(lines)
+    if broken is not None:
+        raise RefusedError(
+            f"{log.where()}: line {broken.line}: {broken.reason}; a broken audit chain proves nothing, "
+            "promote from the stack outputs (install the Pulumi CLI) or restore the log"
+        )
     passed = [
         r for r in records(log) if r.action == "gate" and r.model == key and r.environment == source.name
     ]
@@ -77,7 +84,9 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
                 f"{key} in {source.name}: the last passing gate was for {last.to_model}, but the pin is "
                 f"{pin.model if pin else 'absent'}; run `pulumi up --stack {source.name}` first"
             )
-    if not (last.to_model and last.evidence_digest and details.get("job") and details.get("account_id")):
+    if not all(
+        (last.to_model, last.evidence_digest, *(details.get(k) for k in ("job", "account_id", "data_digest")))
+    ):
         raise RefusedError(f"{log.where()}: record {last.seq} lacks the model, evidence or provenance to pin")
     return (
         ReleasePin(
@@ -116,6 +125,7 @@ def promote(root: Path, key: str, source_name: str, target_name: str, *, pr: boo
     old = read_pins(root, target_name).get(key)
     if old is not None and old.model == new.model and old.evidence_digest == new.evidence_digest:
         raise RefusedError(f"{target_name} already pins {key} to {new.model}; nothing to promote")
+    branch = _branch(root, f"promote/{target_name}/{key}", new) if pr else None
     write_pin(root, target_name, key, new)
     actor = context()["actor"]
     message = (
@@ -123,15 +133,15 @@ def promote(root: Path, key: str, source_name: str, target_name: str, *, pr: boo
         f"From {source_name} ({origin}).\nModel: {new.model}\nJob: {new.job}\nData: {new.data_digest}\n"
         f"Evidence: {new.evidence_digest}\nActor: {actor}\n"
     )
-    return _finish(
-        root, path, key, target_name, old, new, message, f"promote/{target_name}/{key}", pr, commit=pr
-    )
+    return _finish(root, path, key, target_name, old, new, message, branch, commit=pr)
 
 
 def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str, pr: bool) -> Outcome:
     if not reason.strip():
         raise RefusedError('say why: --reason "..." is recorded in the commit and the audit trail')
-    load_environment(root, env_name)  # the environment must be valid before anything is written
+    env = load_environment(root, env_name)  # the environment must be valid before anything is written
+    if env.promotion is not None and env.promotion.require_approval and not pr:
+        raise RefusedError(f"{env_name} requires approval (promotion.require_approval): roll back with --pr")
     path = releases_file(root, env_name)
     if git.is_dirty(root, path):
         raise RefusedError(f"{path.relative_to(root)} has uncommitted changes; commit or discard them first")
@@ -140,7 +150,9 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
         raise RefusedError(f"{env_name} has no release pin for {key}; nothing to roll back")
     history = _pin_history(root, path, key)
     if to is None:
-        earlier = [(c, p) for c, p in history if p.model != current.model]
+        # Never back to a model that was itself rolled back from (a rollback of a rollback).
+        rejected = _rolled_back_from(root, path, key)
+        earlier = [(c, p) for c, p in history if p.model != current.model and p.model not in rejected]
         if not earlier:
             raise RefusedError(f"{key} in {env_name} has no earlier pin in git history than {current.model}")
         source_commit, target = earlier[0]
@@ -158,6 +170,7 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
             raise RefusedError(f"--to {to}: neither a model pinned for {key} in the history nor a git ref")
         if target.model == current.model:
             raise RefusedError(f"{env_name} already pins {key} to {target.model}; nothing to roll back")
+    branch = _branch(root, f"rollback/{env_name}/{key}", target) if pr else None
     write_pin(root, env_name, key, target)
     actor = context()["actor"]
     message = (
@@ -165,9 +178,20 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
         f"Reason: {reason.strip()}\nActor: {actor}\nFrom: {current.model}\nTo: {target.model}\n"
         f"Restores the pin of commit {source_commit[:12]}; the model was retained, nothing is retrained.\n"
     )
-    return _finish(
-        root, path, key, env_name, current, target, message, f"rollback/{env_name}/{key}", pr, commit=True
-    )
+    return _finish(root, path, key, env_name, current, target, message, branch, commit=True)
+
+
+def _rolled_back_from(root: Path, path: Path, key: str) -> set[str]:
+    out = git.git(root, "log", "--format=%B%x00", "--", str(path.relative_to(root)))
+    models: set[str] = set()
+    for message in out.split("\x00"):
+        if message.strip().startswith("rollback(") and f" {key} " in message.splitlines()[0]:
+            models.update(
+                line.removeprefix("From: ").strip()
+                for line in message.splitlines()
+                if line.startswith("From: ")
+            )
+    return models
 
 
 def _pin_history(root: Path, path: Path, key: str) -> list[tuple[str, ReleasePin]]:
@@ -194,20 +218,26 @@ def _finish(
     old: ReleasePin | None,
     new: ReleasePin,
     message: str,
-    branch_prefix: str,
-    pr: bool,
+    branch: str | None,
     *,
     commit: bool,
 ) -> Outcome:
-    branch = (
-        f"{branch_prefix}-{new.model.rsplit('-', 1)[-1][:12]}-{git.head(root, short=True)}" if pr else None
-    )
-    sha = git.commit(root, [path], message, branch=branch) if commit else None
+    try:
+        sha = git.commit(root, [path], message) if commit else None
+    except FtopsError:
+        git.restore(root, path)  # nothing half-done: the pin file is as HEAD has it
+        raise
     opened, commands = False, list[str]()
-    if pr and branch is not None:
-        title = message.splitlines()[0]
-        opened, commands = git.open_pr(root, branch, title, message)
+    if branch is not None:
+        opened, commands = git.open_pr(root, branch, message.splitlines()[0], message)
     return Outcome(path, key, env, old, new, sha, branch, opened, commands)
+
+
+def _branch(root: Path, prefix: str, pin: ReleasePin) -> str:
+    """A new branch for the change, created before the file is touched."""
+    branch = f"{prefix}-{pin.model.rsplit('-', 1)[-1][:12]}-{git.head(root, short=True)}"
+    git.switch_new(root, branch)
+    return branch
 
 
 def _short(model: str | None) -> str:

@@ -25,6 +25,7 @@ MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 ARM_API_VERSION = "2024-10-01"
 RETRIES = 6
 TRANSIENT = (429, 500, 502, 503, 504)
+UNKNOWN = "<unknown until the account exists>"  # a preview's placeholder for an unresolved output
 CONFLICT_CODES = ("RequestConflict", "AnotherOperationInProgress")  # Azure's and azure-native's spellings
 
 
@@ -43,21 +44,31 @@ class Target:
     def of(cls, props: dict[str, Any]) -> Target:
         raw = props.get("target") or {}
         return cls(
-            endpoint=str(raw.get("endpoint", "")),
-            auth=str(raw.get("auth", "")),
-            arm_id=str(raw.get("arm_id", "")),
-            arm_endpoint=str(raw.get("arm_endpoint") or "https://management.azure.com"),
+            endpoint=_known(raw.get("endpoint")),
+            auth=_known(raw.get("auth")),
+            arm_id=_known(raw.get("arm_id")),
+            arm_endpoint=_known(raw.get("arm_endpoint")) or "https://management.azure.com",
         )
 
+    @staticmethod
+    def unknown(props: dict[str, Any]) -> bool:
+        """True while a preview does not know the account yet (its values are Pulumi's Unknown)."""
+        raw = props.get("target")
+        if not isinstance(raw, dict):
+            return raw is not None
+        return any(v is not None and not isinstance(v, str) for v in raw.values())
+
     def problems(self) -> list[tuple[str, str]]:
+        """What is wrong with the target as far as it is known: during a preview the endpoint and ARM
+        id of an account that does not exist yet are unknown, and are checked at create time."""
         out = []
-        if not _safe_url(self.endpoint):
+        if self.endpoint != UNKNOWN and not _safe_url(self.endpoint):
             out.append(("target.endpoint", "must be an https:// endpoint (or a local emulator on 127.0.0.1)"))
-        if self.arm_id and not _safe_url(self.arm_endpoint):
+        if self.arm_id and self.arm_endpoint != UNKNOWN and not _safe_url(self.arm_endpoint):
             out.append(
                 ("target.arm_endpoint", "must be an https:// endpoint (or a local emulator on 127.0.0.1)")
             )
-        if self.auth != "entra" and not (self.auth.startswith("env:") and len(self.auth) > 4):
+        if self.auth not in ("entra", UNKNOWN) and not (self.auth.startswith("env:") and len(self.auth) > 4):
             out.append(
                 ("target.auth", "must be 'entra' or 'env:<VARIABLE>' naming the variable that holds a key")
             )
@@ -181,4 +192,15 @@ def account_of(props: dict[str, Any]) -> tuple[str, str]:
 
 
 def same_account(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    """Whether both sides name the same account. Unknown during a preview counts as the same: the
+    engine diffs again with the real values before it changes anything, and a preview that showed
+    a retrain because an output was not resolved yet would be a false alarm."""
+    if Target.unknown(olds) or Target.unknown(news):
+        return True
     return account_of(olds) == account_of(news)
+
+
+def _known(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else UNKNOWN

@@ -51,7 +51,8 @@ class TrainingFileProvider(ResourceProvider):
             replaces.append("target")
         if olds.get("drift") and "digest" not in replaces:
             replaces.append("digest")  # the uploaded copy is gone: upload the same bytes again
-        changes = bool(replaces) or olds.get("path") != news.get("path")
+        # The path is where this checkout keeps the bytes (a laptop, a CI runner): not a change.
+        changes = bool(replaces)
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

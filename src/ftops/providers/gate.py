@@ -122,7 +122,7 @@ class EvaluationGateProvider(ResourceProvider):
                 )
             )
         for key in ("deployment", "candidate_model"):
-            if news.get(key) == "":  # unknown during a preview; empty is a mistake
+            if news.get(key) == "":  # an unknown (preview) is not a str; empty is a mistake
                 failures.append(CheckFailure(key, "is required"))
         for i, check in enumerate(news.get("checks") or []):
             if check.get("grader") not in GRADERS:
