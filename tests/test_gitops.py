@@ -560,3 +560,60 @@ def test_env_changed_names_environments_in_promotion_order(repo: Path) -> None:
     assert (
         json.loads(cli(repo, "env", "changed", "--base", base, "--json").output) == []
     )  # local ones skipped
+
+
+class _LossyBlob:
+    """An append blob whose first append is written but answered with 412 (a lost response)."""
+
+    url = "memory://audit/dev.jsonl"
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.lost = False
+
+    def create_append_blob(self, **_: Any) -> None:
+        return None
+
+    def download_blob(self) -> Any:
+        data = self.data
+
+        class _Stream:
+            def readall(self) -> bytes:
+                return data
+
+        return _Stream()
+
+    def append_block(self, block: bytes, appendpos_condition: int) -> None:
+        from azure.core.exceptions import HttpResponseError
+
+        if appendpos_condition != len(self.data):
+            error = HttpResponseError("append position condition not met")
+            error.status_code = 412
+            raise error
+        self.data += block
+        if not self.lost:
+            self.lost = True
+            error = HttpResponseError("timeout after commit")
+            error.status_code = 412
+            raise error
+
+
+def test_a_retried_blob_append_does_not_write_the_record_twice() -> None:
+    blob = _LossyBlob()
+    log = BlobAuditLog(blob)
+    first = log.append(change(MODEL_A, "deploy"))
+    second = log.append(change(MODEL_B, "deploy"))
+    lines = log.lines()
+    assert len(lines) == 2
+    assert verify(lines) is None
+    assert (first.seq, second.seq) == (1, 2)
+
+
+def test_an_unreadable_last_record_is_named_instead_of_breaking_every_append(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = FileAuditLog(path)
+    log.append(change(MODEL_A, "deploy"))
+    with path.open("a") as fh:
+        fh.write('{"seq": 2, "trunc\n')
+    with pytest.raises(RuntimeError, match=r"the last record \(line 2\) is unreadable"):
+        log.append(change(MODEL_B, "deploy"))

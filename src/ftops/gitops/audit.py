@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ class Record(BaseModel):
     evidence_digest: str | None = None
     details: dict[str, Any] = {}
     stack_version: str | None = None
+    nonce: str = ""  # one per change: a retried append finds its own earlier write instead of repeating it
     prev_hash: str
     hash: str
 
@@ -96,7 +98,9 @@ def context() -> dict[str, str | None]:
     }
 
 
-def make_record(change: Change, seq: int, prev_hash: str, when: dt.datetime | None = None) -> Record:
+def make_record(
+    change: Change, seq: int, prev_hash: str, when: dt.datetime | None = None, nonce: str = ""
+) -> Record:
     ctx = context()
     body = {
         "seq": seq,
@@ -113,6 +117,7 @@ def make_record(change: Change, seq: int, prev_hash: str, when: dt.datetime | No
         "evidence_digest": change.evidence_digest,
         "details": change.details or {},
         "stack_version": ctx["stack_version"],
+        "nonce": nonce or secrets.token_hex(8),
         "prev_hash": prev_hash,
     }
     return Record(**body, hash=record_hash(body))
@@ -156,10 +161,16 @@ def records(log: AuditLog) -> list[Record]:
     return [Record.model_validate_json(line) for line in log.lines()]
 
 
-def _tail(lines: list[str]) -> tuple[int, str]:
+def _tail(lines: list[str], where: str = "the audit log") -> tuple[int, str]:
     if not lines:
         return 1, GENESIS
-    last = Record.model_validate_json(lines[-1])
+    try:
+        last = Record.model_validate_json(lines[-1])
+    except ValueError:
+        raise RuntimeError(
+            f"{where}: the last record (line {len(lines)}) is unreadable, so nothing can be chained onto it; "
+            "`ftops audit --verify` shows it; restore the log from its blob version or backup"
+        ) from None
     return last.seq + 1, last.hash
 
 
@@ -188,7 +199,7 @@ class FileAuditLog:
     def append(self, change: Change) -> Record:
         with self._locked() as fh:
             fh.seek(0)
-            seq, prev = _tail([line for line in fh.read().splitlines() if line.strip()])
+            seq, prev = _tail([line for line in fh.read().splitlines() if line.strip()], self.where())
             record = make_record(change, seq, prev)
             fh.seek(0, os.SEEK_END)
             fh.write(record.model_dump_json() + "\n")
@@ -223,11 +234,15 @@ class BlobAuditLog:
 
         with contextlib.suppress(ResourceExistsError):
             self.client.create_append_blob(if_none_match="*")
+        nonce = secrets.token_hex(8)
         for attempt in range(self.ATTEMPTS):
             raw = self.client.download_blob().readall()
             lines = [line for line in raw.decode("utf-8").splitlines() if line.strip()]
-            seq, prev = _tail(lines)
-            record = make_record(change, seq, prev)
+            mine = [line for line in lines if f'"nonce":"{nonce}"' in line]
+            if mine:  # an earlier attempt was written although its response was lost
+                return Record.model_validate_json(mine[-1])
+            seq, prev = _tail(lines, self.where())
+            record = make_record(change, seq, prev, nonce=nonce)
             try:
                 # Only if nobody appended since we read: else re-read and chain onto theirs.
                 self.client.append_block(
