@@ -123,3 +123,13 @@ def wait_file(client: Any, file_id: str, timeout: float = 30) -> Any:
         time.sleep(0.1)
         f = client.files.retrieve(file_id)
     return f
+
+
+def target(emu: Emulator, account: str) -> dict[str, str]:
+    """A provider target for one of the emulator's accounts; the key comes from the environment."""
+    return {
+        "endpoint": f"{emu.url}/accounts/{account}",
+        "auth": "env:FTOPS_EMULATOR_KEY",
+        "arm_id": emu.arm(account),
+        "arm_endpoint": emu.url,
+    }

@@ -29,7 +29,7 @@ from ftops.providers.host import DynamicHost
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, start
+from tests.emulator_process import KEY, Emulator, start, target
 from tests.gitops_repo import DEV, git, make_repo
 
 MODEL_A = "gpt-4.1-mini-2025-04-14.ft-" + "a" * 32 + "-bot-1111111"
@@ -297,15 +297,6 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     assert server.stop() == 0
 
 
-def _target(emu: Emulator, account: str) -> dict[str, str]:
-    return {
-        "endpoint": f"{emu.url}/accounts/{account}",
-        "auth": "env:FTOPS_EMULATOR_KEY",
-        "arm_id": emu.arm(account),
-        "arm_endpoint": emu.url,
-    }
-
-
 class Stack:
     """What `pulumi up` does for one environment of the temporary repo, through the provider host:
     the resources the program declares, created or updated in the order the engine would."""
@@ -349,7 +340,7 @@ class Stack:
             name,
             ModelDeploymentProvider(),
             {
-                "target": _target(self.emu, self.account),
+                "target": target(self.emu, self.account),
                 "deployment_name": name,
                 "model": spec,
                 "sku": {"name": "GlobalStandard", "capacity": 10},
@@ -365,7 +356,7 @@ class Stack:
             "gate",
             EvaluationGateProvider(),
             {
-                "target": _target(self.emu, self.account),
+                "target": target(self.emu, self.account),
                 "name": "support-bot",
                 "deployment": "support-bot-candidate",
                 "candidate_model": model,
@@ -401,7 +392,7 @@ class Stack:
             "training",
             TrainingFileProvider(),
             {
-                "target": _target(self.emu, self.account),
+                "target": target(self.emu, self.account),
                 "path": str(data),
                 "digest": sha256_file(str(data)),
                 "purpose": "fine-tune",
@@ -411,7 +402,7 @@ class Stack:
             "job",
             FineTuningJobProvider(),
             {
-                "target": _target(self.emu, self.account),
+                "target": target(self.emu, self.account),
                 "name": "support-bot",
                 "base_model": "gpt-4.1-mini-2025-04-14",
                 "training_file": file["file_id"],

@@ -21,7 +21,7 @@ from ftops.providers.host import DynamicHost, HostError
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, start, wait_for
+from tests.emulator_process import KEY, Emulator, start, target, wait_for
 
 TRAIN = REPO / "data" / "support-bot" / "train.jsonl"
 VALID = REPO / "data" / "support-bot" / "valid.jsonl"
@@ -45,15 +45,6 @@ def host() -> Iterator[DynamicHost]:
     h = DynamicHost(HOST_ENV)
     yield h
     h.close()
-
-
-def target(emu: Emulator, account: str) -> dict[str, str]:
-    return {
-        "endpoint": f"{emu.url}/accounts/{account}",
-        "auth": "env:FTOPS_EMULATOR_KEY",
-        "arm_id": emu.arm(account),
-        "arm_endpoint": emu.url,
-    }
 
 
 def file_props(emu: Emulator, account: str, path: Path = TRAIN) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ftops.config_load import load_environment
 from ftops.errors import EXIT_INVALID, CheckFailedError
-from ftops.gitops.audit import Record, records, verify
+from ftops.gitops.audit import Record, verify
 from ftops.gitops.logs import audit_log
 from ftops.gitops.release import Outcome, promote, rollback
 from ftops.gitops.status import status_rows
@@ -157,6 +157,3 @@ def _short(model: str | None) -> str:
     if not model:
         return "-"
     return model if ".ft-" not in model else "…" + model.split(".ft-", 1)[1][:20]
-
-
-__all__ = ["records", "register"]

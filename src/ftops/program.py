@@ -20,6 +20,7 @@ from ftops.config_load import (
     validate_environment,
 )
 from ftops.errors import ConfigError, FtopsError
+from ftops.gitops.logs import audit_spec
 
 
 def load_stack_environment(root: Path, stack: str, raw: Any) -> Environment:
@@ -136,26 +137,23 @@ def model_outputs(env: Environment, built: dict[str, Built]) -> dict[str, Any]:
     }
 
 
-def local_audit_path(root: Path, env: str) -> Path:
-    return root / ".ftops" / "audit" / f"{env}.jsonl"
-
-
 def build_stack(env: Environment, root: Path) -> dict[str, Any]:
     """Declare the environment's resources; the stack outputs."""
     outputs: dict[str, Any] = {"environment": summary(env)}
     evidence_dir = str(root / ".ftops" / "evidence" / env.name)
     if env.target == "local":
         account = local.target(env)
+        audit = audit_spec(root, env)
         wiring = Wiring(
             env=env,
             root=root,
             target=account,
             deploy=local.deployer(account),
             evidence_dir=evidence_dir,
-            audit={"kind": "file", "path": str(local_audit_path(root, env.name))},
+            audit=audit,
         )
         outputs["endpoint"] = account["endpoint"]
-        outputs["audit"] = {"kind": "file", "path": str(local_audit_path(root, env.name))}
+        outputs["audit"] = audit
     else:
         infra = AzureInfrastructure(env)
         wiring = Wiring(

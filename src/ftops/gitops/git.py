@@ -17,13 +17,17 @@ class GitError(FtopsError):
     pass
 
 
-def git(root: Path, *args: str, check: bool = True) -> str:
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
-        done = subprocess.run(
+        return subprocess.run(
             ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=60
         )
     except FileNotFoundError:
         raise GitError("git is not installed; install git and run again") from None
+
+
+def git(root: Path, *args: str, check: bool = True) -> str:
+    done = _run(root, *args)
     if check and done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise GitError(f"git {' '.join(args)}: {detail[-1] if detail else f'exit {done.returncode}'}")
@@ -44,26 +48,12 @@ def file_history(root: Path, path: Path) -> list[str]:
 
 
 def show(root: Path, commit: str, path: Path) -> str | None:
-    out = subprocess.run(
-        ["git", "show", f"{commit}:{path.relative_to(root).as_posix()}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    out = _run(root, "show", f"{commit}:{path.relative_to(root).as_posix()}")
     return out.stdout if out.returncode == 0 else None
 
 
 def resolve(root: Path, ref: str) -> str | None:
-    out = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    out = _run(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 

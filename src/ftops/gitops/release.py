@@ -125,15 +125,13 @@ def promote(root: Path, key: str, source_name: str, target_name: str, *, pr: boo
     old = read_pins(root, target_name).get(key)
     if old is not None and old.model == new.model and old.evidence_digest == new.evidence_digest:
         raise RefusedError(f"{target_name} already pins {key} to {new.model}; nothing to promote")
-    branch = _branch(root, f"promote/{target_name}/{key}", new) if pr else None
-    write_pin(root, target_name, key, new)
     actor = context()["actor"]
     message = (
         f"promote({target_name}): {key} {_short(old.model if old else None)} -> {_short(new.model)}\n\n"
         f"From {source_name} ({origin}).\nModel: {new.model}\nJob: {new.job}\nData: {new.data_digest}\n"
         f"Evidence: {new.evidence_digest}\nActor: {actor}\n"
     )
-    return _finish(root, path, key, target_name, old, new, message, branch, commit=pr)
+    return _apply(root, path, key, target_name, old, new, message, "promote", pr=pr, commit=pr)
 
 
 def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str, pr: bool) -> Outcome:
@@ -170,15 +168,13 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
             raise RefusedError(f"--to {to}: neither a model pinned for {key} in the history nor a git ref")
         if target.model == current.model:
             raise RefusedError(f"{env_name} already pins {key} to {target.model}; nothing to roll back")
-    branch = _branch(root, f"rollback/{env_name}/{key}", target) if pr else None
-    write_pin(root, env_name, key, target)
     actor = context()["actor"]
     message = (
         f"rollback({env_name}): {key} {_short(current.model)} -> {_short(target.model)}\n\n"
         f"Reason: {reason.strip()}\nActor: {actor}\nFrom: {current.model}\nTo: {target.model}\n"
         f"Restores the pin of commit {source_commit[:12]}; the model was retained, nothing is retrained.\n"
     )
-    return _finish(root, path, key, env_name, current, target, message, branch, commit=True)
+    return _apply(root, path, key, env_name, current, target, message, "rollback", pr=pr, commit=True)
 
 
 def _rolled_back_from(root: Path, path: Path, key: str) -> set[str]:
@@ -210,7 +206,7 @@ def _pin_history(root: Path, path: Path, key: str) -> list[tuple[str, ReleasePin
     return out
 
 
-def _finish(
+def _apply(
     root: Path,
     path: Path,
     key: str,
@@ -218,10 +214,14 @@ def _finish(
     old: ReleasePin | None,
     new: ReleasePin,
     message: str,
-    branch: str | None,
+    verb: str,
     *,
+    pr: bool,
     commit: bool,
 ) -> Outcome:
+    """Write the pin (on a new branch first with `pr`), commit it if asked, open the PR."""
+    branch = _branch(root, f"{verb}/{env}/{key}", new) if pr else None
+    write_pin(root, env, key, new)
     try:
         sha = git.commit(root, [path], message) if commit else None
     except FtopsError:

@@ -13,6 +13,7 @@ from ftops.gitops.audit import records
 from ftops.gitops.logs import audit_log, stack_outputs
 from ftops.gitops.pins import read_pins
 from ftops.providers.connection import Target, arm_call
+from ftops.providers.deployments import deployment_url
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,8 @@ def _target(root: Path, env: Environment) -> Target | None:
 def _serving(target: Target | None, name: str) -> tuple[str | None, str]:
     if target is None:
         return None, "unknown (stack outputs unreachable: install the Pulumi CLI and log in)"
-    url = f"{target.arm_endpoint.rstrip('/')}{target.arm_id}/deployments/{name}"
     try:
-        response = arm_call("GET", url, target.arm_headers())
+        response = arm_call("GET", deployment_url(target, name), target.arm_headers())
     except (FtopsError, OSError, RuntimeError) as exc:
         return None, f"unreachable ({exc})"
     if response.status_code == 404:

@@ -49,7 +49,7 @@ class _AccountLocks:
             return cls._locks.setdefault(account, threading.Lock())
 
 
-def _url(target: Target, name: str) -> str:
+def deployment_url(target: Target, name: str) -> str:
     return f"{target.arm_endpoint.rstrip('/')}{target.arm_id}/deployments/{name}"
 
 
@@ -96,7 +96,7 @@ class ModelDeploymentProvider(ResourceProvider):
     def _put(self, props: dict[str, Any]) -> dict[str, Any]:
         target = Target.of(props)
         name = str(props["deployment_name"])
-        url = _url(target, name)
+        url = deployment_url(target, name)
         headers = target.arm_headers()
         with _AccountLocks.of(target.arm_id):
             response = arm_call("PUT", url, headers, json=_body(props))
@@ -136,7 +136,7 @@ class ModelDeploymentProvider(ResourceProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         target = Target.of(props)
-        response = arm_call("GET", _url(target, id_), target.arm_headers())
+        response = arm_call("GET", deployment_url(target, id_), target.arm_headers())
         if response.status_code == 404:
             pulumi.log.warn(
                 f"deployment {id_} no longer exists: Azure deletes a fine-tuned deployment after 15 days "
@@ -168,7 +168,7 @@ class ModelDeploymentProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         target = Target.of(props)
         with _AccountLocks.of(target.arm_id):
-            response = arm_call("DELETE", _url(target, id_), target.arm_headers())
+            response = arm_call("DELETE", deployment_url(target, id_), target.arm_headers())
         if response.status_code not in (200, 202, 204, 404):
             raise DeploymentError(f"deleting deployment {id_}: {response.status_code} {_error(response)}")
 
