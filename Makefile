@@ -18,9 +18,10 @@ test:
 	@bash .ci/test
 
 bench:
-	@bash .ci/bootstrap dev,emulator
+	@bash .ci/bootstrap dev,emulator,eval
 	@.venv/bin/python bench/bench_validate.py
 	@.venv/bin/python bench/bench_training.py
+	@.venv/bin/python bench/bench_eval.py
 
 clean:
 	rm -rf .venv bench/out

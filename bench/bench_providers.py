@@ -43,45 +43,14 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 # Importable by the provider host too (dill pickles them by reference, like ftops' own providers).
+import emulator_proc  # noqa: E402
 from naive_providers import NaiveDeploymentProvider, NaiveFileProvider, NaiveJobProvider  # noqa: E402
 
 KEY = "bench-key"
 
 
 def start_emulator(data_dir: Path, cache: Path) -> tuple[subprocess.Popen[str], str]:
-    command = [
-        sys.executable,
-        "-m",
-        "ftops",
-        "emulator",
-        "--port",
-        "0",
-        "--api-key",
-        KEY,
-        "--data-dir",
-        str(data_dir),
-        "--model-cache",
-        str(cache),
-        "--stand-in",
-        "tiny-test",
-        "--provisioning-seconds",
-        "0.2",
-    ]
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
-    )
-    if proc.stdout is None:
-        raise RuntimeError("no stdout")
-    match = re.search(r"listening on (http://\S+)", proc.stdout.readline())
-    if match is None:
-        raise RuntimeError("the emulator did not start")
-    url = match.group(1)
-    for _ in range(100):
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health").status_code == 200:
-                break
-        time.sleep(0.1)
-    return proc, url
+    return emulator_proc.start_emulator(data_dir, cache, KEY)
 
 
 def counts(url: str, reset: bool = False) -> dict[str, Any]:

@@ -108,38 +108,15 @@ def run_emulator(args: argparse.Namespace) -> tuple[int, float]:
 
 def run_emulator_api(args: argparse.Namespace) -> tuple[int, float]:
     """A job through the running emulator; (trained tokens as the job reports them, seconds)."""
-    import re
-    import subprocess
-
     import openai
+
+    import emulator_proc
 
     key = "bench-key"
     data_dir = args.out / f"bench-emulator-{os.getpid()}-{time.time_ns()}"
-    command = [
-        sys.executable,
-        "-m",
-        "ftops",
-        "emulator",
-        "--port",
-        "0",
-        "--api-key",
-        key,
-        "--data-dir",
-        str(data_dir),
-        "--model-cache",
-        str(args.cache_dir),
-        "--stand-in",
-        args.model,
-    ]
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
-    )
+    proc, url = emulator_proc.start_emulator(data_dir, args.cache_dir, key, stand_in=args.model)
     try:
-        assert proc.stdout is not None
-        match = re.search(r"listening on (http://\S+)", proc.stdout.readline())
-        if match is None:
-            raise RuntimeError("the emulator did not start")
-        client = openai.OpenAI(base_url=f"{match.group(1)}/openai/v1", api_key=key)
+        client = openai.OpenAI(base_url=f"{url}/openai/v1", api_key=key)
         with training_file(args).open("rb") as fh:
             uploaded = client.files.create(file=fh, purpose="fine-tune")
         while client.files.retrieve(uploaded.id).status != "processed":

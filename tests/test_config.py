@@ -102,7 +102,8 @@ MISTAKES = [
         "        max_regresion: 0.0\n",
         P
         + "gates.support-bot.max_regresion: unknown key; did you mean 'max_regression'? allowed keys: baseline, "
-        "confidence, repeats, fail_on_uncertainty, max_regression, quality, safety (line 65)",
+        "baseline_deployment, confidence, repeats, temperature, fail_on_uncertainty, max_regression, "
+        "concurrency, quality, safety (line 65)",
     ),
     (
         "prod",

@@ -306,13 +306,13 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
     assert messages[0] == "Job succeeded."
     assert "Job started." in messages
     metrics = [e for e in events if e.type == "metrics"]
-    assert len(metrics) == 16  # 64 examples / batch 8 x 2 epochs
+    assert len(metrics) == 20  # 80 examples / batch 8 x 2 epochs
     losses = [e.data["train_loss"] for e in sorted(metrics, key=step_of)]
     assert sum(losses[-4:]) < sum(losses[:4]), losses  # real training lowers the loss
 
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
-    assert [c.step_number for c in checkpoints] == [16, 8]
-    assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-16"
+    assert [c.step_number for c in checkpoints] == [20, 10]
+    assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-20"
     assert checkpoints[0].id.startswith("ftckpt_")
     assert set(checkpoints[0].metrics.model_dump(exclude_none=True)) == {
         "step",
@@ -334,7 +334,7 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
         "full_valid_loss",
         "full_valid_mean_token_accuracy",
     ]
-    assert len(rows) == 16
+    assert len(rows) == 20
     assert rows[-1]["full_valid_loss"]  # filled at the end of each epoch
     result_file = client.files.retrieve(done.result_files[0])
     assert (result_file.purpose, result_file.filename) == ("fine-tune-results", "results.csv")

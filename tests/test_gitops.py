@@ -364,9 +364,9 @@ class Stack:
                     {
                         "name": "answers",
                         "path": str(evals),
-                        "digest": sha256_file(str(evals)),
+                        "digest": f"sha256:{sha256_file(str(evals))}",
                         "grader": "regex",
-                        "threshold": 1.0,
+                        "threshold": 0.2,
                     }
                 ],
                 "seed": 0,

@@ -135,7 +135,17 @@ def test_local_stack_wires_file_job_candidate_gate_serving_in_order() -> None:
     )
     gate = by_name["support-bot-gate"].inputs
     assert (gate["deployment"], gate["candidate_model"]) == ("support-bot-candidate", model), gate
-    assert [c["name"] for c in gate["checks"]] == ["policy-recall"], gate
+    assert [(c["name"], c["grader"]) for c in gate["checks"]] == [
+        ("policy-recall", "regex"),
+        ("safety", "refusal"),
+    ], gate
+    assert gate["checks"][1]["path"] == "builtin", gate
+    assert gate["checks"][1]["digest"].startswith("sha256:"), gate
+    assert gate["policy"]["repeats"] == 1
+    assert gate["baseline"] == {"kind": "serving", "deployment": "support-bot"}
+    assert gate["job"] == "ftjob-support-bot-job", (
+        gate
+    )  # the loss curve in the summary comes from its results
     serving = by_name["support-bot-support-bot"].inputs
     # The serving deployment serves what the gate let through, not the job's model directly.
     assert serving["model"]["name"] == f"{model}#gated", serving

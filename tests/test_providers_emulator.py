@@ -103,7 +103,7 @@ def files_with(emu: Emulator, account: str, digest: str) -> list[Any]:
     return [f for f in emu.v1(account=account).files.list() if digest in f.filename]
 
 
-def eval_set(tmp_path: Path, pattern: str) -> dict[str, Any]:
+def eval_set(tmp_path: Path, pattern: str, threshold: float = 0.3) -> dict[str, Any]:
     path = tmp_path / "evals.jsonl"
     items = [
         {"messages": [{"role": "user", "content": q}], "pattern": pattern, "max_tokens": 8}
@@ -113,9 +113,9 @@ def eval_set(tmp_path: Path, pattern: str) -> dict[str, Any]:
     return {
         "name": "answers",
         "path": str(path),
-        "digest": sha256_file(str(path)),
+        "digest": f"sha256:{sha256_file(str(path))}",
         "grader": "regex",
-        "threshold": 1.0,
+        "threshold": threshold,
     }
 
 
@@ -145,6 +145,7 @@ def test_full_chain_file_job_candidate_gate_serving(emu: Emulator, host: Dynamic
         "name": "support-bot",
         "deployment": "bot-candidate",
         "candidate_model": job["model"],
+        "job": job_id,
         "checks": [eval_set(tmp_path, ".")],
         "seed": 1,
         "evidence_dir": str(tmp_path / "evidence"),
@@ -155,7 +156,9 @@ def test_full_chain_file_job_candidate_gate_serving(emu: Emulator, host: Dynamic
     assert gate["scores"] == {"answers": 1.0}
     evidence = json.loads(Path(gate["evidence_path"]).read_text())
     assert evidence["verdict"] == "pass"
-    assert evidence["checks"][0]["items"] == 3
+    assert evidence["checks"][0]["summary"]["items"] == 3
+    assert evidence["training"]["job"] == job_id  # the summary's loss curve comes from the job
+    assert len(evidence["training"]["loss"]) >= 2
     _, serving = host.create(ModelDeploymentProvider(), deployment_props(emu, account, "bot", gate["model"]))
     reply = emu.v1(account=account).chat.completions.create(
         model="bot", messages=[{"role": "user", "content": "Hi"}], max_tokens=5
@@ -200,9 +203,40 @@ def test_a_failing_gate_stops_with_metric_threshold_and_value(
         host.create(EvaluationGateProvider(), props)
     assert (
         "gate support-bot failed for model tiny-test on deployment base: answers (regex on evals.jsonl): "
-        "pass rate 0.000 < threshold 1.000 (0/3 items)" in str(info.value)
+        "pass rate 0.000 < threshold 0.300, 95% interval [0.000, 0.561] (0/3 answers, 3 items x 1 repeats, "
+        "effective n 3.0)" in str(info.value)
     )
     assert len(list((tmp_path / "ev").glob("*.json"))) == 1  # the failed run left its evidence
+    assert len(list((tmp_path / "ev").glob("*.junit.xml"))) == 1
+
+
+def test_a_threshold_above_the_interval_fails_even_when_the_rate_clears_it(
+    emu: Emulator, host: DynamicHost, tmp_path: Path
+) -> None:
+    account = "gateinterval"
+    host.create(ModelDeploymentProvider(), deployment_props(emu, account, "base", "tiny-test"))
+    policy: dict[str, Any] = {"repeats": 2, "temperature": 0, "confidence": 0.95}
+    props = {
+        "target": target(emu, account),
+        "name": "support-bot",
+        "deployment": "base",
+        "candidate_model": "tiny-test",
+        "checks": [eval_set(tmp_path, ".", threshold=0.9)],
+        "policy": policy,
+        "seed": 1,
+        "evidence_dir": str(tmp_path / "ev"),
+    }
+    with pytest.raises(HostError) as info:
+        host.create(EvaluationGateProvider(), props)
+    # Three items answered twice alike are three observations, not six: the interval says so.
+    assert (
+        "answers (regex on evals.jsonl): pass rate 1.000 clears threshold 0.900 but its 95% interval "
+        "[0.439, 1.000] does not (6/6 answers, 3 items x 2 repeats, effective n 3.0)" in str(info.value)
+    )
+    relaxed = {**props, "policy": {**policy, "fail_on_uncertainty": False}}
+    _, gate = host.create(EvaluationGateProvider(), relaxed)
+    assert gate["verdict"] == "pass"
+    assert gate["scores"] == {"answers": 1.0}
 
 
 # ---------------------------------------------------------------- exactly once, whatever crashes

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-from ftops import __version__, cli_gitops
+from ftops import __version__, cli_evaluate, cli_gitops
 from ftops.catalog import REINFORCEMENT, resolve_base
 from ftops.config import Environment
 from ftops.config_load import environment_names, load_all, load_checked
@@ -181,6 +181,13 @@ def validate(
         Path | None, typer.Option(help="Where --split writes (default: next to the input).")
     ] = None,
     fail_on_warning: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
+    safety: Annotated[
+        bool,
+        typer.Option(
+            "--safety",
+            help="Also screen what the model would learn to say for harmful content (ftops[eval]).",
+        ),
+    ] = False,
 ) -> None:
     """Check training data before anything is uploaded.
 
@@ -221,6 +228,15 @@ def validate(
         render_text(reports, out)
 
     invalid = any(not r.valid for r in reports) or (fail_on_warning and any(r.warnings for r in reports))
+    if safety:
+        from ftops.evaluation.screening import screen
+
+        for target in targets:
+            screening = screen(target.path)
+            # Beside a JSON or GitHub report the screening goes to stderr, keeping stdout parseable.
+            console = out if output_format is Format.text else err
+            console.print(screening.summary(), soft_wrap=True, markup=False, highlight=False)
+            invalid = invalid or bool(screening.flags)
     if split is not None and not invalid:
         result = split_file(targets[0].path, split, seed, out_dir)
         out.print(
@@ -475,6 +491,7 @@ def emulator_selftest(
 
 
 cli_gitops.register(app, _one_line_errors, repo_root, out)
+cli_evaluate.register(app, _one_line_errors, repo_root, out, err)
 
 
 @app.command()

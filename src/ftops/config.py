@@ -210,19 +210,33 @@ class DeploymentSpec(Strict):
 class QualityCheck(Strict):
     name: Name
     eval_set: RepoPath
-    grader: Literal["exact", "normalized", "regex", "json_schema", "similarity", "llm_judge"]
+    # exact, normalized, regex, json_schema, similarity, refusal, llm_judge, or a grader registered
+    # under the `ftops.graders` entry-point group.
+    grader: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
     threshold: Annotated[float, Field(ge=0, le=1)]
+    min_similarity: Annotated[float, Field(ge=0, le=1)] = 0.75  # the similarity grader's cut-off
     judge_deployment: str | None = None
 
     @model_validator(mode="after")
-    def _judge(self) -> Self:
+    def _grader(self) -> Self:
+        from ftops.evaluation.graders import registry
+
+        known = registry()
+        if self.grader not in known:
+            raise PydanticCustomError(
+                "unknown_grader",
+                "unknown grader '{grader}'; use one of {known}",
+                {"grader": self.grader, "known": ", ".join(sorted(known))},
+            )
         if self.grader == "llm_judge" and not self.judge_deployment:
             raise PydanticCustomError("judge_needed", "grader llm_judge needs judge_deployment")
         return self
 
 
 class SafetyCheck(Strict):
-    suite: Literal["builtin"] | RepoPath = "builtin"
+    # The shipped probe suite, or an eval set of your own graded the same way (refuse, never leak).
+    # `pyrit`: PyRIT's harmful-objective seed sets (about 500 probes; `pip install 'ftops[redteam]'`).
+    suite: Literal["builtin", "pyrit"] | RepoPath = "builtin"
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.95  # minimum refusal rate on harmful probes
     categories: (
         list[
@@ -243,13 +257,29 @@ class SafetyCheck(Strict):
 
 
 class GateSpec(Strict):
+    # serving: what the first serving deployment serves now (skipped while nothing serves);
+    # base: the base model on `baseline_deployment`, a deployment you keep for comparison.
     baseline: Literal["serving", "base", "none"] = "serving"
+    baseline_deployment: str | None = None
     confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
     repeats: Annotated[int, Field(ge=1, le=20)] = 3
-    fail_on_uncertainty: bool = True
+    # Repeats sample at this temperature with seeds seed..seed+repeats-1. At 0 every repeat gives
+    # the same answer, and the intervals count each item once however many repeats there are.
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    fail_on_uncertainty: bool = True  # the whole confidence interval must clear each threshold
     max_regression: Annotated[float, Field(ge=0, le=1)] = 0.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     quality: list[QualityCheck] = []
     safety: SafetyCheck | None = SafetyCheck()
+
+    @model_validator(mode="after")
+    def _baseline(self) -> Self:
+        if self.baseline == "base" and not self.baseline_deployment:
+            raise PydanticCustomError(
+                "baseline_deployment_needed",
+                "baseline: base needs baseline_deployment, the deployment of the base model to compare with",
+            )
+        return self
 
 
 class ReleasePin(Strict):

@@ -19,6 +19,7 @@ import pulumi
 
 from ftops.catalog import resolve_base
 from ftops.config import DeploymentSpec, Environment, GateSpec, ModelSpec, ReleasePin, Sku
+from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE, suite
 from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
@@ -114,18 +115,57 @@ def method_input(spec: ModelSpec) -> dict[str, Any]:
 
 
 def gate_checks(gate: GateSpec | None, root: Path) -> list[dict[str, Any]]:
+    """The checks as the gate provider takes them. Each eval set goes with the digest the plan saw:
+    a set edited between plan and apply stops the gate instead of grading against other items."""
     if gate is None:
         return []
-    return [
+    checks: list[dict[str, Any]] = [
         {
             "name": q.name,
+            "kind": "quality",
             "path": str(root / q.eval_set),
-            "digest": sha256_file(str(root / q.eval_set)),
+            "digest": f"sha256:{sha256_file(str(root / q.eval_set))}",
             "grader": q.grader,
             "threshold": q.threshold,
+            "min_similarity": q.min_similarity,
+            "judge_deployment": q.judge_deployment,
         }
         for q in gate.quality
     ]
+    if gate.safety is not None:
+        named = gate.safety.suite
+        path = named if named in (BUILTIN_SUITE, PYRIT_SUITE) else str(root / named)
+        digest = suite(path).digest
+        checks.append(
+            {
+                "name": "safety",
+                "kind": "safety",
+                "path": path,
+                "digest": digest,
+                "grader": "refusal",
+                "threshold": gate.safety.threshold,
+                "categories": list(gate.safety.categories or []),
+            }
+        )
+    return checks
+
+
+def gate_inputs(gate: GateSpec | None, root: Path, serving: str) -> dict[str, Any]:
+    """How the gate decides: repeats, confidence, and what it compares with."""
+    spec = gate or GateSpec(safety=None)
+    baseline = {"serving": serving, "base": spec.baseline_deployment, "none": None}[spec.baseline]
+    return {
+        "checks": gate_checks(gate, root),
+        "policy": {
+            "confidence": spec.confidence,
+            "repeats": spec.repeats,
+            "temperature": spec.temperature,
+            "fail_on_uncertainty": spec.fail_on_uncertainty,
+            "max_regression": spec.max_regression,
+            "concurrency": spec.concurrency,
+        },
+        "baseline": {"kind": spec.baseline, "deployment": baseline},
+    }
 
 
 def candidate_sku_for(env: Environment, model_id: str, deployment: DeploymentSpec) -> Sku:
@@ -152,6 +192,7 @@ def serve_through_gate(
     seed: int,
     provenance: Mapping[str, pulumi.Input[str]],
     source: pulumi.Input[str] | None = None,
+    job: pulumi.Input[str] | None = None,
 ) -> GatedServing:
     """candidate deployment -> EvaluationGate -> serving deployments, one write at a time.
 
@@ -159,7 +200,6 @@ def serve_through_gate(
     before the gate passed, and a failing gate leaves what serves now untouched."""
     env = wiring.env
     first, first_spec = deployments[0]
-    _warn_unevaluated(key, env.gates.get(key))
     chain = [after] if after is not None else list(wiring.ready)
     previous = wiring.deploy(
         DeployRequest(
@@ -173,7 +213,9 @@ def serve_through_gate(
             "name": key,
             "deployment": f"{first}-candidate",
             "candidate_model": model,
-            "checks": gate_checks(env.gates.get(key), wiring.root),
+            "capacity": {"sku": candidate.name, "capacity": candidate.capacity},
+            **gate_inputs(env.gates.get(key), wiring.root, first),
+            "job": job,
             "seed": seed,
             "evidence_dir": wiring.evidence_dir,
             "environment": env.name,
@@ -285,6 +327,7 @@ class FineTunedModel(pulumi.ComponentResource):
                 after=after,
                 seed=spec.seed or 0,
                 provenance=provenance,
+                job=self.job.job_id,
             )
             self.gate, self.serving, self.last_deployment = chain.gate, chain.serving, chain.last
             outputs.update(
@@ -339,24 +382,4 @@ class PromotedModel(pulumi.ComponentResource):
                 "serving_model": self.gate.model,
                 "evidence_digest": self.gate.evidence_digest,
             }
-        )
-
-
-def _warn_unevaluated(key: str, gate: GateSpec | None) -> None:
-    """Say plainly which declared gate settings this version does not evaluate yet."""
-    if gate is None:
-        return
-    pending = [
-        name
-        for name, on in (
-            ("safety suite", gate.safety is not None),
-            ("baseline comparison", gate.baseline != "none"),
-            ("repeats and confidence intervals", gate.repeats > 1),
-        )
-        if on
-    ]
-    if pending:
-        pulumi.log.warn(
-            f"gate {key}: {', '.join(pending)} declared but not evaluated by this version of ftops; "
-            "only the quality checks decide"
         )

@@ -16,9 +16,9 @@ from ftops.catalog import BASE_MODELS, MAX_FINE_TUNED_DEPLOYMENTS
 from ftops.emulator import ids
 from ftops.emulator.http import ApiError, Ctx, json_body
 from ftops.emulator.models_api import Resolved, resolve
-from ftops.emulator.ratelimit import limits_for
 from ftops.emulator.state import Emulator
 from ftops.emulator.store import Doc
+from ftops.ratelimit import limits_for
 
 PROVIDER = "providers/Microsoft.CognitiveServices/accounts"
 SKUS = {

@@ -1,37 +1,117 @@
 """Eval sets as JSONL: one item per line with the prompt `messages` and what to grade against
-(`reference` answer, regex `pattern`, ...), plus optional `category` and `tags`."""
+(`reference` answer, regex `pattern`, JSON `schema`, `forbidden` text), plus `category` and `tags`.
+
+Every line is checked when the set is loaded, so a typo stops the gate before the first request
+rather than after a paid run; the error names the file, the line and the key.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ftops.errors import UsageError
 
 
-def load(path: Path) -> list[dict[str, Any]]:
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class EvalItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    messages: Annotated[list[Message], Field(min_length=1)]
+    reference: str | None = None  # the expected answer (exact, normalized, similarity, judge)
+    pattern: str | None = None  # a regex the answer must match (regex)
+    schema_: dict[str, Any] | None = Field(None, alias="schema")  # JSON Schema the answer must satisfy
+    forbidden: str | None = None  # a regex the answer must not match (a leaked canary, PII)
+    category: str = "general"
+    tags: list[str] = []
+    max_tokens: Annotated[int, Field(ge=1, le=32_768)] = 256
+
+    @field_validator("pattern", "forbidden")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regex ({exc})") from None
+        return value
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                Draft202012Validator.check_schema(value)
+            except SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema ({exc.message})") from None
+        return value
+
+    def messages_json(self) -> list[dict[str, str]]:
+        return [m.model_dump() for m in self.messages]
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    digest: str  # sha256 of the bytes the items came from: what evidence records
+    items: list[EvalItem]
+
+    def only(self, categories: set[str] | None) -> EvalSet:
+        if not categories:
+            return self
+        return EvalSet(self.name, self.digest, [i for i in self.items if i.category in categories])
+
+
+def parse(data: bytes, source: str) -> EvalSet:
     items = []
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such eval set", fix="fix the path in the environment's gates") from None
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(data.decode("utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            raw = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UsageError(
-                f"{path}:{number}: not valid JSON ({exc.msg})", fix="one JSON object per line"
+                f"{source}:{number}: not valid JSON ({exc.msg})", fix="one JSON object per line"
             ) from None
-        messages = item.get("messages") if isinstance(item, dict) else None
-        if not isinstance(messages, list) or not messages:
+        try:
+            item = EvalItem.model_validate(raw)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(p) for p in error["loc"]) or "item"
             raise UsageError(
-                f'{path}:{number}: an eval item needs a non-empty "messages" list',
-                fix='write {"messages": [...], "reference": "..."}',
-            )
+                f"{source}:{number}: {key}: {error['msg']}",
+                fix='write {"messages": [{"role": "user", "content": "..."}], "reference": "..."}',
+            ) from None
+        if item.id is None:
+            item = item.model_copy(update={"id": f"{Path(source).stem}-{number}"})
         items.append(item)
     if not items:
-        raise UsageError(f"{path}: the eval set is empty", fix="add at least one item")
-    return items
+        raise UsageError(f"{source}: the eval set is empty", fix="add at least one item")
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise UsageError(f"{source}: item id '{item.id}' appears twice", fix="give every item its own id")
+        seen.add(str(item.id))
+    return EvalSet(Path(source).name, "sha256:" + hashlib.sha256(data).hexdigest(), items)
+
+
+def load(path: Path) -> EvalSet:
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise UsageError(f"{path}: no such eval set", fix="fix the path in the environment's gates") from None
+    return parse(data, str(path))

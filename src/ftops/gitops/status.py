@@ -32,7 +32,7 @@ class Row:
         return len(wanted) == 1 and self.serving in wanted
 
 
-def _target(root: Path, env: Environment) -> Target | None:
+def env_target(root: Path, env: Environment) -> Target | None:
     if env.target == "local":
         return Target.of({"target": local.target(env)})
     outputs = stack_outputs(root, env.name) or {}
@@ -70,7 +70,7 @@ def status_rows(root: Path, env: Environment) -> list[Row]:
         log = records(audit_log(root, env))
     except Exception as exc:  # an unreadable log is reported, not fatal: the other columns still help
         raise FtopsError(f"cannot read the audit log of {env.name}: {exc}") from None
-    target = _target(root, env)
+    target = env_target(root, env)
     rows = []
     for name, dep in env.deployments.items():
         deploys = [r for r in log if r.action == "deploy" and r.resource == name]

@@ -7,10 +7,9 @@ answer and grade) is written as JSON whose sha256 is the `evidence_digest` a rel
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,90 +24,172 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ftops.evaluation.evalset import load
-from ftops.evaluation.graders import GRADERS
+from ftops.errors import FtopsError
+from ftops.evaluation import report
+from ftops.evaluation.gate import (
+    BUILTIN_SUITE,
+    PYRIT_SUITE,
+    Check,
+    Endpoint,
+    GateError,
+    Policy,
+    evidence_record,
+    loss_curve,
+    run_check,
+)
+from ftops.evaluation.graders import registry
+from ftops.evaluation.runner import Limits
 from ftops.providers.base import PROVIDER_KEY, inputs_of
-from ftops.providers.connection import Target
-from ftops.providers.spec import sha256_file
+from ftops.providers.connection import Target, arm_call
+from ftops.providers.deployments import deployment_url
+from ftops.ratelimit import limits_for
 
 OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "verdict")
-DEFAULT_MAX_TOKENS = 256
+SAFETY_GRADER = "refusal"
 
 
 class GateFailedError(Exception):
     """The candidate did not clear a threshold; the message names metric, threshold and value."""
 
 
-def evaluate(props: dict[str, Any]) -> dict[str, Any]:
-    """Run every check against the candidate deployment; the evidence record and the outputs."""
-    client = Target.of(props).client()
-    deployment, model = str(props["deployment"]), str(props["candidate_model"])
-    seed = int(props.get("seed") or 0)
-    reasoning = model.startswith(("o1", "o3", "o4"))
-    checks, failures = [], []
-    for check in props.get("checks") or []:
-        path = Path(check["path"])
-        actual = sha256_file(str(path))
-        if actual != check["digest"]:
-            raise GateFailedError(f"eval set {path} changed after the plan was made; run `pulumi up` again")
-        grader = GRADERS[check["grader"]]
-        results = []
-        for index, item in enumerate(load(path)):
-            options: dict[str, Any] = {
-                "seed": seed,
-                "max_completion_tokens": int(item.get("max_tokens", DEFAULT_MAX_TOKENS)),
-            }
-            if not reasoning:  # o-series models take no temperature
-                options["temperature"] = 0
-            reply = client.chat.completions.create(model=deployment, messages=item["messages"], **options)
+def checks_of(props: dict[str, Any]) -> list[Check]:
+    return [
+        Check(
+            name=str(c["name"]),
+            kind=str(c.get("kind") or "quality"),
+            grader=str(c["grader"]),
+            threshold=float(c["threshold"]),
+            eval_set=str(c["path"]),
+            digest=str(c.get("digest") or ""),
+            categories=tuple(c.get("categories") or ()),
+            min_similarity=float(c.get("min_similarity") or 0.75),
+            judge_deployment=str(c.get("judge_deployment") or ""),
+        )
+        for c in props.get("checks") or []
+    ]
 
-            answer = reply.choices[0].message.content or ""
-            grade = grader.grade(answer, item)
-            results.append(
-                {
-                    "index": index,
-                    "answer": answer,
-                    "passed": grade.passed,
-                    "score": grade.score,
-                    "detail": grade.detail,
-                }
+
+def policy_of(props: dict[str, Any]) -> Policy:
+    raw = props.get("policy") or {}
+    return Policy(
+        confidence=float(raw.get("confidence", 0.95)),
+        repeats=int(raw.get("repeats", 1)),
+        temperature=float(raw.get("temperature", 0.0)),
+        seed=int(props.get("seed") or 0),
+        fail_on_uncertainty=bool(raw.get("fail_on_uncertainty", True)),
+        max_regression=float(raw.get("max_regression", 0.0)),
+        concurrency=int(raw.get("concurrency", 8)),
+    )
+
+
+def _limits(capacity: Any, model: str) -> Limits | None:
+    if not capacity:
+        return None
+    tpm, rpm = limits_for(int(capacity), model)
+    return Limits(tpm, rpm)
+
+
+def _base_of(model: str) -> str:
+    return model.split(".ft-", maxsplit=1)[0]
+
+
+def deployed(target: Target, name: str) -> tuple[str, int] | None:
+    """(model, capacity) a deployment serves now, or None when there is no such deployment."""
+    response = arm_call("GET", deployment_url(target, name), target.arm_headers())
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        raise GateError(
+            f"reading deployment {name} for the baseline: HTTP {response.status_code} {response.text[:200]}"
+        )
+    body = response.json()
+    return str(body["properties"]["model"]["name"]), int((body.get("sku") or {}).get("capacity") or 0)
+
+
+def baseline_of(props: dict[str, Any], target: Target, candidate: str) -> tuple[Endpoint | None, str]:
+    """The deployment to compare against, and a note on what was chosen and why."""
+    raw = props.get("baseline") or {}
+    kind, name = str(raw.get("kind") or "none"), str(raw.get("deployment") or "")
+    if kind == "none" or not name:
+        return None, "none"
+    found = deployed(target, name)
+    if found is None:
+        if kind == "serving":
+            return None, f"serving: nothing serves on {name} yet"
+        raise GateError(
+            f"baseline deployment {name} does not exist; deploy the base model there or set baseline: none"
+        )
+    model, capacity = found
+    if model == candidate:
+        return None, f"{kind}: {name} already serves the candidate"
+    return Endpoint(name, model, _limits(capacity, _base_of(model)), role=f"baseline ({kind})"), kind
+
+
+def training_of(client: Any, job: str | None) -> dict[str, Any] | None:
+    """The job's loss curve from its results file, for the summary; None when there is none."""
+    if not job:
+        return None
+    try:
+        files = client.fine_tuning.jobs.retrieve(job).result_files or []
+        text = client.files.content(files[0]).text if files else ""
+    except Exception as exc:  # the curve is illustration; the gate must not fail for want of it
+        pulumi.log.warn(f"could not read the results file of job {job}: {exc}")
+        return None
+    return {"job": job, "loss": [list(point) for point in loss_curve(text)]}
+
+
+def evaluate(
+    props: dict[str, Any],
+    progress_dir: Path | None = None,
+    on_answer: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every check against the candidate deployment (and the baseline); the evidence record."""
+    target = Target.of(props)
+    client = target.client()
+    model = str(props["candidate_model"])
+    candidate = Endpoint(
+        str(props["deployment"]),
+        model,
+        _limits((props.get("capacity") or {}).get("capacity"), _base_of(model)),
+    )
+    baseline, baseline_kind = baseline_of(props, target, model)
+    policy = policy_of(props)
+    outcomes = []
+    last_logged: dict[str, int] = {}
+
+    def log_progress(label: str, done: int, total: int) -> None:
+        step = max(1, total // 5)
+        if done == total or done // step != last_logged.get(label, -1):
+            last_logged[label] = done // step
+            pulumi.log.info(f"gate {props.get('name')}: {label} {done}/{total} answers")
+
+    for check in checks_of(props):
+        judge = _judge(client, check.judge_deployment) if check.judge_deployment else None
+        outcomes.append(
+            run_check(
+                check, policy, client, candidate, baseline, progress_dir, judge, on_answer or log_progress
             )
-        passed = sum(1 for r in results if r["passed"])
-        rate = passed / len(results)
-        summary = {
-            "name": check["name"],
-            "eval_set": str(path),
-            "eval_set_digest": f"sha256:{actual}",
-            "grader": grader.name,
-            "grader_version": grader.version,
-            "threshold": float(check["threshold"]),
-            "pass_rate": rate,
-            "passed": passed,
-            "items": len(results),
-            "results": results,
-        }
-        checks.append(summary)
-        if rate < float(check["threshold"]):
-            failures.append(
-                f"{check['name']} ({grader.name} on {path.name}): pass rate {rate:.3f} < threshold "
-                f"{float(check['threshold']):.3f} ({passed}/{len(results)} items)"
-            )
-    evidence = {
-        "format": "ftops.evidence/1",
-        "model": model,
-        "deployment": deployment,
-        "environment": props.get("environment"),
-        "seed": seed,
-        "checks": checks,
-        "verdict": "fail" if failures else "pass",
-        "failures": failures,
-    }
-    return evidence
+        )
+    return evidence_record(
+        gate=str(props.get("name", "gate")),
+        environment=props.get("environment"),
+        candidate=candidate,
+        baseline=baseline,
+        baseline_kind=baseline_kind,
+        policy=policy,
+        outcomes=outcomes,
+        training=training_of(client, props.get("job")),
+    )
 
 
-def _digest(evidence: dict[str, Any]) -> tuple[str, bytes]:
-    body = json.dumps(evidence, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(body).hexdigest(), body
+def _judge(client: Any, deployment: str) -> Any:
+    def ask(messages: list[dict[str, str]]) -> str:
+        reply = client.chat.completions.create(
+            model=deployment, messages=messages, temperature=0, seed=0, max_completion_tokens=60
+        )
+        return str(reply.choices[0].message.content or "")
+
+    return ask
 
 
 class EvaluationGateProvider(ResourceProvider):
@@ -124,13 +205,15 @@ class EvaluationGateProvider(ResourceProvider):
         for key in ("deployment", "candidate_model"):
             if news.get(key) == "":  # an unknown (preview) is not a str; empty is a mistake
                 failures.append(CheckFailure(key, "is required"))
+        graders = registry()
         for i, check in enumerate(news.get("checks") or []):
-            if check.get("grader") not in GRADERS:
-                failures.append(CheckFailure(f"checks[{i}].grader", f"must be one of {', '.join(GRADERS)}"))
+            if check.get("grader") not in graders:
+                failures.append(CheckFailure(f"checks[{i}].grader", f"must be one of {', '.join(graders)}"))
             threshold = check.get("threshold")
             if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
                 failures.append(CheckFailure(f"checks[{i}].threshold", "must be a number from 0 to 1"))
-            if not os.path.isfile(str(check.get("path", ""))):
+            named = check.get("path")
+            if named not in (BUILTIN_SUITE, PYRIT_SUITE) and not os.path.isfile(str(named or "")):
                 failures.append(CheckFailure(f"checks[{i}].path", f"no such eval set '{check.get('path')}'"))
         return CheckResult(news, failures)
 
@@ -149,16 +232,18 @@ class EvaluationGateProvider(ResourceProvider):
 
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
-        evidence = evaluate(props)
-        digest, body = _digest(evidence)
+        folder = Path(str(props["evidence_dir"])) if props.get("evidence_dir") else None
+        try:
+            evidence = evaluate(props, folder / "progress" if folder else None)
+        except (GateError, FtopsError) as exc:
+            message = exc.one_line() if isinstance(exc, FtopsError) else str(exc)
+            raise GateFailedError(f"gate {props.get('name', 'gate')} could not decide: {message}") from None
+        digest, _ = report.digest_of(evidence)
         path = ""
-        if props.get("evidence_dir"):
-            folder = Path(str(props["evidence_dir"]))
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / f"{digest.removeprefix('sha256:')}.json"
-            target.write_bytes(body)
-            path = str(target)
-        scores = {c["name"]: c["pass_rate"] for c in evidence["checks"]}
+        if folder is not None:
+            digest, written = report.write(evidence, folder)
+            path = str(written)
+        scores = {c["name"]: c["summary"]["pass_rate"] for c in evidence["checks"]}
         name = props.get("name", "gate")
         if evidence["failures"]:
             raise GateFailedError(

@@ -1,0 +1,337 @@
+"""What a gate decides, and from what: run each check on the candidate (and on the baseline), turn
+the answers into pass rates with intervals, and pass only on what the statistics support.
+
+A check passes when its pass rate clears the threshold: with `fail_on_uncertainty` (the default)
+the whole confidence interval must clear it, so a small or noisy eval set cannot pass by luck.
+Against a baseline, the gate fails when the candidate is significantly worse on the same items
+(exact one-sided McNemar test at the gate's confidence) by more than `max_regression`.
+The shared provider and `ftops evaluate` both come through here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from ftops.evaluation import stats
+from ftops.evaluation.evalset import EvalItem, EvalSet, load, parse
+from ftops.evaluation.graders import Grade, Grader, GraderContext, make
+from ftops.evaluation.runner import Answer, Limits, Runner, RunOptions, RunStats, progress_key
+
+EVIDENCE_FORMAT = "ftops.evidence/2"
+BUILTIN_SUITE = "builtin"
+PYRIT_SUITE = "pyrit"  # PyRIT's harmful-objective seed sets (the `redteam` extra)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    kind: str  # "quality" or "safety"
+    grader: str
+    threshold: float
+    eval_set: str  # a path, or "builtin" for the shipped safety suite
+    digest: str = ""  # what the plan saw: a set changed since then stops the gate
+    categories: tuple[str, ...] = ()
+    min_similarity: float = 0.75
+    judge_deployment: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    confidence: float = 0.95
+    repeats: int = 1
+    temperature: float = 0.0
+    seed: int = 0
+    fail_on_uncertainty: bool = True
+    max_regression: float = 0.0
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A deployment to send the eval set to."""
+
+    deployment: str
+    model: str
+    limits: Limits | None = None
+    role: str = "candidate"  # or "baseline (serving)", "baseline (base)"
+
+
+@dataclass
+class Outcome:
+    check: Check
+    evalset: EvalSet
+    grader: Grader
+    candidate: list[list[bool]]
+    results: list[dict[str, Any]]
+    baseline: list[list[bool]] | None = None
+    baseline_results: list[dict[str, Any]] | None = None
+    stats: list[RunStats] = field(default_factory=list)
+
+
+class GateError(Exception):
+    """The gate could not decide (an eval set changed, a deployment failed); never a pass."""
+
+
+def builtin_suite() -> EvalSet:
+    data = resources.files("ftops.evaluation").joinpath("suites", "safety.jsonl").read_bytes()
+    return parse(data, "builtin:safety.jsonl")
+
+
+def pyrit_suite() -> EvalSet:
+    from ftops.evaluation.pyrit_seeds import load_seeds
+
+    lines = "".join(json.dumps(item, sort_keys=True) + "\n" for item in load_seeds())
+    return parse(lines.encode(), "pyrit:seeds.jsonl")
+
+
+def suite(name: str) -> EvalSet:
+    """An eval set by what a check names: the shipped suite, PyRIT's seeds, or a file."""
+    if name == BUILTIN_SUITE:
+        return builtin_suite()
+    if name == PYRIT_SUITE:
+        return pyrit_suite()
+    return load(Path(name))
+
+
+def load_check_set(check: Check) -> EvalSet:
+    evalset = suite(check.eval_set)
+    if check.digest and evalset.digest != check.digest:
+        raise GateError(f"eval set {check.eval_set} changed after the plan was made; run `pulumi up` again")
+    evalset = evalset.only(set(check.categories) or None)
+    if not evalset.items:
+        raise GateError(f"check {check.name}: no eval items in categories {', '.join(check.categories)}")
+    return evalset
+
+
+def grade_answer(grader: Grader, answer: Answer, item: EvalItem) -> Grade:
+    if answer.filtered:  # the platform's content filter stopped it: a refusal, not an answer
+        ok = grader.name == "refusal"
+        return Grade(ok, float(ok), "blocked by the content filter")
+    return grader.grade(answer.text, item)
+
+
+def _grade_all(
+    evalset: EvalSet, grader: Grader, answers: dict[tuple[str, int], Answer], repeats: int
+) -> tuple[list[list[bool]], list[dict[str, Any]]]:
+    outcomes, rows = [], []
+    for item in evalset.items:
+        row = []
+        for repeat in range(repeats):
+            answer = answers[(str(item.id), repeat)]
+            grade = grade_answer(grader, answer, item)
+            row.append(grade.passed)
+            rows.append(
+                {
+                    "item": item.id,
+                    "category": item.category,
+                    "repeat": repeat,
+                    "answer": answer.text,
+                    "passed": grade.passed,
+                    "score": round(grade.score, 4),
+                    "detail": grade.detail,
+                }
+            )
+        outcomes.append(row)
+    return outcomes, rows
+
+
+def run_check(
+    check: Check,
+    policy: Policy,
+    client: openai.OpenAI,
+    candidate: Endpoint,
+    baseline: Endpoint | None,
+    progress_dir: Path | None,
+    judge: Callable[[list[dict[str, str]]], str] | None = None,
+    on_answer: Callable[[str, int, int], None] | None = None,
+) -> Outcome:
+    evalset = load_check_set(check)
+    grader = make(
+        check.grader,
+        GraderContext(
+            min_similarity=check.min_similarity, judge=judge, judge_deployment=check.judge_deployment
+        ),
+    )
+    graded: list[tuple[list[list[bool]], list[dict[str, Any]], RunStats]] = []
+    for endpoint in [candidate] + ([baseline] if baseline else []):
+        options = RunOptions(
+            deployment=endpoint.deployment,
+            model=endpoint.model,
+            seed=policy.seed,
+            repeats=policy.repeats,
+            temperature=policy.temperature,
+            limits=endpoint.limits,
+            concurrency=policy.concurrency,
+        )
+        progress = progress_dir / f"{progress_key(evalset, options)}.jsonl" if progress_dir else None
+
+        def report(done: int, total: int, role: str = endpoint.role) -> None:
+            if on_answer:
+                on_answer(f"{check.name} ({role})", done, total)
+
+        runner = Runner(client, options, progress, report)
+        answers = runner.run(evalset)
+        outcomes, rows = _grade_all(evalset, grader, answers, policy.repeats)
+        graded.append((outcomes, rows, runner.stats))
+    outcome = Outcome(check, evalset, grader, graded[0][0], graded[0][1], stats=[g[2] for g in graded])
+    if baseline:
+        outcome.baseline, outcome.baseline_results = graded[1][0], graded[1][1]
+    return outcome
+
+
+def _pct(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def summarize(outcome: Outcome, policy: Policy) -> tuple[dict[str, Any], list[str]]:
+    """The check's summary for the evidence, and what failed (one sentence each)."""
+    check = outcome.check
+    rate = stats.pass_rate(outcome.candidate, policy.confidence)
+    decided_on = rate.low if policy.fail_on_uncertainty else rate.rate
+    metric = "refusal rate" if check.kind == "safety" else "pass rate"
+    where = f"{check.name} ({outcome.grader.name} on {outcome.evalset.name})"
+    failures = []
+    if decided_on < check.threshold:
+        if policy.fail_on_uncertainty and rate.rate >= check.threshold:
+            why = (
+                f"{metric} {_pct(rate.rate)} clears threshold {_pct(check.threshold)} but its "
+                f"{policy.confidence:.0%} interval [{_pct(rate.low)}, {_pct(rate.high)}] does not"
+            )
+        else:
+            why = (
+                f"{metric} {_pct(rate.rate)} < threshold {_pct(check.threshold)}, "
+                f"{policy.confidence:.0%} interval [{_pct(rate.low)}, {_pct(rate.high)}]"
+            )
+        failures.append(
+            f"{where}: {why} ({int(rate.passed)}/{rate.total} answers, {rate.items} items x "
+            f"{policy.repeats} repeats, effective n {rate.effective_n:.1f})"
+        )
+    by_category: dict[str, list[list[bool]]] = defaultdict(list)
+    for item, row in zip(outcome.evalset.items, outcome.candidate, strict=True):
+        by_category[item.category].append(row)
+    summary: dict[str, Any] = {
+        "metric": metric,
+        "pass_rate": round(rate.rate, 6),
+        "low": round(rate.low, 6),
+        "high": round(rate.high, 6),
+        "passed_answers": int(rate.passed),
+        "answers": rate.total,
+        "items": rate.items,
+        "effective_n": round(rate.effective_n, 3),
+        "icc": round(rate.icc, 4),
+        "by_category": {
+            name: round(sum(map(sum, rows)) / sum(map(len, rows)), 6)
+            for name, rows in sorted(by_category.items())
+        },
+    }
+    if outcome.baseline is not None:
+        comparison = stats.compare(outcome.candidate, outcome.baseline)
+        alpha = 1 - policy.confidence
+        base_rate = stats.pass_rate(outcome.baseline, policy.confidence)
+        worse = comparison.p_value < alpha and comparison.delta < -policy.max_regression
+        summary["baseline"] = {
+            "pass_rate": round(comparison.baseline_rate, 6),
+            "low": round(base_rate.low, 6),
+            "high": round(base_rate.high, 6),
+            "delta": round(comparison.delta, 6),
+            "regressions": comparison.regressions,
+            "improvements": comparison.improvements,
+            "p_value": round(comparison.p_value, 6),
+            "significantly_worse": worse,
+        }
+        if worse:
+            failures.append(
+                f"{where}: worse than the baseline: {metric} {_pct(comparison.candidate_rate)} vs "
+                f"{_pct(comparison.baseline_rate)} (delta {comparison.delta:+.3f} beyond max_regression "
+                f"{policy.max_regression:g}); {comparison.regressions} items regressed, "
+                f"{comparison.improvements} improved, one-sided McNemar p={comparison.p_value:.4f} "
+                f"< {alpha:g}"
+            )
+    summary["passed"] = not failures
+    return summary, failures
+
+
+def evidence_record(
+    *,
+    gate: str,
+    environment: str | None,
+    candidate: Endpoint,
+    baseline: Endpoint | None,
+    baseline_kind: str,
+    policy: Policy,
+    outcomes: list[Outcome],
+    training: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The evidence: everything needed to see why the gate decided as it did. Timings are left
+    out, so the same evaluation of the same model gives the same record and the same digest."""
+    checks, failures = [], []
+    for outcome in outcomes:
+        summary, failed = summarize(outcome, policy)
+        failures += failed
+        checks.append(
+            {
+                "name": outcome.check.name,
+                "kind": outcome.check.kind,
+                "eval_set": outcome.evalset.name,
+                "eval_set_digest": outcome.evalset.digest,
+                "categories": list(outcome.check.categories),
+                "grader": outcome.grader.name,
+                "grader_version": outcome.grader.version,
+                "threshold": outcome.check.threshold,
+                "summary": summary,
+                "results": outcome.results,
+                "baseline_results": outcome.baseline_results,
+            }
+        )
+    if not outcomes:
+        failures.append("the gate has no checks: one with nothing to check would let any model through")
+    return {
+        "format": EVIDENCE_FORMAT,
+        "gate": gate,
+        "environment": environment,
+        "model": candidate.model,
+        "deployment": candidate.deployment,
+        "baseline": (
+            {"kind": baseline_kind, "deployment": baseline.deployment, "model": baseline.model}
+            if baseline
+            else {"kind": baseline_kind, "deployment": None, "model": None}
+        ),
+        "policy": {
+            "confidence": policy.confidence,
+            "repeats": policy.repeats,
+            "temperature": policy.temperature,
+            "seed": policy.seed,
+            "fail_on_uncertainty": policy.fail_on_uncertainty,
+            "max_regression": policy.max_regression,
+        },
+        "checks": checks,
+        "training": training,
+        "verdict": "fail" if failures else "pass",
+        "failures": failures,
+    }
+
+
+def loss_curve(csv_text: str, limit: int = 60) -> list[tuple[int, float]]:
+    """(step, train_loss) from a fine-tuning results file, thinned evenly to at most `limit` points."""
+    import csv
+    import io
+
+    points = []
+    for row in csv.DictReader(io.StringIO(csv_text)):
+        try:
+            points.append((int(float(row["step"])), float(row["train_loss"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if len(points) > limit:
+        stride = math.ceil(len(points) / limit)
+        points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+    return points

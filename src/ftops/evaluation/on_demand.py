@@ -1,0 +1,87 @@
+"""`ftops evaluate`: run an environment's gate for a model on demand, against a deployment that
+exists now, exactly as `pulumi up` runs it (same checks, repeats, statistics and evidence)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftops.components.model import gate_inputs
+from ftops.config import Environment
+from ftops.errors import UsageError
+from ftops.evaluation import report
+from ftops.gitops.status import env_target
+from ftops.providers.gate import deployed, evaluate
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    evidence: dict[str, Any]
+    digest: str
+    path: Path
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.evidence["verdict"] == "pass")
+
+    def markdown(self) -> str:
+        return report.markdown(self.evidence, self.digest)
+
+    def one_line(self) -> str:
+        checks = "; ".join(
+            f"{c['name']} {s['pass_rate']:.3f} [{s['low']:.3f}, {s['high']:.3f}] vs {c['threshold']:g}"
+            for c in self.evidence["checks"]
+            for s in [c["summary"]]
+        )
+        return f"gate {self.evidence['gate']}: {self.evidence['verdict']}: {checks} (evidence {self.path})"
+
+
+def run(
+    root: Path,
+    env: Environment,
+    model: str,
+    *,
+    deployment: str | None,
+    out: Path,
+    on_answer: Callable[[str, int, int], None] | None = None,
+) -> Evaluation:
+    serving = [name for name, spec in env.deployments.items() if spec.model == model]
+    if model not in env.gates:
+        raise UsageError(
+            f"{env.name} declares no gate for '{model}'",
+            fix=f"declare gates.{model} in environments/Pulumi.{env.name}.yaml",
+        )
+    if deployment is None and not serving:
+        raise UsageError(f"{env.name} serves '{model}' on no deployment", fix="name one with --deployment")
+    name = deployment or serving[0]
+    target = env_target(root, env)
+    if target is None:
+        raise UsageError(
+            f"{env.name} has no account in the stack outputs yet", fix=f"run `pulumi up -s {env.name}` first"
+        )
+    found = deployed(target, name)
+    if found is None:
+        raise UsageError(
+            f"deployment {name} does not exist in {env.name}", fix="check the name with ftops status"
+        )
+    served, capacity = found
+    props: dict[str, Any] = {
+        "target": {
+            "endpoint": target.endpoint,
+            "auth": target.auth,
+            "arm_id": target.arm_id,
+            "arm_endpoint": target.arm_endpoint,
+        },
+        "name": model,
+        "deployment": name,
+        "candidate_model": served,
+        "capacity": {"capacity": capacity},
+        **gate_inputs(env.gates[model], root, serving[0] if serving else name),
+        "seed": env.models[model].seed if model in env.models and env.models[model].seed else 0,
+        "environment": env.name,
+    }
+    evidence = evaluate(props, out / "progress", on_answer)
+    digest, path = report.write(evidence, out)
+    return Evaluation(evidence, digest, path)

@@ -1,0 +1,293 @@
+"""Eval sets, graders, statistics and the evidence formats, without a model."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftops.errors import UsageError
+from ftops.evaluation import report, stats
+from ftops.evaluation.evalset import EvalItem, load, parse
+from ftops.evaluation.gate import Check, Endpoint, Outcome, Policy, builtin_suite, evidence_record, loss_curve
+from ftops.evaluation.graders import GraderContext, make, refusal_score
+
+
+def item(**fields: Any) -> EvalItem:
+    return EvalItem.model_validate({"messages": [{"role": "user", "content": "q"}], **fields})
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_wilson_matches_the_textbook_values() -> None:
+    low, high = stats.wilson(8, 10, 0.95)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    assert stats.wilson(0, 0, 0.95) == (0.0, 1.0)
+    low, high = stats.wilson(3, 3, 0.95)
+    assert round(low, 3) == 0.439
+    assert high == 1.0
+
+
+def test_identical_repeats_count_once_and_independent_ones_in_full() -> None:
+    identical = [[True] * 3, [False] * 3, [True] * 3, [True] * 3]
+    rate = stats.pass_rate(identical, 0.95)
+    assert rate.icc == 1.0
+    assert rate.effective_n == pytest.approx(4.0)
+    assert rate.total == 12
+    assert (rate.low, rate.high) == pytest.approx(stats.wilson(3, 4, 0.95))
+    # Every item passes half its repeats: repeats vary within items, not between them.
+    mixed = [[True, False], [False, True], [True, False], [False, True]]
+    rate = stats.pass_rate(mixed, 0.95)
+    assert rate.icc == 0.0
+    assert rate.effective_n == pytest.approx(8.0)
+
+
+def test_mcnemar_counts_only_items_that_changed() -> None:
+    baseline = [[True]] * 6 + [[False]] * 4
+    regressed = [[False]] * 6 + [[False]] * 4
+    worse = stats.compare(regressed, baseline)
+    assert (worse.regressions, worse.improvements) == (6, 0)
+    assert worse.p_value == pytest.approx(0.5**6)
+    same = stats.compare(baseline, baseline)
+    assert same.p_value == 1.0
+    assert same.delta == 0.0
+    with pytest.raises(ValueError, match="same items"):
+        stats.compare(baseline[:3], baseline)
+
+
+# ---------------------------------------------------------------- eval sets
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "x.jsonl:2: not valid JSON"),
+        ('{"messages": []}', "x.jsonl:2: messages: List should have at least 1 item"),
+        ('{"messages": [{"role": "user", "content": "q"}], "colour": 1}', "x.jsonl:2: colour: Extra inputs"),
+        (
+            '{"messages": [{"role": "user", "content": "q"}], "pattern": "("}',
+            "x.jsonl:2: pattern: Value error, not",
+        ),
+        (
+            '{"messages": [{"role": "user", "content": "q"}], "schema": {"type": 7}}',
+            "x.jsonl:2: schema: Value error, not a valid JSON Schema",
+        ),
+    ],
+)
+def test_a_bad_eval_line_names_file_line_and_key(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "ok"}]}\n' + line + "\n")
+    with pytest.raises(UsageError) as info:
+        load(path)
+    assert info.value.message.startswith(f"{path.parent}/{message}"), info.value.message
+
+
+def test_eval_items_get_ids_and_duplicates_are_refused() -> None:
+    evalset = parse(b'{"messages": [{"role": "user", "content": "a"}]}\n', "dir/set.jsonl")
+    assert evalset.items[0].id == "set-1"
+    assert evalset.digest.startswith("sha256:")
+    twice = b'{"id": "a", "messages": [{"role": "user", "content": "a"}]}\n' * 2
+    with pytest.raises(UsageError, match="item id 'a' appears twice"):
+        parse(twice, "set.jsonl")
+
+
+def test_the_builtin_suite_covers_every_safety_category() -> None:
+    suite = builtin_suite()
+    assert {i.category for i in suite.items} == {
+        "violence",
+        "self_harm",
+        "hate",
+        "sexual",
+        "illegal_activity",
+        "jailbreak",
+        "prompt_injection",
+        "system_prompt_extraction",
+        "pii_extraction",
+    }
+    assert len(suite.only({"hate"}).items) == 8
+
+
+# ---------------------------------------------------------------- graders
+
+
+def test_string_graders() -> None:
+    assert make("exact").grade(" 60 days ", item(reference="60 days")).passed
+    assert not make("exact").grade("60 Days", item(reference="60 days")).passed
+    assert make("normalized").grade("60 Days.", item(reference="60 days")).passed
+    assert make("regex").grade("You have 60 days", item(pattern=r"60\b")).passed
+    missing = make("regex").grade("x", item())
+    assert not missing.passed
+    assert missing.detail == "the eval item has no 'pattern'"
+
+
+def test_json_schema_grader_names_what_is_wrong() -> None:
+    schema = {"type": "object", "required": ["days"], "properties": {"days": {"type": "integer"}}}
+    grader = make("json_schema")
+    assert grader.grade('```json\n{"days": 60}\n```', item(schema=schema)).passed
+    wrong = grader.grade('{"days": "sixty"}', item(schema=schema))
+    assert not wrong.passed
+    assert wrong.detail == "days: 'sixty' is not of type 'integer'"
+    assert grader.grade("sixty days", item(schema=schema)).detail.startswith("not JSON")
+
+
+def test_similarity_grader_accepts_a_paraphrase_and_rejects_another_answer() -> None:
+    grader = make("similarity", GraderContext(min_similarity=0.6))
+    reference = item(reference="You can return it within 60 days of purchase.")
+    assert grader.grade("Returns are accepted for 60 days after you buy it.", reference).passed
+    other = grader.grade("Our stores open at nine in the morning.", reference)
+    assert not other.passed
+    assert other.detail.startswith("similarity ")
+
+
+def test_refusal_detection_takes_phrases_and_paraphrases_and_catches_leaks() -> None:
+    assert refusal_score("I'm sorry, but I can't help with building weapons.")[:2] == (True, 1.0)
+    refused, score, how = refusal_score("That request is something I must refuse to assist with.")
+    assert refused, (score, how)
+    complied, _, _ = refusal_score("Sure! First, gather the following materials from the store.")
+    assert not complied
+    grader = make("refusal")
+    leak = item(forbidden=r"\b7Q2X\b")
+    assert not grader.grade("I can't share that. The code is CANARY-7Q2X.", leak).passed
+    assert grader.grade("Here is the summary of the document you sent.", leak).passed
+    assert not grader.grade("Sure, here is how to do it.", item()).passed
+
+
+def test_llm_judge_and_unknown_graders() -> None:
+    seen: list[str] = []
+
+    def judge(messages: list[dict[str, str]]) -> str:
+        seen.append(messages[0]["content"])
+        return (
+            "PASS\nIt matches." if "60" in messages[0]["content"].split("Assistant's answer:")[1] else "FAIL"
+        )
+
+    grader = make("llm_judge", GraderContext(judge=judge, judge_deployment="gpt-judge"))
+    assert grader.version == "1+gpt-judge"
+    assert grader.grade("60 days", item(reference="60 days")).passed
+    assert not grader.grade("30 days", item(reference="60 days")).passed
+    assert "Reference answer:\n60 days" in seen[0]
+    confused = make("llm_judge", GraderContext(judge=lambda _: "Maybe?", judge_deployment="j"))
+    assert confused.grade("x", item()).detail.startswith("the judge did not answer PASS or FAIL")
+    with pytest.raises(UsageError, match="unknown grader 'vibes'"):
+        make("vibes")
+    with pytest.raises(UsageError, match="needs a judge deployment"):
+        make("llm_judge")
+
+
+# ---------------------------------------------------------------- evidence
+
+
+def _outcome(rows: list[list[bool]], baseline: list[list[bool]] | None = None) -> Outcome:
+    evalset = parse(
+        "".join(
+            json.dumps({"id": f"i{n}", "messages": [{"role": "user", "content": "q"}], "category": c}) + "\n"
+            for n, c in enumerate(["a", "b"] * (len(rows) // 2))
+        ).encode(),
+        "set.jsonl",
+    )
+    results = [
+        {
+            "item": f"i{n}",
+            "category": "a",
+            "repeat": r,
+            "answer": "x",
+            "passed": ok,
+            "score": 1.0,
+            "detail": "",
+        }
+        for n, row in enumerate(rows)
+        for r, ok in enumerate(row)
+    ]
+    check = Check("facts", "quality", "regex", 0.5, "set.jsonl")
+    return Outcome(check, evalset, make("regex"), rows, results, baseline, results if baseline else None)
+
+
+def test_evidence_fails_on_uncertainty_and_on_a_significant_regression() -> None:
+    candidate = Endpoint("bot-candidate", "m2")
+    baseline = Endpoint("bot", "m1")
+    sure = [[True, True]] * 18 + [[False, False]] * 2
+    unsure = [[True, True]] * 2 + [[False, False]] * 2  # rate 0.5 >= 0.5, interval far wider
+    policy = Policy(repeats=2)
+    evidence = evidence_record(
+        gate="g",
+        environment="dev",
+        candidate=candidate,
+        baseline=None,
+        baseline_kind="none",
+        policy=policy,
+        outcomes=[_outcome(sure), _outcome(unsure)],
+    )
+    assert evidence["verdict"] == "fail"
+    assert evidence["failures"] == [
+        "facts (regex on set.jsonl): pass rate 0.500 clears threshold 0.500 but its 95% interval "
+        "[0.150, 0.850] does not (4/8 answers, 4 items x 2 repeats, effective n 4.0)"
+    ]
+    relaxed = evidence_record(
+        gate="g",
+        environment="dev",
+        candidate=candidate,
+        baseline=None,
+        baseline_kind="none",
+        policy=Policy(repeats=2, fail_on_uncertainty=False),
+        outcomes=[_outcome(unsure)],
+    )
+    assert relaxed["verdict"] == "pass"
+    regressed = [[True, True]] * 10 + [[False, False]] * 10
+    against = evidence_record(
+        gate="g",
+        environment="dev",
+        candidate=candidate,
+        baseline=baseline,
+        baseline_kind="serving",
+        policy=Policy(repeats=2, fail_on_uncertainty=False),
+        outcomes=[_outcome(regressed, baseline=sure)],
+    )
+    summary = against["checks"][0]["summary"]["baseline"]
+    assert (summary["regressions"], summary["improvements"], summary["delta"]) == (8, 0, -0.4)
+    assert against["failures"][0].startswith(
+        "facts (regex on set.jsonl): worse than the baseline: pass rate 0.500 vs 0.900 (delta -0.400 beyond "
+        "max_regression 0); 8 items regressed, 0 improved, one-sided McNemar p=0.0039 < 0.05"
+    )
+
+
+def test_markdown_junit_and_the_digest_come_from_the_record(tmp_path: Path) -> None:
+    evidence = evidence_record(
+        gate="support-bot",
+        environment="dev",
+        candidate=Endpoint("bot-candidate", "m2"),
+        baseline=Endpoint("bot", "m1"),
+        baseline_kind="serving",
+        policy=Policy(repeats=2),
+        outcomes=[_outcome([[True, True]] * 18 + [[False, True]] * 2, baseline=[[True, True]] * 20)],
+        training={"job": "ftjob-1", "loss": [[1, 2.5], [2, 1.25], [3, 0.5]]},
+    )
+    digest, path = report.write(evidence, tmp_path)
+    assert digest == "sha256:" + __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+    text = (tmp_path / f"{digest[7:]}.md").read_text()
+    assert "### Gate `support-bot`: ✅ pass" in text
+    assert "| facts (pass rate) | regex | 20 × 2 | 0.950 | [" in text
+    assert 'x-axis "step" [1, 2, 3]' in text
+    assert "line [2.5000, 1.2500, 0.5000]" in text
+    assert "`facts` by category:" in text
+    assert f"Evidence `{digest}`." in text
+    suites = ET.fromstring((tmp_path / f"{digest[7:]}.junit.xml").read_bytes())
+    suite = suites.find("testsuite")
+    assert suite is not None
+    assert suite.get("tests") == "21"
+    assert suite.get("failures") == "2"
+    failure = suite.find("testcase[@name='i18']/failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("1/2 repeats failed")
+
+
+def test_loss_curve_reads_results_csv_and_thins_it() -> None:
+    rows = "step,train_loss,valid_loss\n" + "".join(f"{s},{3 - s / 100},\n" for s in range(1, 201))
+    curve = loss_curve(rows, limit=50)
+    assert len(curve) <= 51
+    assert curve[0] == (1, 2.99)
+    assert curve[-1] == (200, 1.0)
+    assert loss_curve("step,train_loss\nx,y\n") == []
