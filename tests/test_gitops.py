@@ -181,6 +181,44 @@ def test_blob_log_on_azurite_appends_concurrently_and_verifies(azurite: str) -> 
     assert properties.blob_type == "AppendBlob"
 
 
+def test_gate_evidence_is_uploaded_once_by_digest(
+    azurite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from azure.storage.blob import BlobServiceClient
+
+    from ftops.evaluation import report
+    from ftops.evaluation.evidence_store import upload
+
+    service = BlobServiceClient.from_connection_string(azurite)
+    service.create_container("evaluation-evidence")
+    monkeypatch.setenv("AZURITE_CONNECTION", azurite)
+    evidence = {
+        "format": "ftops.evidence/2",
+        "gate": "support-bot",
+        "model": "m",
+        "deployment": "d",
+        "environment": "dev",
+        "baseline": {"kind": "none"},
+        "checks": [],
+        "verdict": "fail",
+        "failures": ["the gate has no checks"],
+        "policy": {"confidence": 0.95, "repeats": 1, "temperature": 0, "seed": 0},
+    }
+    digest, path = report.write(evidence, tmp_path)
+    spec = {"container": "evaluation-evidence", "connection_string_env": "AZURITE_CONNECTION"}
+    url = upload(spec, path, "dev", "support-bot")
+    assert upload(spec, path, "dev", "support-bot") == url  # a retry finds it there
+    stem = digest.removeprefix("sha256:")
+    assert url.endswith(f"/evaluation-evidence/dev/support-bot/{stem}.json")
+    container = service.get_container_client("evaluation-evidence")
+    names = sorted(b.name for b in container.list_blobs())
+    assert names == [f"dev/support-bot/{stem}{suffix}" for suffix in (".json", ".junit.xml", ".md")]
+    body = container.download_blob(f"dev/support-bot/{stem}.json").readall()
+    assert "sha256:" + hashlib.sha256(body).hexdigest() == digest
+
+
 # ---------------------------------------------------------------- refusals
 
 

@@ -218,6 +218,12 @@ def test_dev_serving_deployment_serves_the_gates_output_and_deployments_form_a_c
     assert serving.inputs["properties"]["model"]["name"] == gate.outputs["model"], serving.urn
     assert gate.urn in serving.dependencies, f"{serving.urn} must wait for {gate.urn}"
     assert [d.name for d in _deployment_chain(result)] == ["support-bot-candidate", "support-bot-support-bot"]
+    # The gate's evidence goes to the evidence container, it compares with what serves now, and
+    # its safety check is the shipped suite.
+    evidence = result.named("container-evidence")
+    assert gate.inputs["evidence_store"]["container"] == evidence.outputs["name"], gate.urn
+    assert gate.inputs["baseline"] == {"kind": "serving", "deployment": "support-bot"}, gate.urn
+    assert [(c["name"], c["grader"]) for c in gate.inputs["checks"]][-1] == ("safety", "refusal"), gate.urn
     declared = env.deployments["support-bot"]
     assert serving.inputs["sku"] == {"name": declared.sku.name, "capacity": declared.sku.capacity}, (
         serving.urn

@@ -164,6 +164,7 @@ def build_stack(env: Environment, root: Path) -> dict[str, Any]:
             evidence_dir=evidence_dir,
             ready=tuple(infra.ready),
             audit=infra.audit_log(),
+            evidence_store=infra.evidence_store(),
         )
         outputs.update(infra.outputs())
     outputs.update(model_outputs(env, build_models(env, wiring)))

@@ -91,6 +91,13 @@ class AzureInfrastructure:
             "blob": f"{self.env.name}.jsonl",
         }
 
+    def evidence_store(self) -> dict[str, pulumi.Input[str]]:
+        """Where gates upload their evidence: the storage account's evidence container."""
+        return {
+            "account_url": self.storage.blob_endpoint,
+            "container": self.storage.containers["evidence"].name,
+        }
+
     def outputs(self) -> dict[str, Any]:
         return {
             "endpoint": self.account.endpoint,

@@ -57,6 +57,7 @@ class Wiring:
     evidence_dir: str
     ready: tuple[pulumi.Resource, ...] = ()  # account, private endpoint, roles: before any data-plane call
     audit: Mapping[str, pulumi.Input[str]] | None = None  # where applied changes are recorded
+    evidence_store: Mapping[str, pulumi.Input[str]] | None = None  # where gate evidence is uploaded
 
     def record(
         self,
@@ -218,6 +219,7 @@ def serve_through_gate(
             "job": job,
             "seed": seed,
             "evidence_dir": wiring.evidence_dir,
+            "evidence_store": wiring.evidence_store,
             "environment": env.name,
         },
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[previous]),

@@ -26,6 +26,7 @@ from pulumi.dynamic import (
 
 from ftops.errors import FtopsError
 from ftops.evaluation import report
+from ftops.evaluation.evidence_store import upload
 from ftops.evaluation.gate import (
     BUILTIN_SUITE,
     PYRIT_SUITE,
@@ -44,7 +45,7 @@ from ftops.providers.connection import Target, arm_call
 from ftops.providers.deployments import deployment_url
 from ftops.ratelimit import limits_for
 
-OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "verdict")
+OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict")
 SAFETY_GRADER = "refusal"
 
 
@@ -220,9 +221,11 @@ class EvaluationGateProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A change re-runs the evaluation in place (the gate's identity is its name). Where the files
         # sit on this machine is not a change: the eval sets are compared by digest, so running from
-        # another checkout (CI, a laptop) does not pay for the evaluation again.
+        # another checkout (CI, a laptop) does not pay for the evaluation again. Neither is where the
+        # evidence is kept, nor the candidate's capacity (it only sets the pace).
         def comparable(props: dict[str, Any]) -> dict[str, Any]:
-            view = {k: v for k, v in inputs_of(props, OUTPUTS).items() if k != "evidence_dir"}
+            ignored = ("evidence_dir", "evidence_store", "capacity")
+            view = {k: v for k, v in inputs_of(props, OUTPUTS).items() if k not in ignored}
             view["checks"] = [{k: v for k, v in c.items() if k != "path"} for c in props.get("checks") or []]
             return view
 
@@ -239,10 +242,14 @@ class EvaluationGateProvider(ResourceProvider):
             message = exc.one_line() if isinstance(exc, FtopsError) else str(exc)
             raise GateFailedError(f"gate {props.get('name', 'gate')} could not decide: {message}") from None
         digest, _ = report.digest_of(evidence)
-        path = ""
+        path = url = ""
         if folder is not None:
             digest, written = report.write(evidence, folder)
             path = str(written)
+            if props.get("evidence_store"):
+                url = upload(
+                    props["evidence_store"], written, str(props.get("environment")), str(props.get("name"))
+                )
         scores = {c["name"]: c["summary"]["pass_rate"] for c in evidence["checks"]}
         name = props.get("name", "gate")
         if evidence["failures"]:
@@ -259,6 +266,7 @@ class EvaluationGateProvider(ResourceProvider):
             "scores": scores,
             "evidence_digest": digest,
             "evidence_path": path,
+            "evidence_url": url,
             "verdict": "pass",
         }
 

@@ -1,0 +1,46 @@
+"""Evidence kept where it outlives the CI runner: the storage account's evidence container.
+
+Blobs are named by content (`<env>/<gate>/<digest>.json`, with the `.md` and `.junit.xml`
+beside it), so an upload is written once and a retried or repeated one finds it already there;
+the container's soft delete and versioning keep it from quiet edits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+SUFFIXES = (".json", ".md", ".junit.xml")
+
+
+def _container(spec: dict[str, Any]) -> Any:
+    from azure.storage.blob import ContainerClient
+
+    if spec.get("connection_string_env"):  # Azurite in tests: the development account
+        return ContainerClient.from_connection_string(
+            os.environ[spec["connection_string_env"]], spec["container"]
+        )
+    from azure.identity import DefaultAzureCredential
+
+    return ContainerClient(spec["account_url"], spec["container"], credential=DefaultAzureCredential())
+
+
+def upload(spec: dict[str, Any], evidence_json: Path, environment: str, gate: str) -> str:
+    """Upload the evidence files next to `evidence_json`; the JSON blob's URL."""
+    from azure.core.exceptions import ResourceExistsError
+
+    container = _container(spec)
+    stem = evidence_json.name.removesuffix(".json")
+    url = ""
+    for suffix in SUFFIXES:
+        local = evidence_json.with_name(stem + suffix)
+        if not local.exists():
+            continue
+        blob = container.get_blob_client(f"{environment}/{gate}/{stem}{suffix}")
+        with contextlib.suppress(ResourceExistsError):  # named by its digest: what is there is this
+            blob.upload_blob(local.read_bytes(), overwrite=False)
+        if suffix == ".json":
+            url = str(blob.url)
+    return url
