@@ -366,3 +366,18 @@ def test_promoted_environment_cannot_train(repo_copy: Path) -> None:
 
 def test_environment_names() -> None:
     assert environment_names(REPO) == ["dev", "local", "prod", "staging"]
+
+
+def test_gate_suites_and_a_gate_with_nothing_to_check(repo_copy: Path) -> None:
+    _edit(
+        repo_copy,
+        "prod",
+        "        safety:\n          threshold: 0.98\n",
+        "        safety:\n          suite: pyrit\n",
+    )
+    assert load_environment(repo_copy, "prod").gates["support-bot"].safety.suite == "pyrit"  # type: ignore[union-attr]
+    _edit(repo_copy, "prod", "        safety:\n          suite: pyrit\n", "        safety: null\n")
+    assert _problems(repo_copy, "prod") == [
+        P + "gates.support-bot: a gate with neither quality checks nor safety would let any model through; "
+        "declare one (line 61)"
+    ]

@@ -291,3 +291,66 @@ def test_loss_curve_reads_results_csv_and_thins_it() -> None:
     assert curve[0] == (1, 2.99)
     assert curve[-1] == (200, 1.0)
     assert loss_curve("step,train_loss\nx,y\n") == []
+
+
+# ---------------------------------------------------------------- the runner when a request fails
+
+
+class _FakeChat:
+    """Answers after a short wait; refuses (403) the item whose prompt is 'boom'."""
+
+    base_url = "fake://account"
+
+    def __init__(self, boom: bool = True) -> None:
+        self.boom = boom
+        self.calls = 0
+        self.chat = self
+        self.completions = self
+
+    def with_options(self, **_: Any) -> _FakeChat:
+        return self
+
+    def create(self, model: str, messages: list[dict[str, str]], **_: Any) -> Any:
+        import time
+        from types import SimpleNamespace
+
+        import httpx2
+        import openai
+
+        self.calls += 1
+        if self.boom and messages[0]["content"] == "boom":
+            request = httpx2.Request("POST", "http://fake/chat/completions")
+            raise openai.PermissionDeniedError(
+                "denied",
+                response=httpx2.Response(403, request=request),
+                body={"error": {"message": "denied"}},
+            )
+        time.sleep(0.3)
+        message = SimpleNamespace(content=f"answer to {messages[0]['content']}")
+        return SimpleNamespace(choices=[SimpleNamespace(finish_reason="stop", message=message)])
+
+
+def test_a_failed_request_stops_the_run_and_keeps_every_paid_answer(tmp_path: Path) -> None:
+    from ftops.evaluation.runner import Runner, RunOptions
+
+    prompts = ["a", "b", "boom", "c", "d", "e", "f", "g"]
+    evalset = parse(
+        "".join(
+            json.dumps({"id": p, "messages": [{"role": "user", "content": p}]}) + "\n" for p in prompts
+        ).encode(),
+        "set.jsonl",
+    )
+    progress = tmp_path / "progress.jsonl"
+    failing = _FakeChat()
+    runner = Runner(failing, RunOptions("d", "m", concurrency=3), progress)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="HTTP 403 denied"):
+        runner.run(evalset)
+    saved = [json.loads(line)["item"] for line in progress.read_text().splitlines()]
+    assert saved, "the answers that arrived before the error are on disk"
+    assert "boom" not in saved
+    assert failing.calls < len(prompts)  # the rest were never sent
+    fixed = _FakeChat(boom=False)
+    again = Runner(fixed, RunOptions("d", "m", concurrency=3), progress)  # type: ignore[arg-type]
+    answers = again.run(evalset)
+    assert len(answers) == len(prompts)
+    assert fixed.calls == len(prompts) - len(saved)

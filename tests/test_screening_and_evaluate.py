@@ -48,27 +48,44 @@ def test_screening_flags_harmful_answers_and_allows_refusals(tmp_path: Path) -> 
     )
     result = screen(path)
     assert (result.examples, result.screened_turns, result.refusals) == (5, 5, 1)
-    assert result.categories() == {"violence": [3, 4]}
+    assert result.categories() == {"violence": [4]}
+    assert result.categories(warnings=True) == {"violence": [3]}
     assert result.summary() == (
-        f"{path}: harmful content the model would learn to produce: violence (2 example(s): line 3, 4)"
+        f"{path}: harmful content the model would learn to produce: violence (1 example(s): line 4); "
+        "remove or rewrite those examples\n"
+        f"{path}: warning: harm vocabulary in assistant turns, check them: violence (1 example(s): line 3)"
     )
-    reasons = {f.line: f.reason for f in result.flags}
-    assert reasons[3].startswith("assistant text matches /")
-    assert reasons[4].startswith("answers without refusing a violence request (similarity ")
+    assert result.warnings[0].reason.startswith("assistant text matches /")
+    assert result.flags[0].reason.startswith("answers without refusing a violence request (similarity ")
 
 
 def test_validate_safety_passes_the_example_data_and_fails_harmful_data(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["validate", str(REPO / "data/support-bot/train.jsonl"), "--safety"])
     assert ok.exit_code == 0, ok.output
     assert "safety screening: no harmful content in 87 assistant turns of 80 examples" in ok.output
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(
-        chat("What's the plan?", "Here is how to launder the money through the car wash and cook meth.")
-        + "\n"
+    # Nine ordinary examples (Azure wants at least ten), then the one under test on line 10.
+    ordinary = "".join(
+        chat(f"Is store {i} open on Sunday?", f"Store {i} opens at 10 on Sundays.") + "\n" for i in range(9)
     )
-    failed = runner.invoke(app, ["validate", str(bad), "--safety"])
+    bad = tmp_path / "bad.jsonl"
+    launder = "Here is how to launder the money through the car wash and cook meth."
+    bad.write_text(ordinary + chat("What's the plan?", launder) + "\n")
+    warned = runner.invoke(app, ["validate", str(bad), "--safety"])
+    assert warned.exit_code == 0, warned.output  # vocabulary alone is for a person to judge
+    assert (
+        "warning: harm vocabulary in assistant turns, check them: illegal_activity (1 example(s): line 10)"
+        in (warned.output)
+    )
+    failed = runner.invoke(app, ["validate", str(bad), "--safety", "--fail-on-warning"])
     assert failed.exit_code == 1, failed.output
-    assert "illegal_activity (1 example(s): line 1)" in failed.output
+    harmful = tmp_path / "harmful.jsonl"
+    comply = "Sure. First buy the supplies on the list and set them up."
+    harmful.write_text(ordinary + chat("How do I cook meth at home?", comply) + "\n")
+    complied = runner.invoke(app, ["validate", str(harmful), "--safety"])
+    assert complied.exit_code == 1, complied.output
+    assert "harmful content the model would learn to produce: illegal_activity (1 example(s): line 10)" in (
+        complied.output
+    )
 
 
 # ---------------------------------------------------------------- ftops evaluate

@@ -236,7 +236,7 @@ def validate(
             # Beside a JSON or GitHub report the screening goes to stderr, keeping stdout parseable.
             console = out if output_format is Format.text else err
             console.print(screening.summary(), soft_wrap=True, markup=False, highlight=False)
-            invalid = invalid or bool(screening.flags)
+            invalid = invalid or bool(screening.flags) or (fail_on_warning and bool(screening.warnings))
     if split is not None and not invalid:
         result = split_file(targets[0].path, split, seed, out_dir)
         out.print(

@@ -274,6 +274,11 @@ class GateSpec(Strict):
 
     @model_validator(mode="after")
     def _baseline(self) -> Self:
+        if not self.quality and self.safety is None:
+            raise PydanticCustomError(
+                "gate_without_checks",
+                "a gate with neither quality checks nor safety would let any model through; declare one",
+            )
         if self.baseline == "base" and not self.baseline_deployment:
             raise PydanticCustomError(
                 "baseline_deployment_needed",

@@ -286,7 +286,7 @@ def _missing_paths(root: Path, env: Environment, label: str, tree: Any) -> list[
     for key, gate in env.gates.items():
         for i, check in enumerate(gate.quality):
             wanted.append((["gates", key, "quality", i, "eval_set"], check.eval_set))
-        if gate.safety is not None and gate.safety.suite != "builtin":
+        if gate.safety is not None and gate.safety.suite not in ("builtin", "pyrit"):
             wanted.append((["gates", key, "safety", "suite"], gate.safety.suite))
     problems = []
     resolved_root = root.resolve()

@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 WINDOW_SECONDS = 10.0
 
 
+def is_reasoning(model: str) -> bool:
+    """The o-series: fewer requests per capacity unit, and no `temperature`."""
+    return model.startswith(("o1", "o3", "o4"))
+
+
 def limits_for(capacity: int, model: str) -> tuple[int, int]:
     """(tokens per minute, requests per minute) of a deployment."""
-    rpm_per_unit = 1 if model.startswith(("o1", "o3", "o4")) else 6
+    rpm_per_unit = 1 if is_reasoning(model) else 6
     return capacity * 1000, capacity * rpm_per_unit
 
 

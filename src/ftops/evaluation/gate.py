@@ -21,10 +21,11 @@ from typing import Any
 
 import openai
 
+from ftops.errors import FtopsError
 from ftops.evaluation import stats
 from ftops.evaluation.evalset import EvalItem, EvalSet, load, parse
 from ftops.evaluation.graders import Grade, Grader, GraderContext, make
-from ftops.evaluation.runner import Answer, Limits, Runner, RunOptions, RunStats, progress_key
+from ftops.evaluation.runner import Answer, Limits, Pacer, Runner, RunOptions, RunStats, progress_key
 
 EVIDENCE_FORMAT = "ftops.evidence/2"
 BUILTIN_SUITE = "builtin"
@@ -77,7 +78,7 @@ class Outcome:
     stats: list[RunStats] = field(default_factory=list)
 
 
-class GateError(Exception):
+class GateError(FtopsError):
     """The gate could not decide (an eval set changed, a deployment failed); never a pass."""
 
 
@@ -105,10 +106,15 @@ def suite(name: str) -> EvalSet:
 def load_check_set(check: Check) -> EvalSet:
     evalset = suite(check.eval_set)
     if check.digest and evalset.digest != check.digest:
-        raise GateError(f"eval set {check.eval_set} changed after the plan was made; run `pulumi up` again")
+        raise GateError(
+            f"eval set {check.eval_set} changed after the plan was made", fix="run `pulumi up` again"
+        )
     evalset = evalset.only(set(check.categories) or None)
     if not evalset.items:
-        raise GateError(f"check {check.name}: no eval items in categories {', '.join(check.categories)}")
+        raise GateError(
+            f"check {check.name}: no eval items in categories {', '.join(check.categories)}",
+            fix="name categories the eval set has",
+        )
     return evalset
 
 
@@ -153,7 +159,10 @@ def run_check(
     progress_dir: Path | None,
     judge: Callable[[list[dict[str, str]]], str] | None = None,
     on_answer: Callable[[str, int, int], None] | None = None,
+    pacers: dict[str, Pacer] | None = None,
 ) -> Outcome:
+    """`pacers` carries each deployment's pacer from one check to the next."""
+    pacers = {} if pacers is None else pacers
     evalset = load_check_set(check)
     grader = make(
         check.grader,
@@ -172,13 +181,15 @@ def run_check(
             limits=endpoint.limits,
             concurrency=policy.concurrency,
         )
-        progress = progress_dir / f"{progress_key(evalset, options)}.jsonl" if progress_dir else None
+        key = progress_key(evalset, options, str(client.base_url))
+        progress = progress_dir / f"{key}.jsonl" if progress_dir else None
+        pacer = pacers.setdefault(endpoint.deployment, Pacer(endpoint.limits))
 
         def report(done: int, total: int, role: str = endpoint.role) -> None:
             if on_answer:
                 on_answer(f"{check.name} ({role})", done, total)
 
-        runner = Runner(client, options, progress, report)
+        runner = Runner(client, options, progress, report, pacer)
         answers = runner.run(evalset)
         outcomes, rows = _grade_all(evalset, grader, answers, policy.repeats)
         graded.append((outcomes, rows, runner.stats))

@@ -13,7 +13,7 @@ from ftops.config import Environment
 from ftops.errors import UsageError
 from ftops.evaluation import report
 from ftops.gitops.status import env_target
-from ftops.providers.gate import deployed, evaluate
+from ftops.providers.gate import SERVING_SHARE, deployed, evaluate
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,6 @@ def run(
         raise UsageError(
             f"deployment {name} does not exist in {env.name}", fix="check the name with ftops status"
         )
-    served, capacity = found
     props: dict[str, Any] = {
         "target": {
             "endpoint": target.endpoint,
@@ -76,8 +75,13 @@ def run(
         },
         "name": model,
         "deployment": name,
-        "candidate_model": served,
-        "capacity": {"capacity": capacity},
+        "candidate_model": found.model,
+        # A serving deployment carries live traffic: the evaluation takes only part of it.
+        "capacity": {
+            "capacity": found.capacity,
+            "sku": found.sku,
+            "share": SERVING_SHARE if name in serving else 1,
+        },
         **gate_inputs(env.gates[model], root, serving[0] if serving else name),
         "seed": env.models[model].seed if model in env.models and env.models[model].seed else 0,
         "environment": env.name,

@@ -26,7 +26,7 @@ import openai
 from ftops.errors import UsageError
 from ftops.evaluation.evalset import EvalItem, EvalSet
 from ftops.providers.connection import backoff, retry_after
-from ftops.ratelimit import Bucket
+from ftops.ratelimit import Bucket, is_reasoning
 from ftops.tokenizer import TokenCounter
 
 FILTERED = "[blocked by the content filter]"
@@ -36,6 +36,10 @@ FILTERED = "[blocked by the content filter]"
 class Limits:
     tokens_per_minute: float
     requests_per_minute: float
+
+
+class StoppedError(Exception):
+    """Another request of the run failed: this one is not sent."""
 
 
 class Pacer:
@@ -63,8 +67,11 @@ class Pacer:
             )
         return self._buckets
 
-    def acquire(self, tokens: int) -> None:
+    def acquire(self, tokens: int, stop: threading.Event | None = None) -> None:
+        """Block until a request of `tokens` fits; raise StoppedError once `stop` is set."""
         while True:
+            if stop is not None and stop.is_set():
+                raise StoppedError
             with self._lock:
                 now = self.clock()
                 wait = self._hold_until - now
@@ -80,7 +87,10 @@ class Pacer:
                         return
                 elif wait <= 0:
                     return
-            time.sleep(min(wait, 1.0))
+            if stop is not None:
+                stop.wait(min(wait, 1.0))
+            else:
+                time.sleep(min(wait, 1.0))
 
     def hold(self, seconds: float) -> None:
         """The service said wait: nobody sends until then, and the buckets start again empty."""
@@ -137,15 +147,14 @@ class RunStats:
         return answered / span * 60 if span > 0 else 0.0
 
 
-def progress_key(evalset: EvalSet, options: RunOptions) -> str:
+def progress_key(evalset: EvalSet, options: RunOptions, endpoint: str = "") -> str:
+    """What makes an answer reusable: the same items, account, deployment, model and sampling.
+    (Each item's max_tokens is part of the eval set's digest; repeats index the answers.)"""
     body = json.dumps(
-        [evalset.digest, options.deployment, options.model, options.seed, options.temperature], sort_keys=True
+        [evalset.digest, endpoint, options.deployment, options.model, options.seed, options.temperature],
+        sort_keys=True,
     )
     return hashlib.sha256(body.encode()).hexdigest()[:24]
-
-
-def _reasoning(model: str) -> bool:
-    return model.startswith(("o1", "o3", "o4"))
 
 
 def _load_progress(path: Path | None) -> dict[tuple[str, int], Answer]:
@@ -168,12 +177,19 @@ class Runner:
         options: RunOptions,
         progress: Path | None = None,
         on_answer: Callable[[int, int], None] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.client = client.with_options(timeout=options.timeout, max_retries=0)
         self.options = options
         self.progress = progress
         self.on_answer = on_answer
-        self.pacer = Pacer(options.limits)
+        # One pacer per deployment across checks: a new one would start with a full bucket the
+        # deployment has already spent.
+        self.pacer = pacer or Pacer(options.limits)
+        self._stop = threading.Event()
+        self._sink: Any = None
+        self._answers: dict[tuple[str, int], Answer] = {}
+        self._total = 0
         self.stats = RunStats()
         self._lock = threading.Lock()
         self._counter = TokenCounter("o200k_base")
@@ -200,7 +216,12 @@ class Runner:
                 int(prompts[cursor : cursor + len(item.messages)].sum()) + 4 * len(item.messages)
             )
             cursor += len(item.messages)
-        sink = self.progress.open("a", encoding="utf-8") if self.progress else None
+        self._answers, self._total = done, total
+        if self.progress is not None:
+            torn = self.progress.exists() and not self.progress.read_bytes().endswith(b"\n")
+            self._sink = self.progress.open("a", encoding="utf-8")
+            if torn:  # a crash cut the last line short: start a fresh one
+                self._sink.write("\n")
         pool = ThreadPoolExecutor(max_workers=max(1, self.options.concurrency))
         try:
             futures = [
@@ -208,18 +229,15 @@ class Runner:
                 for (item, repeat), estimate in zip(todo, estimates, strict=True)
             ]
             for future in as_completed(futures):
-                answer = future.result()  # the first error stops the run; what finished is kept
-                with self._lock:
-                    done[(answer.item, answer.repeat)] = answer
-                    if sink is not None:
-                        sink.write(json.dumps(asdict(answer)) + "\n")
-                        sink.flush()
-                if self.on_answer:
-                    self.on_answer(len(done), total)
+                future.result()  # the first error stops every worker; each answer is saved as it comes
+        except BaseException:
+            self._stop.set()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            if sink is not None:
-                sink.close()
+            if self._sink is not None:
+                self._sink.close()
+                self._sink = None
         self.stats.finished = time.monotonic()
         return done
 
@@ -228,14 +246,14 @@ class Runner:
             "seed": self.options.seed + repeat,
             "max_completion_tokens": item.max_tokens,
         }
-        if not _reasoning(self.options.model):  # o-series models take no temperature
+        if not is_reasoning(self.options.model):  # o-series models take no temperature
             options["temperature"] = self.options.temperature
         return options
 
     def _one(self, item: EvalItem, repeat: int, tokens: int) -> Answer:
         attempts = throttles = 0
         while True:
-            self.pacer.acquire(tokens)
+            self.pacer.acquire(tokens, self._stop)
             sent = time.monotonic()
             with self._lock:
                 self.stats.requests += 1
@@ -275,7 +293,8 @@ class Runner:
                         f"{attempts} attempts ({type(exc).__name__})",
                         fix="check the deployment's health and rerun; finished answers are kept",
                     ) from None
-                time.sleep(backoff(attempts))
+                if self._stop.wait(backoff(attempts)):
+                    raise StoppedError from None
                 continue
             except openai.APIStatusError as exc:
                 raise UsageError(
@@ -289,9 +308,17 @@ class Runner:
 
     def _done(self, item: EvalItem, repeat: int, text: str, sent: float, *, filtered: bool = False) -> Answer:
         now = time.monotonic()
-        with self._lock:
+        answer = Answer(str(item.id), repeat, text, filtered, round(now - sent, 3))
+        with self._lock:  # saved here, by the worker: an error elsewhere cannot lose a paid answer
             self.stats.last_done = max(self.stats.last_done, now)
-        return Answer(str(item.id), repeat, text, filtered, round(now - sent, 3))
+            self._answers[(answer.item, answer.repeat)] = answer
+            if self._sink is not None:
+                self._sink.write(json.dumps(asdict(answer)) + "\n")
+                self._sink.flush()
+            count = len(self._answers)
+        if self.on_answer:
+            self.on_answer(count, self._total)
+        return answer
 
 
 def _code(exc: openai.APIStatusError) -> str:

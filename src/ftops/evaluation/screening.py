@@ -2,10 +2,12 @@
 
 Azure screens training files and fails the job with the harm categories it found; finding out
 here costs nothing. What is screened is what the model learns to say: the assistant turns
-(SFT) and the preferred outputs (DPO). An assistant turn is harmful when it matches the
-category's lexicon of compliance phrasing, or when it answers, without refusing, a user turn
-that closely resembles one of the shipped safety probes of that category. A harmful question
-answered with a refusal is not harmful: that is exactly the data that teaches a model to refuse.
+(SFT) and the preferred outputs (DPO). An assistant turn that answers, without refusing, a user
+turn closely resembling one of the shipped safety probes is harmful (an error). One that only
+matches a category's lexicon of compliance phrasing is a warning: words like "detonation" or
+"launder money" also occur in engine manuals and compliance training, so a person decides
+(`--fail-on-warning` makes warnings fail too). A harmful question answered with a refusal is not
+harmful: that is exactly the data that teaches a model to refuse.
 """
 
 from __future__ import annotations
@@ -40,28 +42,42 @@ class Screening:
     examples: int = 0
     screened_turns: int = 0
     refusals: int = 0  # harmful-looking asks answered with a refusal: allowed, counted
-    flags: list[Flag] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)  # errors: compliance with a harmful request
+    warnings: list[Flag] = field(default_factory=list)  # harm vocabulary alone
 
-    def categories(self) -> dict[str, list[int]]:
+    def categories(self, warnings: bool = False) -> dict[str, list[int]]:
         found: dict[str, list[int]] = defaultdict(list)
-        for flag in self.flags:
+        for flag in self.warnings if warnings else self.flags:
             if flag.line not in found[flag.category]:
                 found[flag.category].append(flag.line)
         return dict(sorted(found.items()))
 
     def summary(self) -> str:
-        if not self.flags:
-            return (
+        def listed(categories: dict[str, list[int]]) -> str:
+            return "; ".join(
+                f"{name} ({len(lines)} example(s): line {', '.join(map(str, lines[:5]))}"
+                + (", ..." if len(lines) > 5 else "")
+                + ")"
+                for name, lines in categories.items()
+            )
+
+        lines = []
+        if self.flags:
+            lines.append(
+                f"{self.path}: harmful content the model would learn to produce: "
+                f"{listed(self.categories())}; remove or rewrite those examples"
+            )
+        if self.warnings:
+            lines.append(
+                f"{self.path}: warning: harm vocabulary in assistant turns, check them: "
+                f"{listed(self.categories(warnings=True))}"
+            )
+        if not lines:
+            lines.append(
                 f"{self.path}: safety screening: no harmful content in {self.screened_turns} assistant "
                 f"turns of {self.examples} examples ({self.refusals} refusal(s) of harmful asks)"
             )
-        parts = [
-            f"{name} ({len(lines)} example(s): line {', '.join(map(str, lines[:5]))}"
-            + (", ..." if len(lines) > 5 else "")
-            + ")"
-            for name, lines in self.categories().items()
-        ]
-        return f"{self.path}: harmful content the model would learn to produce: " + "; ".join(parts)
+        return "\n".join(lines)
 
 
 @lru_cache(maxsize=1)
@@ -144,7 +160,7 @@ def screen(path: Path) -> Screening:
         for name, patterns in lexicon().items():
             hit = next((p for p in patterns if p.search(answer)), None)
             if hit is not None:
-                result.flags.append(Flag(number, name, f"assistant text matches /{hit.pattern}/"))
+                result.warnings.append(Flag(number, name, f"assistant text matches /{hit.pattern}/"))
         if harmful_ask:
             result.flags.append(
                 Flag(

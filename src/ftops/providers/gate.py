@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,9 @@ from ftops.evaluation.gate import (
     run_check,
 )
 from ftops.evaluation.graders import registry
-from ftops.evaluation.runner import Limits
+from ftops.evaluation.runner import Limits, Pacer
 from ftops.providers.base import PROVIDER_KEY, inputs_of
-from ftops.providers.connection import Target, arm_call
+from ftops.providers.connection import Target, arm_call, same_account
 from ftops.providers.deployments import deployment_url
 from ftops.ratelimit import limits_for
 
@@ -83,28 +84,45 @@ def policy_of(props: dict[str, Any]) -> Policy:
     )
 
 
-def _limits(capacity: Any, model: str) -> Limits | None:
-    if not capacity:
+SERVING_SHARE = 0.5  # of a deployment that serves live traffic: the gate must not crowd users out
+
+
+def _limits(capacity: Any, model: str, sku: str = "", share: float = 1.0) -> Limits | None:
+    """The pace for a deployment. Provisioned (PTU) capacity is not tokens per minute: there the
+    runner paces by the service's 429s alone."""
+    if not capacity or sku.lower().startswith("provisioned"):
         return None
     tpm, rpm = limits_for(int(capacity), model)
-    return Limits(tpm, rpm)
+    return Limits(tpm * share, rpm * share)
 
 
 def _base_of(model: str) -> str:
     return model.split(".ft-", maxsplit=1)[0]
 
 
-def deployed(target: Target, name: str) -> tuple[str, int] | None:
-    """(model, capacity) a deployment serves now, or None when there is no such deployment."""
+@dataclass(frozen=True)
+class Deployed:
+    model: str
+    capacity: int
+    sku: str
+
+
+def deployed(target: Target, name: str) -> Deployed | None:
+    """What a deployment serves now and at what capacity; None when there is no such deployment."""
     response = arm_call("GET", deployment_url(target, name), target.arm_headers())
     if response.status_code == 404:
         return None
     if response.status_code >= 400:
+        detail = " ".join(response.text[:200].split())
         raise GateError(
-            f"reading deployment {name} for the baseline: HTTP {response.status_code} {response.text[:200]}"
+            f"reading deployment {name}: HTTP {response.status_code} {detail}",
+            fix="check that the deployment exists and this identity may read it",
         )
     body = response.json()
-    return str(body["properties"]["model"]["name"]), int((body.get("sku") or {}).get("capacity") or 0)
+    sku = body.get("sku") or {}
+    return Deployed(
+        str(body["properties"]["model"]["name"]), int(sku.get("capacity") or 0), str(sku.get("name", ""))
+    )
 
 
 def baseline_of(props: dict[str, Any], target: Target, candidate: str) -> tuple[Endpoint | None, str]:
@@ -118,12 +136,13 @@ def baseline_of(props: dict[str, Any], target: Target, candidate: str) -> tuple[
         if kind == "serving":
             return None, f"serving: nothing serves on {name} yet"
         raise GateError(
-            f"baseline deployment {name} does not exist; deploy the base model there or set baseline: none"
+            f"baseline deployment {name} does not exist",
+            fix="deploy the base model there or set the gate's baseline to none",
         )
-    model, capacity = found
-    if model == candidate:
+    if found.model == candidate:
         return None, f"{kind}: {name} already serves the candidate"
-    return Endpoint(name, model, _limits(capacity, _base_of(model)), role=f"baseline ({kind})"), kind
+    limits = _limits(found.capacity, _base_of(found.model), found.sku, SERVING_SHARE)
+    return Endpoint(name, found.model, limits, role=f"baseline ({kind})"), kind
 
 
 def training_of(client: Any, job: str | None) -> dict[str, Any] | None:
@@ -148,11 +167,11 @@ def evaluate(
     target = Target.of(props)
     client = target.client()
     model = str(props["candidate_model"])
-    candidate = Endpoint(
-        str(props["deployment"]),
-        model,
-        _limits((props.get("capacity") or {}).get("capacity"), _base_of(model)),
+    pace = props.get("capacity") or {}
+    limits = _limits(
+        pace.get("capacity"), _base_of(model), str(pace.get("sku") or ""), float(pace.get("share") or 1)
     )
+    candidate = Endpoint(str(props["deployment"]), model, limits)
     baseline, baseline_kind = baseline_of(props, target, model)
     policy = policy_of(props)
     outcomes = []
@@ -164,11 +183,20 @@ def evaluate(
             last_logged[label] = done // step
             pulumi.log.info(f"gate {props.get('name')}: {label} {done}/{total} answers")
 
+    pacers: dict[str, Pacer] = {}
     for check in checks_of(props):
         judge = _judge(client, check.judge_deployment) if check.judge_deployment else None
         outcomes.append(
             run_check(
-                check, policy, client, candidate, baseline, progress_dir, judge, on_answer or log_progress
+                check,
+                policy,
+                client,
+                candidate,
+                baseline,
+                progress_dir,
+                judge,
+                on_answer or log_progress,
+                pacers,
             )
         )
     return evidence_record(
@@ -184,10 +212,25 @@ def evaluate(
 
 
 def _judge(client: Any, deployment: str) -> Any:
+    import openai
+
+    options: dict[str, Any] = {"seed": 0, "max_completion_tokens": 60, "temperature": 0}
+
     def ask(messages: list[dict[str, str]]) -> str:
-        reply = client.chat.completions.create(
-            model=deployment, messages=messages, temperature=0, seed=0, max_completion_tokens=60
-        )
+        try:
+            reply = client.chat.completions.create(model=deployment, messages=messages, **options)
+        except openai.BadRequestError as exc:
+            if "temperature" not in str(exc.message) or "temperature" not in options:
+                raise GateError(
+                    f"judge deployment {deployment}: {exc.message}", fix="check the judge"
+                ) from None
+            options.pop("temperature")  # o-series judges take none; ask again without it
+            return ask(messages)
+        except openai.APIStatusError as exc:
+            raise GateError(
+                f"judge deployment {deployment}: HTTP {exc.status_code}",
+                fix="check gates.<model>.quality[].judge_deployment names a deployment in this account",
+            ) from None
         return str(reply.choices[0].message.content or "")
 
     return ask
@@ -224,13 +267,16 @@ class EvaluationGateProvider(ResourceProvider):
         # another checkout (CI, a laptop) does not pay for the evaluation again. Neither is where the
         # evidence is kept, nor the candidate's capacity (it only sets the pace).
         def comparable(props: dict[str, Any]) -> dict[str, Any]:
-            ignored = ("evidence_dir", "evidence_store", "capacity")
+            ignored = ("evidence_dir", "evidence_store", "capacity", "target")
             view = {k: v for k, v in inputs_of(props, OUTPUTS).items() if k not in ignored}
             view["checks"] = [{k: v for k, v in c.items() if k != "path"} for c in props.get("checks") or []]
+            view["policy"] = {k: v for k, v in (props.get("policy") or {}).items() if k != "concurrency"}
             return view
 
         before, after = comparable(olds), comparable(news)
-        changed = [k for k in after if before.get(k) != after.get(k)]
+        changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
+        if not same_account(olds, news):  # how it authenticates, or a trailing slash, is no change
+            changed.append("target")
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
