@@ -106,13 +106,10 @@ def test_evaluate_runs_the_gate_on_demand_and_prints_the_summary(
     shutil.copytree(REPO / "data", repo / "data")
     (repo / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
     local = repo / "environments" / "Pulumi.local.yaml"
-    # One repeat of one safety category keeps this quick; the full gate is the same code path.
-    text = local.read_text().replace("http://127.0.0.1:8790", emu.url).replace("repeats: 3", "repeats: 1")
-    local.write_text(
-        text.replace(
-            "          threshold: 0.9\n", "          threshold: 0.9\n          categories: [violence]\n"
-        )
-    )
+    # One safety category keeps this quick; the full gate is the same code path.
+    text = local.read_text().replace("http://127.0.0.1:8790", emu.url)
+    assert text.count("        safety:\n") == 1
+    local.write_text(text.replace("        safety:\n", "        safety:\n          categories: [violence]\n"))
     monkeypatch.setenv("FTOPS_EMULATOR_KEY", KEY)
     monkeypatch.chdir(repo)
     ModelDeploymentProvider().create(
