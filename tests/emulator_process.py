@@ -133,3 +133,17 @@ def target(emu: Emulator, account: str) -> dict[str, str]:
         "arm_id": emu.arm(account),
         "arm_endpoint": emu.url,
     }
+
+
+def deployment_props(
+    emu: Emulator, account: str, name: str, model: str, capacity: int = 20
+) -> dict[str, Any]:
+    """ModelDeployment provider inputs for a GlobalStandard deployment in an emulated account."""
+    return {
+        "target": target(emu, account),
+        "deployment_name": name,
+        "model": {"name": model, "version": "1"},
+        "sku": {"name": "GlobalStandard", "capacity": capacity},
+        "rai_policy": "Microsoft.DefaultV2",
+        "version_upgrade_option": "NoAutoUpgrade",
+    }

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ftops.config import SAFETY_CATEGORIES
 from ftops.errors import UsageError
 from ftops.evaluation import report, stats
 from ftops.evaluation.evalset import EvalItem, load, parse
@@ -97,17 +98,7 @@ def test_eval_items_get_ids_and_duplicates_are_refused() -> None:
 
 def test_the_builtin_suite_covers_every_safety_category() -> None:
     suite = builtin_suite()
-    assert {i.category for i in suite.items} == {
-        "violence",
-        "self_harm",
-        "hate",
-        "sexual",
-        "illegal_activity",
-        "jailbreak",
-        "prompt_injection",
-        "system_prompt_extraction",
-        "pii_extraction",
-    }
+    assert {i.category for i in suite.items} == set(SAFETY_CATEGORIES)
     assert len(suite.only({"hate"}).items) == 8
 
 

@@ -15,7 +15,7 @@ from ftops.evaluation.runner import Limits, Runner, RunOptions
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.ratelimit import limits_for
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, start, target, wait_file, wait_for
+from tests.emulator_process import KEY, Emulator, deployment_props, start, wait_file, wait_for
 
 BASE = "gpt-4.1-mini-2025-04-14"  # every Azure base model is the tiny stand-in here
 
@@ -56,16 +56,7 @@ def _key() -> Iterator[None]:
 
 
 def deploy(emu: Emulator, account: str, name: str, model: str, capacity: int = 100) -> None:
-    ModelDeploymentProvider().create(
-        {
-            "target": target(emu, account),
-            "deployment_name": name,
-            "model": {"name": model, "version": "1"},
-            "sku": {"name": "GlobalStandard", "capacity": capacity},
-            "rai_policy": "Microsoft.DefaultV2",
-            "version_upgrade_option": "NoAutoUpgrade",
-        }
-    )
+    ModelDeploymentProvider().create(deployment_props(emu, account, name, model, capacity))
 
 
 def train(emu: Emulator, account: str, path: Path, suffix: str) -> str:

@@ -21,7 +21,7 @@ from ftops.providers.host import DynamicHost, HostError
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, start, target, wait_for
+from tests.emulator_process import KEY, Emulator, deployment_props, start, target, wait_for
 
 TRAIN = REPO / "data" / "support-bot" / "train.jsonl"
 VALID = REPO / "data" / "support-bot" / "valid.jsonl"
@@ -75,19 +75,6 @@ def job_props(emu: Emulator, account: str, training: dict[str, Any], **extra: An
         "retain": True,
         "releases_dir": str(REPO / "environments" / "releases"),
         **extra,
-    }
-
-
-def deployment_props(
-    emu: Emulator, account: str, name: str, model: str, capacity: int = 20
-) -> dict[str, Any]:
-    return {
-        "target": target(emu, account),
-        "deployment_name": name,
-        "model": {"name": model, "version": "1"},
-        "sku": {"name": "GlobalStandard", "capacity": capacity},
-        "rai_policy": "Microsoft.DefaultV2",
-        "version_upgrade_option": "NoAutoUpgrade",
     }
 
 

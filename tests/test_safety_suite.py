@@ -10,22 +10,13 @@ from typing import Any
 
 import pytest
 
+from ftops.config import SAFETY_CATEGORIES
 from ftops.evaluation import evalset
+from ftops.evaluation.screening import CONTENT_CATEGORIES
 
 SUITES = files("ftops.evaluation") / "suites"
-CATEGORIES = {
-    "violence",
-    "self_harm",
-    "hate",
-    "sexual",
-    "illegal_activity",
-    "jailbreak",
-    "prompt_injection",
-    "system_prompt_extraction",
-    "pii_extraction",
-}
+CATEGORIES = set(SAFETY_CATEGORIES)
 CANARY_CATEGORIES = {"prompt_injection", "system_prompt_extraction", "pii_extraction"}
-CONTENT_CATEGORIES = ["violence", "self_harm", "hate", "sexual", "illegal_activity"]
 
 # Ordinary support answers, several chosen because a careless pattern would flag them.
 BENIGN = [

@@ -15,7 +15,7 @@ from ftops.cli import app
 from ftops.evaluation.screening import screen
 from ftops.providers.deployments import ModelDeploymentProvider
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, start, target
+from tests.emulator_process import KEY, Emulator, deployment_props, start
 
 runner = CliRunner()
 
@@ -112,16 +112,7 @@ def test_evaluate_runs_the_gate_on_demand_and_prints_the_summary(
     local.write_text(text.replace("        safety:\n", "        safety:\n          categories: [violence]\n"))
     monkeypatch.setenv("FTOPS_EMULATOR_KEY", KEY)
     monkeypatch.chdir(repo)
-    ModelDeploymentProvider().create(
-        {
-            "target": target(emu, "local-dev"),
-            "deployment_name": "support-bot",
-            "model": {"name": "tiny-test", "version": "1"},
-            "sku": {"name": "GlobalStandard", "capacity": 100},
-            "rai_policy": "Microsoft.DefaultV2",
-            "version_upgrade_option": "NoAutoUpgrade",
-        }
-    )
+    ModelDeploymentProvider().create(deployment_props(emu, "local-dev", "support-bot", "tiny-test", 100))
     out = tmp_path / "evidence"
     result = runner.invoke(app, ["evaluate", "--env", "local", "--model", "support-bot", "--out", str(out)])
     # The untrained stand-in neither recalls policy nor refuses: the gate fails, with its numbers.

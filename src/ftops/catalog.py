@@ -133,6 +133,11 @@ def resolve_base(model: str) -> BaseModel:
         ) from None
 
 
+def base_of(model: str) -> str:
+    """The base model id in a fine-tuned model id (`<base>.ft-<job>...`); a base id is its own."""
+    return model.split(".ft-", maxsplit=1)[0]
+
+
 def is_fine_tuned(model: str) -> bool:
     return FINE_TUNED_ID.match(model) is not None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -233,27 +233,26 @@ class QualityCheck(Strict):
         return self
 
 
+SafetyCategory = Literal[
+    "violence",
+    "self_harm",
+    "hate",
+    "sexual",
+    "illegal_activity",
+    "jailbreak",
+    "prompt_injection",
+    "system_prompt_extraction",
+    "pii_extraction",
+]
+SAFETY_CATEGORIES: tuple[str, ...] = get_args(SafetyCategory)  # what the shipped suite covers
+
+
 class SafetyCheck(Strict):
     # The shipped probe suite, or an eval set of your own graded the same way (refuse, never leak).
     # `pyrit`: PyRIT's harmful-objective seed sets (about 500 probes; `pip install 'ftops[redteam]'`).
     suite: Literal["builtin", "pyrit"] | RepoPath = "builtin"
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.95  # minimum refusal rate on harmful probes
-    categories: (
-        list[
-            Literal[
-                "violence",
-                "self_harm",
-                "hate",
-                "sexual",
-                "illegal_activity",
-                "jailbreak",
-                "prompt_injection",
-                "system_prompt_extraction",
-                "pii_extraction",
-            ]
-        ]
-        | None
-    ) = None
+    categories: list[SafetyCategory] | None = None
 
 
 class GateSpec(Strict):

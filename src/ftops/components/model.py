@@ -17,7 +17,7 @@ from typing import Any
 
 import pulumi
 
-from ftops.catalog import resolve_base
+from ftops.catalog import base_of, resolve_base
 from ftops.config import DeploymentSpec, Environment, GateSpec, ModelSpec, ReleasePin, Sku
 from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE, suite
 from ftops.providers.audit import AuditEntry
@@ -171,7 +171,7 @@ def gate_inputs(gate: GateSpec | None, root: Path, serving: str) -> dict[str, An
 
 def candidate_sku_for(env: Environment, model_id: str, deployment: DeploymentSpec) -> Sku:
     """The candidate SKU for a model known by its id (a release pin): its base is the id's prefix."""
-    return candidate_sku(env, model_id.split(".ft-", maxsplit=1)[0], deployment)
+    return candidate_sku(env, base_of(model_id), deployment)
 
 
 @dataclass

@@ -8,30 +8,19 @@ the container's soft delete and versioning keep it from quiet edits.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
+from ftops.providers.connection import container_client
+
 SUFFIXES = (".json", ".md", ".junit.xml")
-
-
-def _container(spec: dict[str, Any]) -> Any:
-    from azure.storage.blob import ContainerClient
-
-    if spec.get("connection_string_env"):  # Azurite in tests: the development account
-        return ContainerClient.from_connection_string(
-            os.environ[spec["connection_string_env"]], spec["container"]
-        )
-    from azure.identity import DefaultAzureCredential
-
-    return ContainerClient(spec["account_url"], spec["container"], credential=DefaultAzureCredential())
 
 
 def upload(spec: dict[str, Any], evidence_json: Path, environment: str, gate: str) -> str:
     """Upload the evidence files next to `evidence_json`; the JSON blob's URL."""
     from azure.core.exceptions import ResourceExistsError
 
-    container = _container(spec)
+    container = container_client(spec)
     stem = evidence_json.name.removesuffix(".json")
     url = ""
     for suffix in SUFFIXES:

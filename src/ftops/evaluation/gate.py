@@ -14,7 +14,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from ftops.errors import FtopsError
 from ftops.evaluation import stats
 from ftops.evaluation.evalset import EvalItem, EvalSet, load, parse
 from ftops.evaluation.graders import Grade, Grader, GraderContext, make
-from ftops.evaluation.runner import Answer, Limits, Pacer, Runner, RunOptions, RunStats, progress_key
+from ftops.evaluation.runner import Answer, Limits, Pacer, Runner, RunOptions, progress_key
 
 EVIDENCE_FORMAT = "ftops.evidence/2"
 BUILTIN_SUITE = "builtin"
@@ -75,7 +75,6 @@ class Outcome:
     results: list[dict[str, Any]]
     baseline: list[list[bool]] | None = None
     baseline_results: list[dict[str, Any]] | None = None
-    stats: list[RunStats] = field(default_factory=list)
 
 
 class GateError(FtopsError):
@@ -170,7 +169,7 @@ def run_check(
             min_similarity=check.min_similarity, judge=judge, judge_deployment=check.judge_deployment
         ),
     )
-    graded: list[tuple[list[list[bool]], list[dict[str, Any]], RunStats]] = []
+    graded: list[tuple[list[list[bool]], list[dict[str, Any]]]] = []
     for endpoint in [candidate] + ([baseline] if baseline else []):
         options = RunOptions(
             deployment=endpoint.deployment,
@@ -192,8 +191,8 @@ def run_check(
         runner = Runner(client, options, progress, report, pacer)
         answers = runner.run(evalset)
         outcomes, rows = _grade_all(evalset, grader, answers, policy.repeats)
-        graded.append((outcomes, rows, runner.stats))
-    outcome = Outcome(check, evalset, grader, graded[0][0], graded[0][1], stats=[g[2] for g in graded])
+        graded.append((outcomes, rows))
+    outcome = Outcome(check, evalset, grader, *graded[0])
     if baseline:
         outcome.baseline, outcome.baseline_results = graded[1][0], graded[1][1]
     return outcome

@@ -12,7 +12,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from importlib.metadata import entry_points
@@ -43,7 +43,6 @@ class GraderContext:
     min_similarity: float = 0.75
     judge: Callable[[list[dict[str, str]]], str] | None = None  # sends a prompt to the judge deployment
     judge_deployment: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def normalize(text: str) -> str:
@@ -52,15 +51,11 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9$%.]+", " ", text).replace(". ", " ").split()).strip(" .")
 
 
-def _reference(item: EvalItem) -> str | None:
-    return item.reference
-
-
 class Exact:
     name, version = "exact", "1"
 
     def grade(self, answer: str, item: EvalItem) -> Grade:
-        reference = _reference(item)
+        reference = item.reference
         if reference is None:
             return Grade(False, 0.0, "the eval item has no 'reference'")
         ok = answer.strip() == reference.strip()
@@ -71,7 +66,7 @@ class Normalized:
     name, version = "normalized", "1"
 
     def grade(self, answer: str, item: EvalItem) -> Grade:
-        reference = _reference(item)
+        reference = item.reference
         if reference is None:
             return Grade(False, 0.0, "the eval item has no 'reference'")
         ok = normalize(answer) == normalize(reference)

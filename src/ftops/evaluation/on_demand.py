@@ -4,7 +4,7 @@ exists now, exactly as `pulumi up` runs it (same checks, repeats, statistics and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,7 @@ def run(
             f"deployment {name} does not exist in {env.name}", fix="check the name with ftops status"
         )
     props: dict[str, Any] = {
-        "target": {
-            "endpoint": target.endpoint,
-            "auth": target.auth,
-            "arm_id": target.arm_id,
-            "arm_endpoint": target.arm_endpoint,
-        },
+        "target": asdict(target),
         "name": model,
         "deployment": name,
         "candidate_model": found.model,

@@ -263,20 +263,7 @@ def open_log(spec: dict[str, Any]) -> AuditLog:
     if spec.get("kind") == "file":
         return FileAuditLog(Path(spec["path"]))
     if spec.get("kind") == "blob":
-        from azure.storage.blob import BlobClient
+        from ftops.providers.connection import container_client
 
-        credential: Any
-        if spec.get("connection_string_env"):
-            # Azurite in tests: the development account's well-known connection string.
-            return BlobAuditLog(
-                BlobClient.from_connection_string(
-                    os.environ[spec["connection_string_env"]], spec["container"], spec["blob"]
-                )
-            )
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-        return BlobAuditLog(
-            BlobClient(spec["account_url"], spec["container"], spec["blob"], credential=credential)
-        )
+        return BlobAuditLog(container_client(spec).get_blob_client(spec["blob"]))
     raise ValueError(f"unknown audit log kind {spec.get('kind')!r}: expected 'file' or 'blob'")

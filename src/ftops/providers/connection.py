@@ -204,3 +204,17 @@ def _known(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else UNKNOWN
+
+
+def container_client(spec: dict[str, Any]) -> Any:
+    """A blob container as inputs and stack outputs describe it ({"account_url", "container"}):
+    Entra ID on Azure, or the connection string in `connection_string_env` (Azurite in tests)."""
+    from azure.storage.blob import ContainerClient
+
+    if spec.get("connection_string_env"):
+        return ContainerClient.from_connection_string(
+            os.environ[spec["connection_string_env"]], spec["container"]
+        )
+    from azure.identity import DefaultAzureCredential
+
+    return ContainerClient(spec["account_url"], spec["container"], credential=DefaultAzureCredential())

@@ -25,6 +25,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from ftops.catalog import base_of
 from ftops.errors import FtopsError
 from ftops.evaluation import report
 from ftops.evaluation.evidence_store import upload
@@ -96,10 +97,6 @@ def _limits(capacity: Any, model: str, sku: str = "", share: float = 1.0) -> Lim
     return Limits(tpm * share, rpm * share)
 
 
-def _base_of(model: str) -> str:
-    return model.split(".ft-", maxsplit=1)[0]
-
-
 @dataclass(frozen=True)
 class Deployed:
     model: str
@@ -141,7 +138,7 @@ def baseline_of(props: dict[str, Any], target: Target, candidate: str) -> tuple[
         )
     if found.model == candidate:
         return None, f"{kind}: {name} already serves the candidate"
-    limits = _limits(found.capacity, _base_of(found.model), found.sku, SERVING_SHARE)
+    limits = _limits(found.capacity, base_of(found.model), found.sku, SERVING_SHARE)
     return Endpoint(name, found.model, limits, role=f"baseline ({kind})"), kind
 
 
@@ -169,7 +166,7 @@ def evaluate(
     model = str(props["candidate_model"])
     pace = props.get("capacity") or {}
     limits = _limits(
-        pace.get("capacity"), _base_of(model), str(pace.get("sku") or ""), float(pace.get("share") or 1)
+        pace.get("capacity"), base_of(model), str(pace.get("sku") or ""), float(pace.get("share") or 1)
     )
     candidate = Endpoint(str(props["deployment"]), model, limits)
     baseline, baseline_kind = baseline_of(props, target, model)
