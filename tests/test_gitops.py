@@ -275,6 +275,36 @@ def test_promote_writes_the_pin_keeping_comments_and_refuses_an_unchanged_pin(re
     assert "already pins support-bot" in again.output
 
 
+def test_promote_from_stack_outputs_pins_the_commit_the_gate_ran_at(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated_at = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "later.txt").write_text("a commit after the gate ran\n")
+    git(repo, "add", "later.txt")
+    git(repo, "commit", "--quiet", "-m", "later")
+    gated = {
+        "model": MODEL_A,
+        "evidence_digest": "sha256:" + "e" * 64,
+        "commit": gated_at,
+        "account_id": DEV_ACCOUNT,
+        "job": "ftjob-" + "a" * 32,
+        "data_digest": "sha256:" + "d" * 64,
+    }
+    monkeypatch.setattr(
+        "ftops.gitops.release.stack_outputs", lambda _root, _stack: {"gated": {"support-bot": gated}}
+    )
+    result = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert result.exit_code == 0, result.output
+    pin = read_pins(repo, "local-staging")["support-bot"]
+    assert pin.source_commit == gated_at[:7] != git(repo, "rev-parse", "--short=7", "HEAD").strip()
+
+    # Outputs of a gate that predates the commit output: the audit log's record decides instead.
+    del gated["commit"]
+    git(repo, "checkout", "--quiet", "--", ".")
+    no_record = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert "has not passed its gates in local-dev" in no_record.output, no_record.output
+
+
 def test_promote_refuses_over_uncommitted_pin_changes(repo: Path) -> None:
     _gate(repo, MODEL_A)
     release = repo / "environments" / "releases" / "local-staging.yaml"
@@ -589,6 +619,41 @@ def test_env_changed_names_environments_in_promotion_order(repo: Path) -> None:
     assert (
         json.loads(cli(repo, "env", "changed", "--base", base, "--json").output) == []
     )  # local ones skipped
+
+
+def test_env_changed_since_each_deployed_tag_keeps_a_superseded_run_s_changes(repo: Path) -> None:
+    git(repo, "tag", "ftops-deployed/local-dev")
+    git(repo, "tag", "ftops-deployed/local-staging")
+    since = ("env", "changed", "--deployed-tags", "ftops-deployed/", "--local", "--json")
+    assert json.loads(cli(repo, *since).output) == []
+    # Push 1 moves staging's pin; its deploy run sits pending and is superseded by push 2's run
+    # (one pending run per concurrency group), which touches dev only.
+    release = repo / "environments" / "releases" / "local-staging.yaml"
+    release.write_text(release.read_text() + "# reviewed\n")
+    git(repo, "commit", "--quiet", "-am", "push 1: staging")
+    push_1 = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "data" / "train.jsonl").write_text((repo / "data" / "train.jsonl").read_text() + "\n")
+    git(repo, "commit", "--quiet", "-am", "push 2: dev")
+    # The push's own diff (github.event.before) loses staging; the deployed tags do not.
+    assert json.loads(cli(repo, "env", "changed", "--base", push_1, "--local", "--json").output) == [
+        "local-dev"
+    ]
+    assert json.loads(cli(repo, *since).output) == ["local-dev", "local-staging"]
+    git(repo, "tag", "-f", "ftops-deployed/local-staging", "HEAD")
+    assert json.loads(cli(repo, *since).output) == ["local-dev"]
+    # No tag yet, or one that history no longer contains (a force-push): deploy.
+    git(repo, "tag", "-d", "ftops-deployed/local-dev")
+    git(
+        repo,
+        "tag",
+        "-f",
+        "ftops-deployed/local-staging",
+        git(repo, "commit-tree", "HEAD^{tree}", "-m", "x").strip(),
+    )
+    assert json.loads(cli(repo, *since).output) == ["local-dev", "local-staging"]
+    both = cli(repo, "env", "changed", "--base", "HEAD", "--deployed-tags", "x/")
+    assert both.exit_code == 2, both.output
+    assert "one of --base or --deployed-tags" in both.output
 
 
 class _LossyBlob:

@@ -343,14 +343,30 @@ def env_show(name: Annotated[str, typer.Argument(help="Environment name.")]) -> 
 @env_app.command("changed")
 @_one_line_errors
 def env_changed(
-    base: Annotated[str, typer.Option("--base", help="The git ref to compare HEAD with (the PR's base).")],
+    base: Annotated[
+        str | None, typer.Option("--base", help="The git ref to compare HEAD with (the PR's base).")
+    ] = None,
+    deployed_tags: Annotated[
+        str | None,
+        typer.Option(
+            "--deployed-tags",
+            help="Compare each environment with its own tag PREFIX<env>, the commit it was last "
+            "deployed at (the deploy workflow uses ftops-deployed/); no tag means changed.",
+            metavar="PREFIX",
+        ),
+    ] = None,
     local: Annotated[bool, typer.Option("--local", help="Include local (emulator) environments.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list, for a CI matrix.")] = False,
 ) -> None:
     """Environments whose plan the changes since BASE can alter, sources of the promotion chain first."""
     from ftops.gitops.changes import changed_environments
 
-    names = changed_environments(repo_root(), base, include_local=local)
+    if (base is None) == (deployed_tags is None):
+        raise UsageError(
+            "give one of --base or --deployed-tags",
+            fix="ftops env changed --base origin/main, or --deployed-tags ftops-deployed/",
+        )
+    names = changed_environments(repo_root(), base, include_local=local, deployed_tags=deployed_tags)
     out.print(json.dumps(names) if as_json else "\n".join(names), soft_wrap=True)
 
 

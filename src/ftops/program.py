@@ -130,7 +130,12 @@ def model_outputs(env: Environment, built: dict[str, Built]) -> dict[str, Any]:
         "evidence": {key: gate.evidence_digest for key, gate in gates.items()},
         # What `ftops promote` copies into the next environment's release pin.
         "gated": {
-            key: {"model": gates[key].model, "evidence_digest": gates[key].evidence_digest, **m.provenance}
+            key: {
+                "model": gates[key].model,
+                "evidence_digest": gates[key].evidence_digest,
+                "commit": gates[key].commit,
+                **m.provenance,
+            }
             for key, m in built.items()
             if key in gates
         },

@@ -38,18 +38,36 @@ def promotion_order(envs: dict[str, Environment]) -> list[str]:
     return sorted(envs, key=lambda n: (depth(n), n))
 
 
-def changed_environments(root: Path, base: str, include_local: bool = False) -> list[str]:
-    """A base git cannot compare with (a first push, a force-push: all zeros or gone) means every
-    environment: reconciling one that did not change is a no-op, skipping one that did is drift."""
+def changed_environments(
+    root: Path, base: str | None, include_local: bool = False, deployed_tags: str | None = None
+) -> list[str]:
+    """Environments the commits since `base` touch, or, with `deployed_tags`, the commits since each
+    environment's own tag `<deployed_tags><env>` (moved by the deploy workflow after each successful
+    `pulumi up`). Per-environment tags are what make a skipped run harmless: GitHub keeps one pending
+    run per concurrency group and drops the one before it, so a push's own diff would miss that
+    run's changes; the diff since the last deployed commit still has them.
+
+    A base git cannot compare with (a first push, a force-push: all zeros or gone; no tag yet; a tag
+    that is not an ancestor of HEAD) means the environment changed: reconciling one that did not
+    change is a no-op, skipping one that did is drift."""
     envs = {n: load_environment(root, n) for n in environment_names(root)}
-    if git.resolve(root, base) is None:
-        paths, shared = set(), True
-    else:
-        paths = set(git.git(root, "diff", "--name-only", f"{base}...HEAD").split())
-        shared = any(p.startswith(SHARED) for p in paths)
+    diffs: dict[str, set[str] | None] = {}
+
+    def paths_since(ref: str) -> set[str] | None:
+        if ref not in diffs:
+            commit = git.resolve(root, ref)
+            if commit is None or (deployed_tags is not None and not git.is_ancestor(root, commit)):
+                diffs[ref] = None
+            else:
+                diffs[ref] = set(git.git(root, "diff", "--name-only", f"{commit}...HEAD").split())
+        return diffs[ref]
+
+    def touched(name: str, env: Environment) -> bool:
+        ref = f"refs/tags/{deployed_tags}{name}" if deployed_tags is not None else str(base)
+        paths = paths_since(ref)
+        return paths is None or any(p.startswith(SHARED) for p in paths) or bool(paths & env_files(env))
+
     hit = {
-        name
-        for name, env in envs.items()
-        if (include_local or env.target != "local") and (shared or paths & env_files(env))
+        name for name, env in envs.items() if (include_local or env.target != "local") and touched(name, env)
     }
     return [n for n in promotion_order(envs) if n in hit]

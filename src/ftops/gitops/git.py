@@ -57,6 +57,10 @@ def resolve(root: Path, ref: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def is_ancestor(root: Path, ancestor: str, commit: str = "HEAD") -> bool:
+    return _run(root, "merge-base", "--is-ancestor", ancestor, commit).returncode == 0
+
+
 def switch_new(root: Path, branch: str) -> None:
     if resolve(root, f"refs/heads/{branch}") is not None:
         raise GitError(f"branch {branch} exists already; delete it or merge its pull request first")

@@ -45,7 +45,8 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
     record exists only once the gate passed (the record depends on the gate resource)."""
     outputs = stack_outputs(root, source.name)
     gated = (outputs or {}).get("gated", {}).get(key)
-    if gated:
+    # A gate that ran before gates recorded their commit has no `commit`: the audit log has it.
+    if gated and gated.get("commit"):
         return (
             ReleasePin(
                 model=gated["model"],
@@ -54,7 +55,7 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
                 job=gated["job"],
                 data_digest=gated["data_digest"],
                 evidence_digest=gated["evidence_digest"],
-                source_commit=git.head(root, short=True),
+                source_commit=str(gated["commit"])[:7],
             ),
             f"stack {source.name} outputs",
         )
@@ -85,9 +86,16 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
                 f"{pin.model if pin else 'absent'}; run `pulumi up --stack {source.name}` first"
             )
     if not all(
-        (last.to_model, last.evidence_digest, *(details.get(k) for k in ("job", "account_id", "data_digest")))
+        (
+            last.to_model,
+            last.evidence_digest,
+            last.commit,
+            *(details.get(k) for k in ("job", "account_id", "data_digest")),
+        )
     ):
-        raise RefusedError(f"{log.where()}: record {last.seq} lacks the model, evidence or provenance to pin")
+        raise RefusedError(
+            f"{log.where()}: record {last.seq} lacks the model, commit, evidence or provenance to pin"
+        )
     return (
         ReleasePin(
             model=last.to_model,
@@ -96,7 +104,7 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
             job=str(details["job"]),
             data_digest=str(details["data_digest"]),
             evidence_digest=last.evidence_digest,
-            source_commit=(last.commit or git.head(root))[:7],
+            source_commit=str(last.commit)[:7],
         ),
         f"{log.where()} record {last.seq}",
     )

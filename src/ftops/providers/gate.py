@@ -42,12 +42,13 @@ from ftops.evaluation.gate import (
 )
 from ftops.evaluation.graders import registry
 from ftops.evaluation.runner import Limits, Pacer
+from ftops.gitops.audit import context
 from ftops.providers.base import PROVIDER_KEY, inputs_of
 from ftops.providers.connection import Target, arm_call, same_account
 from ftops.providers.deployments import deployment_url
 from ftops.ratelimit import limits_for
 
-OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict")
+OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict", "commit")
 SAFETY_GRADER = "refusal"
 
 
@@ -311,6 +312,9 @@ class EvaluationGateProvider(ResourceProvider):
             "evidence_path": path,
             "evidence_url": url,
             "verdict": "pass",
+            # The commit whose program this verdict came from: what a promotion pins as its source,
+            # not whatever commit happens to be checked out when it promotes.
+            "commit": context()["commit"] or "",
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -329,6 +333,7 @@ class EvaluationGate(pulumi.dynamic.Resource):
     model: pulumi.Output[str]  # the model that passed: what the serving deployment takes
     scores: pulumi.Output[dict[str, float]]
     evidence_digest: pulumi.Output[str]
+    commit: pulumi.Output[str]
 
     def __init__(
         self, resource_name: str, *, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None
