@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -141,6 +142,8 @@ def test_full_chain_file_job_candidate_gate_serving(emu: Emulator, host: Dynamic
     _, gate = host.create(EvaluationGateProvider(), gate_props)
     assert gate["model"] == job["model"]
     assert gate["scores"] == {"answers": 1.0}
+    # The commit this verdict belongs to, for `ftops promote` to pin (the tests run in a checkout).
+    assert re.fullmatch(r"[0-9a-f]{40}", gate["commit"]), gate
     evidence = json.loads(Path(gate["evidence_path"]).read_text())
     assert evidence["verdict"] == "pass"
     assert evidence["checks"][0]["summary"]["items"] == 3
@@ -224,6 +227,8 @@ def test_a_threshold_above_the_interval_fails_even_when_the_rate_clears_it(
     _, gate = host.create(EvaluationGateProvider(), relaxed)
     assert gate["verdict"] == "pass"
     assert gate["scores"] == {"answers": 1.0}
+    # The commit this verdict belongs to, for `ftops promote` to pin (the tests run in a checkout).
+    assert re.fullmatch(r"[0-9a-f]{40}", gate["commit"]), gate
 
 
 # ---------------------------------------------------------------- exactly once, whatever crashes
