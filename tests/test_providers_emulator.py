@@ -484,6 +484,29 @@ def test_injected_errors_and_conflicts_are_retried(emu: Emulator, tmp_path: Path
             h.close()
 
 
+def test_a_role_assignment_still_propagating_is_waited_out(emu: Emulator, host: DynamicHost) -> None:
+    """The first `pulumi up` grants the roles and uses them at once: Azure denies until they spread."""
+    account = "rbac"
+    denied = {"rbac_delay_s": 4, "path_pattern": "/accounts/rbac/|/accounts/rbac$"}
+    try:
+        with emu.http() as http:
+            http.put("/admin/faults", json=denied)
+        with pytest.raises(openai.AuthenticationError, match="Principal does not have access"):
+            emu.v1(account=account, max_retries=0).models.list()
+        _, training = host.create(TrainingFileProvider(), file_props(emu, account))
+        with emu.http() as http:  # and again for the deployment's ARM calls (403 AuthorizationFailed)
+            http.put("/admin/faults", json=denied)
+            assert http.get(f"{emu.arm(account)}/deployments").status_code == 403
+        _, deployed = host.create(
+            ModelDeploymentProvider(), deployment_props(emu, account, "one", "tiny-test", 2)
+        )
+    finally:
+        with emu.http() as http:
+            http.put("/admin/faults", json={})
+    assert training["status"] == "processed"
+    assert deployed["provisioning_state"] == "Succeeded"
+
+
 def test_delete_keeps_pinned_models_and_deletes_only_when_asked(
     emu: Emulator, host: DynamicHost, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ import json
 import random
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -35,6 +36,15 @@ ERROR_BODIES = {
         "The service is temporarily unable to process your request. (injected fault)",
     ),
 }
+DENIED = {
+    # What Azure answers a principal whose role assignment has not reached the service yet.
+    401: ("PermissionDenied", "Principal does not have access to API/Operation."),
+    403: (
+        "AuthorizationFailed",
+        "The client does not have authorization to perform action over scope. If access was "
+        "recently granted, please refresh your credentials. (injected: role not propagated yet)",
+    ),
+}
 
 
 class FaultState:
@@ -49,6 +59,7 @@ class FaultState:
             self.faults = faults
             self._pattern = re.compile(faults.path_pattern) if faults.path_pattern else None
             self._rng = random.Random(faults.seed)
+            self._granted_at = time.monotonic() + faults.rbac_delay_s
 
     def draw(self, path: str) -> tuple[float, str | None, int]:
         """(latency seconds, "drop" | "error" | None, status) for one request."""
@@ -56,6 +67,8 @@ class FaultState:
             f = self.faults
             if self._pattern is not None and not self._pattern.search(path):
                 return 0.0, None, 0
+            if time.monotonic() < self._granted_at:
+                return f.latency_ms / 1000, "error", 403 if path.startswith("/subscriptions/") else 401
             if self._rng.random() < f.drop_rate:
                 return f.latency_ms / 1000, "drop", 0
             if self._rng.random() < f.error_rate:
@@ -93,7 +106,7 @@ def _abort(send: Send) -> bool:
 
 
 async def _error(send: Send, status: int) -> None:
-    code, message = ERROR_BODIES[status]
+    code, message = {**ERROR_BODIES, **DENIED}[status]
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 429:

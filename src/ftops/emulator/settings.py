@@ -37,6 +37,10 @@ class Faults(BaseModel):
     path_pattern: str = ""  # a regex the request path must match; "" matches everything
     fail_job_at_step: Annotated[int, Field(ge=1)] | None = None  # every job started from now on fails there
     seed: int | None = None  # make the random draws repeatable
+    # Deny every request as an unassigned role would (401 PermissionDenied on the data plane, 403
+    # AuthorizationFailed on ARM) until this many seconds after the faults were set: a role
+    # assignment made in the same `pulumi up` that Azure has not propagated yet.
+    rbac_delay_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
 
     @field_validator("path_pattern")
     @classmethod

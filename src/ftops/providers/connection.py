@@ -19,6 +19,7 @@ import httpx2 as httpx
 import openai
 
 from ftops.errors import UsageError
+from ftops.providers.propagation import PropagationPolicy, PropagationWait
 
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -91,8 +92,12 @@ class Target:
             from azure.identity import DefaultAzureCredential, get_bearer_token_provider
 
             token = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SCOPE)
-            return openai.OpenAI(base_url=base_url, api_key=token, max_retries=max_retries)
-        return openai.OpenAI(base_url=base_url, api_key=self._key(), max_retries=max_retries)
+            return openai.OpenAI(
+                base_url=base_url, api_key=token, max_retries=max_retries, http_client=_http_client()
+            )
+        return openai.OpenAI(
+            base_url=base_url, api_key=self._key(), max_retries=max_retries, http_client=_http_client()
+        )
 
     def dated_client(self, max_retries: int = RETRIES) -> openai.AzureOpenAI:
         """The dated surface, for what only it has (deleting a job)."""
@@ -105,12 +110,14 @@ class Target:
                 azure_ad_token_provider=token,
                 api_version="2024-10-21",
                 max_retries=max_retries,
+                http_client=_http_client(),
             )
         return openai.AzureOpenAI(
             azure_endpoint=self.endpoint,
             api_key=self._key(),
             api_version="2024-10-21",
             max_retries=max_retries,
+            http_client=_http_client(),
         )
 
     def arm_headers(self) -> dict[str, str]:
@@ -120,6 +127,11 @@ class Target:
             token = DefaultAzureCredential().get_token(MANAGEMENT_SCOPE).token
             return {"Authorization": f"Bearer {token}"}
         return {"api-key": self._key()}
+
+
+def _http_client() -> httpx.Client:
+    """The SDK's own client settings, over a transport that waits out RBAC propagation."""
+    return openai.DefaultHttpxClient(transport=PropagationWait())
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -143,10 +155,11 @@ def arm_call(
     sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
     """One ARM request, retried on 409 RequestConflict (another write on the account), 429 and 5xx,
-    waiting what Retry-After says or backing off exponentially with jitter."""
+    waiting what Retry-After says or backing off exponentially with jitter; an RBAC denial is
+    waited out underneath (propagation.PropagationWait)."""
     params = {"api-version": ARM_API_VERSION}
     attempt = 0
-    with httpx.Client(timeout=60) as http:
+    with httpx.Client(timeout=60, transport=PropagationWait(sleep=sleep)) as http:
         while True:
             response: httpx.Response | None = None
             try:
@@ -211,10 +224,16 @@ def container_client(spec: dict[str, Any]) -> Any:
     Entra ID on Azure, or the connection string in `connection_string_env` (Azurite in tests)."""
     from azure.storage.blob import ContainerClient
 
+    policies = [PropagationPolicy()]
     if spec.get("connection_string_env"):
         return ContainerClient.from_connection_string(
-            os.environ[spec["connection_string_env"]], spec["container"]
+            os.environ[spec["connection_string_env"]], spec["container"], per_call_policies=policies
         )
     from azure.identity import DefaultAzureCredential
 
-    return ContainerClient(spec["account_url"], spec["container"], credential=DefaultAzureCredential())
+    return ContainerClient(
+        spec["account_url"],
+        spec["container"],
+        credential=DefaultAzureCredential(),
+        per_call_policies=policies,
+    )
