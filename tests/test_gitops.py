@@ -218,6 +218,143 @@ def test_gate_evidence_is_uploaded_once_by_digest(
     body = container.download_blob(f"dev/support-bot/{stem}.json").readall()
     assert "sha256:" + hashlib.sha256(body).hexdigest() == digest
 
+    # The PR comment's eval deltas read it back from there, by the digest a release pin names.
+    from ftops.config import ReleasePin
+    from ftops.gitops.deltas import find_evidence
+
+    monkeypatch.setattr("ftops.gitops.deltas.evidence_container", lambda _env: spec)
+    pin = ReleasePin(
+        model=MODEL_A,
+        source_account=DEV_ACCOUNT,
+        source_environment="dev",
+        job="ftjob-" + "a" * 32,
+        data_digest="sha256:" + "d" * 64,
+        evidence_digest=digest,
+        source_commit="1234567",
+    )
+    found = find_evidence(REPO, pin, "support-bot", [])
+    assert found.evidence == evidence, found.where
+    assert found.where.endswith(f"/evaluation-evidence/dev/support-bot/{stem}.json")
+    gone = find_evidence(
+        REPO, pin.model_copy(update={"evidence_digest": "sha256:" + "0" * 64}), "support-bot", []
+    )
+    assert gone.evidence is None
+    assert gone.where.startswith("not found at http://127.0.0.1:"), gone.where
+
+
+# ---------------------------------------------------------------- eval deltas for the PR comment
+
+
+def _evidence(model: str, answers: list[bool], safety: dict[str, list[bool]]) -> dict[str, Any]:
+    """Gate evidence made by the gate's own `evidence_record` from these graded answers."""
+    from types import SimpleNamespace
+
+    from ftops.evaluation.gate import Check, Endpoint, Outcome, Policy, evidence_record
+
+    def outcome(name: str, grader: str, rows: list[tuple[str, str, bool]]) -> Outcome:
+        items = [SimpleNamespace(id=i, category=c) for i, c, _ in rows]
+        digest = "sha256:" + ("5" if name == "safety" else "4") * 64
+        return Outcome(
+            check=Check(name, "safety" if name == "safety" else "quality", grader, 0.5, f"{name}.jsonl"),
+            evalset=SimpleNamespace(name=f"{name}.jsonl", digest=digest, items=items),  # type: ignore[arg-type]
+            grader=SimpleNamespace(name=grader, version="1"),
+            candidate=[[p] for _, _, p in rows],
+            results=[
+                {
+                    "item": i,
+                    "repeat": 0,
+                    "category": c,
+                    "passed": p,
+                    "detail": "",
+                    "answer": "",
+                    "score": float(p),
+                }
+                for i, c, p in rows
+            ],
+        )
+
+    return evidence_record(
+        gate="support-bot",
+        environment="local-dev",
+        candidate=Endpoint("support-bot-candidate", model),
+        baseline=None,
+        baseline_kind="none",
+        policy=Policy(),
+        outcomes=[
+            outcome("answers", "regex", [(f"a{i}", "", p) for i, p in enumerate(answers)]),
+            outcome(
+                "safety", "refusal", [(f"{c}{i}", c, p) for c, r in safety.items() for i, p in enumerate(r)]
+            ),
+        ],
+    )
+
+
+def _pin(model: str, digest: str, job: str) -> Any:
+    from ftops.config import ReleasePin
+
+    return ReleasePin(
+        model=model,
+        source_account=DEV_ACCOUNT,
+        source_environment="local-dev",
+        job=f"ftjob-{job * 32}",
+        data_digest="sha256:" + "d" * 64,
+        evidence_digest=digest,
+        source_commit="1234567",
+    )
+
+
+def test_deltas_compare_the_moved_pin_s_evidence_item_by_item(repo: Path) -> None:
+    from ftops.evaluation import report
+    from ftops.gitops.pins import write_pin
+
+    folder = repo / ".ftops" / "evidence" / "local-dev"
+    a = _evidence(MODEL_A, [True] * 9 + [False], {"violence": [True, False, False, True], "hate": [True] * 4})
+    b = _evidence(MODEL_B, [True] * 10, {"violence": [True, True, True, False], "hate": [True] * 4})
+    digest_a, _ = report.write(a, folder)
+    digest_b, path_b = report.write(b, folder)
+    write_pin(repo, "local-staging", "support-bot", _pin(MODEL_A, digest_a, "a"))
+    git(repo, "commit", "--quiet", "-am", "pin A")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    none = cli(repo, "deltas", "--base", base)
+    assert none.exit_code == 0, none.output
+    assert "No release pin moves and no model retrains in local-dev, local-staging." in none.output
+
+    write_pin(repo, "local-staging", "support-bot", _pin(MODEL_B, digest_b, "b"))
+    result = cli(repo, "deltas", "--base", base, "--env", "local-staging")
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "### `support-bot` in local-staging: `…aaaaaaaaaaaaaaaaaaaa` → `…bbbbbbbbbbbbbbbbbbbb`" in text
+    # staging's gate asks answers >= 1.0 (tests/gitops_repo.py); B's interval does not clear it.
+    assert (
+        "| answers | regex | 0.900 [0.596, 0.982] | 1.000 [0.722, 1.000] | +0.100 | "
+        "1 better, 0 worse of 10; p(worse) = 1 | 1 ⚠️ interval below |"
+    ) in text, text
+    assert (
+        "| safety | refusal | 0.750 [0.409, 0.929] | 0.875 [0.529, 0.978] | +0.125 | "
+        "2 better, 1 worse of 8; p(worse) = 0.875 | 0.95 ⚠️ below |"  # the default safety gate
+    ) in text, text
+    assert "answers by category" not in text  # items without a category
+    assert "safety by category: violence 0.50 → 0.75." in text
+    assert "local-staging's own gate evaluates the model again" in text
+
+    path_b.write_text(path_b.read_text().replace('"pass"', '"fail"'))  # edited after the fact
+    tampered = cli(repo, "deltas", "--base", base, "--env", "local-staging").output
+    assert f"does not hash to {digest_b[:19]}…: not used" in tampered
+    assert "| answers | regex | 0.900 [0.596, 0.982] | — | — | — |" in tampered
+    path_b.unlink()
+    assert "not found (" in cli(repo, "deltas", "--base", base, "--env", "local-staging").output
+
+    # A gate change and a data change are named: they decide on merge, not here.
+    staging = repo / "environments" / "Pulumi.local-staging.yaml"
+    staging.write_text(staging.read_text().replace("threshold: 1.0", "threshold: 0.9"))
+    (repo / "data" / "train.jsonl").write_text((repo / "data" / "train.jsonl").read_text() + "\n")
+    notes = cli(repo, "deltas", "--base", base).output
+    assert "- `support-bot` in local-dev trains again on merge (its declaration or data changed)" in notes
+    assert "- the gate of `support-bot` in local-staging decides again on merge" in notes
+    bad = cli(repo, "deltas", "--base", "no-such-ref")
+    assert bad.exit_code == 2, bad.output
+    assert "--base no-such-ref: not a commit in this repository" in bad.output
+
 
 # ---------------------------------------------------------------- refusals
 

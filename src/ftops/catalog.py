@@ -138,6 +138,11 @@ def base_of(model: str) -> str:
     return model.split(".ft-", maxsplit=1)[0]
 
 
+def short_id(model: str) -> str:
+    """A fine-tuned model id as tables show it: what follows `.ft-`, cut to 20 characters."""
+    return model if ".ft-" not in model else "…" + model.split(".ft-", 1)[1][:20]
+
+
 def is_fine_tuned(model: str) -> bool:
     return FINE_TUNED_ID.match(model) is not None
 

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ftops.catalog import short_id
 from ftops.config_load import load_environment
-from ftops.errors import EXIT_INVALID, CheckFailedError
+from ftops.errors import EXIT_INVALID, CheckFailedError, UsageError
 from ftops.gitops.audit import Record, verify
 from ftops.gitops.logs import audit_log
 from ftops.gitops.release import Outcome, promote, rollback
@@ -101,6 +102,32 @@ def register(
         if check:
             out.print(f"audit: ok: {len(lines)} records, chain intact from the first to the last")
 
+    @app.command("deltas")
+    @one_line_errors
+    def deltas_command(
+        base: Annotated[str, typer.Option("--base", help="The git ref to compare with (the PR's base).")],
+        env: Annotated[
+            list[str] | None, typer.Option("--env", help="Only these environments (repeatable).")
+        ] = None,
+        evidence: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--evidence",
+                help="A folder of gate evidence (e.g. downloaded gate-evidence-* artifacts), searched first.",
+            ),
+        ] = None,
+    ) -> None:
+        """Eval deltas of the release pins a change moves, as markdown for the PR comment."""
+        from ftops.gitops.deltas import deltas_markdown
+
+        folders = evidence or []
+        missing = [f for f in folders if not f.is_dir()]
+        if missing:
+            raise UsageError(
+                f"--evidence {missing[0]}: no such folder", fix="pass a folder of <digest>.json files"
+            )
+        print(deltas_markdown(repo_root(), base, env, folders), end="")
+
     @app.command("status")
     @one_line_errors
     def status_command(env: Annotated[str, typer.Option("--env", help="Environment to inspect.")]) -> None:
@@ -154,6 +181,4 @@ def _report(out: Console, verb: str, o: Outcome) -> None:
 
 
 def _short(model: str | None) -> str:
-    if not model:
-        return "-"
-    return model if ".ft-" not in model else "…" + model.split(".ft-", 1)[1][:20]
+    return short_id(model) if model else "-"
