@@ -575,7 +575,7 @@ class Stack:
                     }
                 ],
                 "seed": 0,
-                "evidence_dir": str(self.repo / ".ftops" / "evidence"),
+                "evidence_dir": str(self.repo / ".ftops" / "evidence" / self.env),  # as the program has it
                 "environment": self.env,
             },
         )
@@ -672,6 +672,12 @@ def test_train_promote_roll_back_and_audit_on_a_git_repo(emu: Emulator, tmp_path
             == 0
         )
         assert staging.take_pin() == second
+        # What the promotion PR's comment shows: both gates' real evidence, compared.
+        deltas = cli(repo, "deltas", "--base", "HEAD~1", "--env", "local-staging")
+        assert deltas.exit_code == 0, deltas.output
+        assert f"→ `…{second.split('.ft-')[1][:20]}`" in deltas.output, deltas.output
+        assert "| answers | regex | 1.000 [0.207, 1.000] | 1.000 [0.207, 1.000] | +0.000 | " in deltas.output
+        assert "0 better, 0 worse of 1; p(worse) = 1 |" in deltas.output
         rolled = cli(
             repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "second model regressed"
         )
