@@ -784,6 +784,11 @@ def test_env_changed_since_each_deployed_tag_keeps_a_superseded_run_s_changes(re
     assert json.loads(cli(repo, *since).output) == ["local-dev", "local-staging"]
     git(repo, "tag", "-f", "ftops-deployed/local-staging", "HEAD")
     assert json.loads(cli(repo, *since).output) == ["local-dev"]
+    # Re-running push 1's run after push 2 was deployed: staging is already past it.
+    git(repo, "tag", "-f", "ftops-deployed/local-dev", "HEAD")
+    git(repo, "checkout", "--quiet", push_1)
+    assert json.loads(cli(repo, *since).output) == []
+    git(repo, "checkout", "--quiet", "-")
     # No tag yet, or one that history no longer contains (a force-push): deploy.
     git(repo, "tag", "-d", "ftops-deployed/local-dev")
     git(

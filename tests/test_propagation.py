@@ -3,17 +3,25 @@ logged); every other 401/403 fails at once; a denial that outlasts FTOPS_RBAC_WA
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
-from azure.core.pipeline import PipelineContext, PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import HTTPPolicy
-from azure.core.rest import HttpRequest
 
 from ftops.errors import UsageError
-from ftops.providers.propagation import PropagationPolicy, PropagationWait, denial_code, pauses, wait_limit
+from ftops.providers.connection import container_client
+from ftops.providers.propagation import (
+    PropagationClient,
+    PropagationSDKClient,
+    denial_code,
+    pauses,
+    wait_limit,
+)
 
 DENIED = {
     "error": {"code": "PermissionDenied", "message": "Principal does not have access to API/Operation."}
@@ -21,22 +29,32 @@ DENIED = {
 BAD_KEY = {"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}
 
 
-class Server:
-    """A MockTransport handler answering `denials` denials, then 200; it keeps every body it got."""
+class Server(httpx.BaseTransport):
+    """Answers `denials` denials, then 200, reading each body off the wire as a real transport
+    does (httpx's MockTransport would cache it and make any body replayable)."""
 
     def __init__(self, denials: int, status: int = 401, body: dict[str, Any] = DENIED) -> None:
         self.denials, self.status, self.body = denials, status, body
         self.bodies: list[bytes] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.bodies.append(request.read())
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(b"".join(request.stream))  # type: ignore[arg-type]
         if len(self.bodies) <= self.denials:
             return httpx.Response(self.status, json=self.body)
         return httpx.Response(200, json={"ok": True})
 
 
 def client(server: Server, slept: list[float]) -> httpx.Client:
-    return httpx.Client(transport=PropagationWait(httpx.MockTransport(server), sleep=slept.append))
+    return PropagationClient(transport=server, sleep=slept.append)
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What goes to the Pulumi log (stderr when no engine is attached)."""
+    said: list[str] = []
+    monkeypatch.setattr("pulumi.log.warn", said.append)
+    monkeypatch.delenv("FTOPS_RBAC_WAIT", raising=False)
+    return said
 
 
 def test_pauses_back_off_to_15_s_and_add_up_to_the_limit() -> None:
@@ -45,21 +63,38 @@ def test_pauses_back_off_to_15_s_and_add_up_to_the_limit() -> None:
     assert list(pauses(0)) == []
 
 
-def test_a_denial_is_waited_out_and_the_same_body_sent_again(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.delenv("FTOPS_RBAC_WAIT", raising=False)
+def test_a_denial_is_waited_out_and_the_same_body_sent_again(warnings: list[str], tmp_path: Path) -> None:
     server, slept = Server(denials=3), list[float]()
-    files = {"file": ("train.jsonl", b'{"messages": []}\n', "application/jsonl")}
-    response = client(server, slept).post("https://oai.example/openai/v1/files", files=files)
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(b'{"messages": []}\n' * 1000)
+    with data.open("rb") as handle:  # a file is streamed from disk, and sought back for a re-send
+        files = {"file": ("train.jsonl", handle, "application/jsonl")}
+        response = client(server, slept).post("https://oai.example/openai/v1/files", files=files)
     assert response.status_code == 200
     assert slept == [1, 2, 4]
     assert len(server.bodies) == 4
     assert len(set(server.bodies)) == 1, "the multipart upload is re-sent byte for byte"
-    assert b'{"messages": []}' in server.bodies[0]
-    log = capsys.readouterr().err
-    assert "POST oai.example/openai/v1/files: PermissionDenied; waiting 1 s" in log
-    assert "allowed after 7 s" in log
+    assert data.read_bytes() in server.bodies[0]
+    assert warnings[0] == (
+        "POST oai.example/openai/v1/files: PermissionDenied; waiting 1 s for a new role assignment "
+        "to propagate (0 of 600 s, FTOPS_RBAC_WAIT)"
+    )
+    assert warnings[-1] == "POST oai.example/openai/v1/files: allowed after 7 s"
+
+
+def test_a_body_that_cannot_be_sent_again_is_not_waited_out(warnings: list[str]) -> None:
+    server = Server(denials=1)
+    response = client(server, []).post("https://oai.example/openai/v1/files", content=iter([b"a", b"b"]))
+    assert response.status_code == 401
+    assert server.bodies == [b"ab"]  # never a second, empty, body
+    assert warnings == [
+        "POST oai.example/openai/v1/files: PermissionDenied; its body cannot be sent again, so it is not waited out"
+    ]
+
+
+def test_the_sdk_client_keeps_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert PropagationSDKClient()._mounts, "a proxy from the environment is mounted"
 
 
 def test_other_401s_and_403s_fail_at_once() -> None:
@@ -70,7 +105,7 @@ def test_other_401s_and_403s_fail_at_once() -> None:
 
 
 def test_a_denial_that_outlasts_the_wait_is_returned_with_a_hint(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    warnings: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FTOPS_RBAC_WAIT", "20")
     server, slept = (
@@ -80,7 +115,7 @@ def test_a_denial_that_outlasts_the_wait_is_returned_with_a_hint(
     response = client(server, slept).get("https://management.example/subscriptions/s")
     assert response.status_code == 403
     assert sum(slept) == 20
-    assert "still AuthorizationFailed after 20 s" in capsys.readouterr().err
+    assert "still AuthorizationFailed after 20 s" in warnings[-1]
     monkeypatch.setenv("FTOPS_RBAC_WAIT", "0")
     off, none_slept = Server(denials=1), list[float]()
     assert client(off, none_slept).get("https://oai.example/x").status_code == 401
@@ -100,33 +135,44 @@ def test_denial_codes_come_from_the_storage_header_or_the_error_body() -> None:
     assert denial_code(404, {}, json.dumps(DENIED).encode()) is None
 
 
-class _Storage(HTTPPolicy):  # type: ignore[type-arg]
-    """The end of an azure-core pipeline: 403 AuthorizationPermissionMismatch `denials` times."""
+class _StorageStub(http.server.BaseHTTPRequestHandler):
+    """Blob storage that denies the first two writes as a role still propagating would."""
 
-    def __init__(self, denials: int) -> None:
-        super().__init__()
-        self.denials, self.calls = denials, 0
+    calls = 0
 
-    def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
-        self.calls += 1
-        answer = _Answer(403 if self.calls <= self.denials else 201)
-        return PipelineResponse(request.http_request, answer, request.context)
+    def do_PUT(self) -> None:
+        type(self).calls += 1
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        denied = type(self).calls <= 2
+        self.send_response(403 if denied else 201)
+        if denied:
+            self.send_header("x-ms-error-code", "AuthorizationPermissionMismatch")
+        self.send_header("content-length", "0")
+        self.end_headers()
 
-
-class _Answer:
-    def __init__(self, status: int) -> None:
-        self.status_code = status
-        self.headers = {"x-ms-error-code": "AuthorizationPermissionMismatch"} if status == 403 else {}
-
-    def body(self) -> bytes:
-        return b""
+    def log_message(self, *_: Any) -> None:
+        pass
 
 
-def test_blob_writes_wait_out_a_storage_denial() -> None:
-    slept: list[float] = []
-    policy, storage = PropagationPolicy(sleep=slept.append), _Storage(denials=2)
-    policy.next = storage
-    url = "https://st.blob.core.windows.net/audit/dev.jsonl?comp=appendblock"
-    request = PipelineRequest(HttpRequest("PUT", url), PipelineContext(None))
-    assert policy.send(request).http_response.status_code == 201
-    assert (storage.calls, slept) == (3, [1, 2])
+@pytest.fixture
+def storage() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StorageStub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        f"BlobEndpoint=http://127.0.0.1:{server.server_address[1]}/devstoreaccount1;"
+    )
+    server.shutdown()
+
+
+def test_blob_writes_wait_out_a_storage_denial(
+    storage: str, warnings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STUB_STORAGE", storage)
+    container = container_client({"connection_string_env": "STUB_STORAGE", "container": "audit"})
+    container.create_container()  # through the helper every audit and evidence write uses
+    assert _StorageStub.calls == 3
+    assert warnings[0].startswith("PUT http://127.0.0.1:")
+    assert "/devstoreaccount1/audit: AuthorizationPermissionMismatch; waiting 1 s" in warnings[0]
+    assert warnings[-1].endswith("allowed after 3 s")

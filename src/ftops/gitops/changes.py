@@ -49,14 +49,20 @@ def changed_environments(
 
     A base git cannot compare with (a first push, a force-push: all zeros or gone; no tag yet; a tag
     that is not an ancestor of HEAD) means the environment changed: reconciling one that did not
-    change is a no-op, skipping one that did is drift."""
+    change is a no-op, skipping one that did is drift. A tag ahead of HEAD means nothing to do."""
     envs = {n: load_environment(root, n) for n in environment_names(root)}
     diffs: dict[str, set[str] | None] = {}
 
     def paths_since(ref: str) -> set[str] | None:
         if ref not in diffs:
             commit = git.resolve(root, ref)
-            if commit is None or (deployed_tags is not None and not git.is_ancestor(root, commit)):
+            if commit is None:
+                diffs[ref] = None
+            elif deployed_tags is not None and git.is_ancestor(root, "HEAD", commit):
+                # Deployed past this commit already (a re-run of an older run): deploying it again
+                # would roll the environment back.
+                diffs[ref] = set()
+            elif deployed_tags is not None and not git.is_ancestor(root, commit):
                 diffs[ref] = None
             else:
                 diffs[ref] = set(git.git(root, "diff", "--name-only", f"{commit}...HEAD").split())

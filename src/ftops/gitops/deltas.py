@@ -20,7 +20,6 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from ftops.catalog import short_id
-from ftops.components.naming import names_for
 from ftops.config import Environment, GateSpec, ReleasePin
 from ftops.config_load import CONFIG_KEY, environment_names, load_environment, releases_file, stack_file
 from ftops.errors import FtopsError, UsageError
@@ -28,6 +27,7 @@ from ftops.evaluation import report
 from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.evaluation.stats import compare
 from ftops.gitops import git
+from ftops.gitops.logs import storage_container
 from ftops.gitops.pins import parse_pins, read_pins
 
 
@@ -102,12 +102,7 @@ def reruns(root: Path, base: str, env: Environment) -> list[str]:
 
 
 def evidence_container(env: Environment) -> dict[str, Any]:
-    """The evidence container of an Azure environment, as `container_client` takes it."""
-    assert env.storage is not None  # an azure environment always has storage (validated)
-    return {
-        "account_url": f"https://{names_for(env).storage}.blob.core.windows.net",
-        "container": env.storage.containers["evidence"],
-    }
+    return storage_container(env, "evidence")
 
 
 def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) -> Found:
@@ -139,9 +134,12 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
         return Found(None, f"not found at {where}")
     except Exception as exc:  # unreadable evidence is reported in the comment, not fatal to the PR
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ""
-        if getattr(exc, "status_code", None) in (401, 403):
-            hint = "; the identity reading it needs Storage Blob Data Reader on the evidence container"
+        hint = {
+            "AuthorizationPermissionMismatch": "; the identity reading it needs Storage Blob Data Reader "
+            "on the evidence container",
+            "AuthorizationFailure": "; the storage firewall refused this runner: run it inside the VNet "
+            "(FTOPS_RUNNER) or allow its address",
+        }.get(str(getattr(exc, "error_code", "") or ""), "")
         return Found(None, f"not readable at {where} ({reason[:160]}{hint})")
     return _verified(body, pin.evidence_digest, where)
 

@@ -8,23 +8,26 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ftops.components.naming import names_for
 from ftops.config import Environment
 from ftops.gitops.audit import AuditLog, open_log
 
 
+def storage_container(env: Environment, role: Literal["training", "evidence", "audit"]) -> dict[str, Any]:
+    """An Azure environment's container (`audit`, `evidence`, ...) as `container_client` takes it."""
+    assert env.storage is not None  # an azure environment always has storage (validated)
+    return {
+        "account_url": f"https://{names_for(env).storage}.blob.core.windows.net",
+        "container": env.storage.containers[role],
+    }
+
+
 def audit_spec(root: Path, env: Environment) -> dict[str, Any]:
     if env.target == "local":
         return {"kind": "file", "path": str(root / ".ftops" / "audit" / f"{env.name}.jsonl")}
-    assert env.storage is not None  # an azure environment always has storage (validated)
-    return {
-        "kind": "blob",
-        "account_url": f"https://{names_for(env).storage}.blob.core.windows.net",
-        "container": env.storage.containers["audit"],
-        "blob": f"{env.name}.jsonl",
-    }
+    return {"kind": "blob", **storage_container(env, "audit"), "blob": f"{env.name}.jsonl"}
 
 
 def audit_log(root: Path, env: Environment) -> AuditLog:

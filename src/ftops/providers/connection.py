@@ -19,7 +19,7 @@ import httpx2 as httpx
 import openai
 
 from ftops.errors import UsageError
-from ftops.providers.propagation import PropagationPolicy, PropagationWait
+from ftops.providers.propagation import PropagationBlobTransport, PropagationClient, PropagationSDKClient
 
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -130,8 +130,8 @@ class Target:
 
 
 def _http_client() -> httpx.Client:
-    """The SDK's own client settings, over a transport that waits out RBAC propagation."""
-    return openai.DefaultHttpxClient(transport=PropagationWait())
+    """The SDK's own client, waiting out RBAC propagation."""
+    return PropagationSDKClient()
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -156,10 +156,10 @@ def arm_call(
 ) -> httpx.Response:
     """One ARM request, retried on 409 RequestConflict (another write on the account), 429 and 5xx,
     waiting what Retry-After says or backing off exponentially with jitter; an RBAC denial is
-    waited out underneath (propagation.PropagationWait)."""
+    waited out underneath (propagation.PropagationClient)."""
     params = {"api-version": ARM_API_VERSION}
     attempt = 0
-    with httpx.Client(timeout=60, transport=PropagationWait(sleep=sleep)) as http:
+    with PropagationClient(timeout=60, sleep=sleep) as http:
         while True:
             response: httpx.Response | None = None
             try:
@@ -224,10 +224,9 @@ def container_client(spec: dict[str, Any]) -> Any:
     Entra ID on Azure, or the connection string in `connection_string_env` (Azurite in tests)."""
     from azure.storage.blob import ContainerClient
 
-    policies = [PropagationPolicy()]
     if spec.get("connection_string_env"):
         return ContainerClient.from_connection_string(
-            os.environ[spec["connection_string_env"]], spec["container"], per_call_policies=policies
+            os.environ[spec["connection_string_env"]], spec["container"], transport=PropagationBlobTransport()
         )
     from azure.identity import DefaultAzureCredential
 
@@ -235,5 +234,5 @@ def container_client(spec: dict[str, Any]) -> Any:
         spec["account_url"],
         spec["container"],
         credential=DefaultAzureCredential(),
-        per_call_policies=policies,
+        transport=PropagationBlobTransport(),
     )

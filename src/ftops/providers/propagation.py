@@ -5,11 +5,14 @@ training file, starts the job, appends to the audit blob and runs the gate as th
 assignments are for. Azure takes minutes to apply a new assignment (up to 10, by its docs), and
 until then answers with the denial codes below. Those are retried for `FTOPS_RBAC_WAIT` seconds
 (default 600; 0 turns it off) with each wait in the log; any other 401/403 (a bad key, a token
-for the wrong audience) fails at once, and so does a denial that outlasts the wait.
+for the wrong audience, a storage firewall) fails at once, and so does a denial that outlasts
+the wait. The waiting sits in the clients' `send` (openai SDK, `arm_call`) and in the blob
+clients' transport, so proxies, timeouts and the SDK's own retries stay as they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -17,9 +20,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import httpx2 as httpx
+import openai
 import pulumi
-from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import HTTPPolicy
+from azure.core.pipeline.transport import RequestsTransport
 
 from ftops.errors import UsageError
 
@@ -115,57 +118,81 @@ def wait_out(
     return response
 
 
-class PropagationWait(httpx.BaseTransport):
-    """An httpx transport that waits out RBAC denials: under the openai SDK and `arm_call`."""
+def _send_waiting(
+    send: Callable[[], httpx.Response], request: httpx.Request, sleep: Callable[[float], None]
+) -> httpx.Response:
+    def denied(response: httpx.Response) -> str | None:
+        if response.status_code not in (401, 403):
+            return None  # never read other bodies here: a chat stream stays a stream
+        return denial_code(response.status_code, response.headers, response.read())
 
-    def __init__(
-        self, inner: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
-        self.inner = inner or httpx.HTTPTransport()
-        self.sleep = sleep
+    what = f"{request.method} {request.url.host}{request.url.path}"
+    # JSON and bytes (ByteStream) and multipart over bytes or seekable files replay; an iterator or
+    # a file given as content would silently send an empty body the second time.
+    if not (
+        isinstance(request.stream, httpx.ByteStream) or type(request.stream).__name__ == "MultipartStream"
+    ):
+        response = send()
+        code = denied(response)
+        if code is not None:
+            pulumi.log.warn(f"{what}: {code}; its body cannot be sent again, so it is not waited out")
+        return response
+    return wait_out(send, denied, lambda r: r.close(), what, sleep=sleep)
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        def denied(response: httpx.Response) -> str | None:
-            if response.status_code not in (401, 403):
-                return None  # never read other bodies here: a chat stream stays a stream
-            return denial_code(response.status_code, response.headers, response.read())
 
-        # The SDK's bodies (JSON, bytes, multipart over bytes or a seekable file) can be sent again.
-        return wait_out(
-            lambda: self.inner.handle_request(request),
-            denied,
-            lambda r: r.close(),
-            f"{request.method} {request.url.host}{request.url.path}",
-            sleep=self.sleep,
+class PropagationClient(httpx.Client):
+    """An httpx client whose requests wait out RBAC denials (`arm_call`)."""
+
+    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sleep = sleep
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        return _send_waiting(
+            lambda: super(PropagationClient, self).send(request, **kwargs), request, self._sleep
         )
 
-    def close(self) -> None:
-        self.inner.close()
+
+class PropagationSDKClient(openai.DefaultHttpxClient):
+    """The openai SDK's own client (its timeouts, limits and proxies from the environment), whose
+    requests wait out RBAC denials."""
+
+    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sleep = sleep
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        return _send_waiting(
+            lambda: super(PropagationSDKClient, self).send(request, **kwargs), request, self._sleep
+        )
 
 
-class PropagationPolicy(HTTPPolicy):  # type: ignore[type-arg]
-    """The same wait for azure-core clients (the audit and evidence blobs)."""
+class PropagationBlobTransport(RequestsTransport):  # type: ignore[misc]
+    """azure-core's requests transport (with the timeouts azure-storage-blob sets on its own),
+    waiting out RBAC denials: for the audit and evidence blobs."""
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        super().__init__()
-        self.sleep = sleep
+        super().__init__(connection_timeout=20, read_timeout=60, connection_data_block_size=256 * 1024)
+        self._sleep = sleep
 
-    def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
-        def denied(response: PipelineResponse) -> str | None:  # type: ignore[type-arg]
-            http = response.http_response
-            if http.status_code not in (401, 403):
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        def denied(response: Any) -> str | None:
+            if response.status_code not in (401, 403):
                 return None
             try:
-                body = http.body() or b""
+                body = response.body() or b""
             except Exception:  # a streamed download's body is not read yet; storage sets the header
                 body = b""
-            return denial_code(http.status_code, http.headers, body)
+            return denial_code(response.status_code, response.headers, body)
 
-        url = request.http_request.url
+        def close(response: Any) -> None:
+            with contextlib.suppress(Exception):
+                response.internal_response.close()
+
         return wait_out(
-            lambda: self.next.send(request),
+            lambda: super(PropagationBlobTransport, self).send(request, **kwargs),
             denied,
-            lambda _r: None,
-            f"{request.http_request.method} {url.split('?', 1)[0]}",
-            sleep=self.sleep,
+            close,
+            f"{request.method} {str(request.url).split('?', 1)[0]}",
+            sleep=self._sleep,
         )
