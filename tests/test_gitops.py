@@ -245,6 +245,29 @@ def test_gate_evidence_is_uploaded_once_by_digest(
 # ---------------------------------------------------------------- eval deltas for the PR comment
 
 
+def test_deltas_without_an_azure_credential_say_so_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from ftops.gitops import deltas
+
+    class NoCredential:
+        def get_token(self, *_: Any) -> Any:
+            raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
+
+    monkeypatch.setattr("azure.identity.DefaultAzureCredential", NoCredential)
+    deltas._credential_problem.cache_clear()
+    try:
+        pin = _pin(MODEL_A, "sha256:" + "1" * 64, "a").model_copy(update={"source_environment": "dev"})
+        found = deltas.find_evidence(REPO, pin, "support-bot", [])
+    finally:
+        deltas._credential_problem.cache_clear()
+    assert found.evidence is None
+    assert (
+        found.where
+        == "not readable (no Azure credential on this machine: `az login`, or azure/login in the workflow)"
+    )
+
+
 def _evidence(model: str, answers: list[bool], safety: dict[str, list[bool]]) -> dict[str, Any]:
     """Gate evidence made by the gate's own `evidence_record` from these graded answers."""
     from types import SimpleNamespace

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -69,6 +70,10 @@ app.add_typer(env_app, name="env")
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
     _debug["on"] = debug
+    if not debug:
+        # azure-identity logs every credential it tried, at length; the commands say what failed
+        # in one line of their own.
+        logging.getLogger("azure").setLevel(logging.CRITICAL)
 
 
 class Method(StrEnum):

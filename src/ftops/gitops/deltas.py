@@ -11,6 +11,7 @@ environment's evidence container, and used only if it still hashes to the digest
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ftops.evaluation import report
 from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.evaluation.stats import compare
 from ftops.gitops import git
+from ftops.gitops.changes import promotion_order
 from ftops.gitops.logs import storage_container
 from ftops.gitops.pins import parse_pins, read_pins
 
@@ -124,10 +126,13 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
 
     from ftops.providers.connection import container_client
 
+    spec = evidence_container(source)
+    if not spec.get("connection_string_env") and (problem := _credential_problem()):
+        return Found(None, f"not readable ({problem})")
     blob = f"{pin.source_environment}/{key}/{stem}.json"  # as the gate uploaded it (evidence_store)
     where = blob
     try:
-        container = container_client(evidence_container(source))
+        container = container_client(spec)
         where = f"{container.url}/{blob}"
         body = container.get_blob_client(blob).download_blob().readall()
     except ResourceNotFoundError:
@@ -142,6 +147,19 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
         }.get(str(getattr(exc, "error_code", "") or ""), "")
         return Found(None, f"not readable at {where} ({reason[:160]}{hint})")
     return _verified(body, pin.evidence_digest, where)
+
+
+@functools.cache
+def _credential_problem() -> str | None:
+    """Why no Azure token can be had here, asked once: the blob client would retry for minutes."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+
+    try:
+        DefaultAzureCredential().get_token("https://storage.azure.com/.default")
+    except ClientAuthenticationError:
+        return "no Azure credential on this machine: `az login`, or azure/login in the workflow"
+    return None
 
 
 def _verified(body: bytes, digest: str, where: str) -> Found:
@@ -268,10 +286,12 @@ def change_markdown(root: Path, change: PinChange, target: Environment, folders:
 
 
 def deltas_markdown(root: Path, base: str, envs: list[str] | None, folders: list[Path]) -> str:
-    names = envs or environment_names(root)
-    unknown = [n for n in names if n not in environment_names(root)]
+    declared = environment_names(root)
+    unknown = [n for n in envs or [] if n not in declared]
     if unknown:
-        raise UsageError(f"--env {unknown[0]}: no such environment", fix="ftops env list")
+        raise UsageError(f"--env {unknown[0]}: no such environment", fix=f"one of {', '.join(declared)}")
+    every = {n: load_environment(root, n) for n in declared}
+    names = [n for n in promotion_order(every) if not envs or n in envs]
     sections = [f"## Eval deltas: {', '.join(names)}", ""]
     changes = pin_changes(root, base, names)
     for change in changes:
