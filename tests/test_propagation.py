@@ -17,7 +17,6 @@ from ftops.errors import UsageError
 from ftops.providers.connection import container_client
 from ftops.providers.propagation import (
     PropagationClient,
-    PropagationSDKClient,
     denial_code,
     pauses,
     wait_limit,
@@ -94,7 +93,7 @@ def test_a_body_that_cannot_be_sent_again_is_not_waited_out(warnings: list[str])
 
 def test_the_sdk_client_keeps_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    assert PropagationSDKClient()._mounts, "a proxy from the environment is mounted"
+    assert PropagationClient()._mounts, "a proxy from the environment is mounted"
 
 
 def test_other_401s_and_403s_fail_at_once() -> None:

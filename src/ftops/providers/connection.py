@@ -19,7 +19,7 @@ import httpx2 as httpx
 import openai
 
 from ftops.errors import UsageError
-from ftops.providers.propagation import PropagationBlobTransport, PropagationClient, PropagationSDKClient
+from ftops.providers.propagation import PropagationBlobTransport, PropagationClient
 
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -131,7 +131,7 @@ class Target:
 
 def _http_client() -> httpx.Client:
     """The SDK's own client, waiting out RBAC propagation."""
-    return PropagationSDKClient()
+    return PropagationClient()
 
 
 def retry_after(response: httpx.Response) -> float | None:

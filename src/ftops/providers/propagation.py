@@ -140,8 +140,9 @@ def _send_waiting(
     return wait_out(send, denied, lambda r: r.close(), what, sleep=sleep)
 
 
-class PropagationClient(httpx.Client):
-    """An httpx client whose requests wait out RBAC denials (`arm_call`)."""
+class PropagationClient(openai.DefaultHttpxClient):
+    """An httpx client with the openai SDK's defaults (timeouts, limits, proxies from the
+    environment) whose requests wait out RBAC denials: under the SDK and `arm_call`."""
 
     def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -150,20 +151,6 @@ class PropagationClient(httpx.Client):
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         return _send_waiting(
             lambda: super(PropagationClient, self).send(request, **kwargs), request, self._sleep
-        )
-
-
-class PropagationSDKClient(openai.DefaultHttpxClient):
-    """The openai SDK's own client (its timeouts, limits and proxies from the environment), whose
-    requests wait out RBAC denials."""
-
-    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sleep = sleep
-
-    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        return _send_waiting(
-            lambda: super(PropagationSDKClient, self).send(request, **kwargs), request, self._sleep
         )
 
 
