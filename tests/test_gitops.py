@@ -222,7 +222,7 @@ def test_gate_evidence_is_uploaded_once_by_digest(
     from ftops.config import ReleasePin
     from ftops.gitops.deltas import find_evidence
 
-    monkeypatch.setattr("ftops.gitops.deltas.evidence_container", lambda _env: spec)
+    monkeypatch.setattr("ftops.gitops.deltas.storage_container", lambda _env, _role: spec)
     pin = ReleasePin(
         model=MODEL_A,
         source_account=DEV_ACCOUNT,

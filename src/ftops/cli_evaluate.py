@@ -41,11 +41,12 @@ def register(
         Writes <digest>.json (the evidence), .md (this summary) and .junit.xml; a rerun resumes
         where an interrupted one stopped.
         """
+        from ftops.evaluation.evidence_store import local_folder
         from ftops.evaluation.on_demand import run
 
         root = repo_root()
         environment = load_environment(root, env)
-        folder = out_dir or root / ".ftops" / "evidence" / env
+        folder = out_dir or local_folder(root, env)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -20,6 +20,7 @@ from ftops.config_load import (
     validate_environment,
 )
 from ftops.errors import ConfigError, FtopsError
+from ftops.evaluation.evidence_store import local_folder
 from ftops.gitops.logs import audit_spec
 
 
@@ -145,7 +146,7 @@ def model_outputs(env: Environment, built: dict[str, Built]) -> dict[str, Any]:
 def build_stack(env: Environment, root: Path) -> dict[str, Any]:
     """Declare the environment's resources; the stack outputs."""
     outputs: dict[str, Any] = {"environment": summary(env)}
-    evidence_dir = str(root / ".ftops" / "evidence" / env.name)
+    evidence_dir = str(local_folder(root, env.name))
     if env.target == "local":
         account = local.target(env)
         audit = audit_spec(root, env)

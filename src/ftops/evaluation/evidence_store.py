@@ -16,6 +16,16 @@ from ftops.providers.connection import container_client
 SUFFIXES = (".json", ".md", ".junit.xml")
 
 
+def local_folder(root: Path, environment: str) -> Path:
+    """Where the gate (in `pulumi up`) and `ftops evaluate` write an environment's evidence."""
+    return root / ".ftops" / "evidence" / environment
+
+
+def blob_name(environment: str, gate: str, stem: str, suffix: str = ".json") -> str:
+    """The evidence container's name for one file of a gate's evidence (`stem` is the digest's hex)."""
+    return f"{environment}/{gate}/{stem}{suffix}"
+
+
 def upload(spec: dict[str, Any], evidence_json: Path, environment: str, gate: str) -> str:
     """Upload the evidence files next to `evidence_json`; the JSON blob's URL."""
     from azure.core.exceptions import ResourceExistsError
@@ -27,7 +37,7 @@ def upload(spec: dict[str, Any], evidence_json: Path, environment: str, gate: st
         local = evidence_json.with_name(stem + suffix)
         if not local.exists():
             continue
-        blob = container.get_blob_client(f"{environment}/{gate}/{stem}{suffix}")
+        blob = container.get_blob_client(blob_name(environment, gate, stem, suffix))
         with contextlib.suppress(ResourceExistsError):  # named by its digest: what is there is this
             blob.upload_blob(local.read_bytes(), overwrite=False)
         if suffix == ".json":

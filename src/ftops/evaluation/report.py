@@ -82,14 +82,20 @@ def markdown(evidence: dict[str, Any], digest: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rows_by_item(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """A check's graded answers grouped by eval item, in the order they were recorded."""
+    by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in results:
+        by_item[str(row["item"])].append(row)
+    return by_item
+
+
 def junit(evidence: dict[str, Any], digest: str) -> bytes:
     """One test suite per check: a test case per eval item (failed when any repeat failed) and one
     for the check's decision, so CI shows both what broke and whether the gate held."""
     suites = ET.Element("testsuites", name=f"ftops gate {evidence['gate']}")
     for check in evidence["checks"]:
-        by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in check["results"]:
-            by_item[str(row["item"])].append(row)
+        by_item = rows_by_item(check["results"])
         failed_items = sum(1 for rows in by_item.values() if not all(r["passed"] for r in rows))
         decision_failed = not check["summary"]["passed"]
         suite = ET.SubElement(

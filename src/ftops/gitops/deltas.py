@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from ftops.config import Environment, GateSpec, ReleasePin
 from ftops.config_load import CONFIG_KEY, environment_names, load_environment, releases_file, stack_file
 from ftops.errors import FtopsError, UsageError
 from ftops.evaluation import report
+from ftops.evaluation.evidence_store import blob_name, local_folder
 from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.evaluation.stats import compare
 from ftops.gitops import git
@@ -47,17 +47,12 @@ class Found:
     where: str  # where it was read, or why it was not
 
 
-def pin_changes(root: Path, base: str, envs: list[str]) -> list[PinChange]:
-    """Release pins that differ between `base` and the working tree."""
-    commit = git.resolve(root, base)
-    if commit is None:
-        raise UsageError(
-            f"--base {base}: not a commit in this repository", fix="git fetch, then pass the PR's base"
-        )
+def pin_changes(root: Path, commit: str, envs: list[str], label: str) -> list[PinChange]:
+    """Release pins that differ between `commit` (`label` as the user named it) and the working tree."""
     out = []
     for name in envs:
         path = releases_file(root, name)
-        before = parse_pins(git.show(root, commit, path) or "", f"{base}:{path.relative_to(root)}")
+        before = parse_pins(git.show(root, commit, path) or "", f"{label}:{path.relative_to(root)}")
         after = read_pins(root, name)
         for key in sorted(before.keys() | after.keys()):
             old, new = before.get(key), after.get(key)
@@ -75,21 +70,18 @@ def _declared(text: str | None) -> dict[str, Any]:
     return node if isinstance(node, dict) else {}
 
 
-def reruns(root: Path, base: str, env: Environment) -> list[str]:
+def reruns(env: Environment, before: dict[str, Any], after: dict[str, Any], paths: set[str]) -> list[str]:
     """What merging does to this environment besides moving pins: models that train again (their
-    declaration or data changed) and gates that decide again (their checks or eval sets changed)."""
-    commit = git.resolve(root, base) or base
-    paths = set(git.git(root, "diff", "--name-only", commit).split())  # committed or not
-    path = stack_file(root, env.name)
-    before = _declared(git.show(root, commit, path))
-    after = _declared(path.read_text(encoding="utf-8"))
-    out = []
+    declaration or data changed) and gates that decide again (their checks or eval sets changed).
+    `before` and `after` are its declarations at the base and now, `paths` the files changed."""
+    out, training = [], set()
     for key, spec in env.models.items():
         data = {spec.training_file, *([spec.validation_file] if spec.validation_file else [])}
         if (before.get("models") or {}).get(key) != (after.get("models") or {}).get(key) or paths & data:
+            training.add(key)
             out.append(f"`{key}` in {env.name} trains again on merge (its declaration or data changed)")
     for key, gate in env.gates.items():
-        if any(f"`{key}` in {env.name} trains" in line for line in out):
+        if key in training:
             continue  # a new model is gated anyway
         sets = {q.eval_set for q in gate.quality} | (
             {gate.safety.suite}
@@ -103,15 +95,11 @@ def reruns(root: Path, base: str, env: Environment) -> list[str]:
     return out
 
 
-def evidence_container(env: Environment) -> dict[str, Any]:
-    return storage_container(env, "evidence")
-
-
 def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) -> Found:
     stem = pin.evidence_digest.removeprefix("sha256:")
     looked = []
     candidates = [p for folder in folders for p in sorted(folder.rglob(f"{stem}.json"))]
-    candidates.append(root / ".ftops" / "evidence" / pin.source_environment / f"{stem}.json")
+    candidates.append(local_folder(root, pin.source_environment) / f"{stem}.json")
     for path in candidates:
         if path.is_file():
             return _verified(path.read_bytes(), pin.evidence_digest, str(path))
@@ -126,10 +114,10 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
 
     from ftops.providers.connection import container_client
 
-    spec = evidence_container(source)
+    spec = storage_container(source, "evidence")
     if not spec.get("connection_string_env") and (problem := _credential_problem()):
         return Found(None, f"not readable ({problem})")
-    blob = f"{pin.source_environment}/{key}/{stem}.json"  # as the gate uploaded it (evidence_store)
+    blob = blob_name(pin.source_environment, key, stem)
     where = blob
     try:
         container = container_client(spec)
@@ -182,10 +170,11 @@ def thresholds(gate: GateSpec | None) -> dict[str, float]:
 
 
 def _outcomes(results: list[dict[str, Any]]) -> dict[str, list[bool]]:
-    by_item: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-    for r in results:
-        by_item[str(r["item"])].append((int(r.get("repeat", 0)), bool(r["passed"])))
-    return {item: [passed for _, passed in sorted(rows)] for item, rows in by_item.items()}
+    """Each item's verdicts in repeat order, as the gate's statistics take them."""
+    return {
+        item: [bool(r["passed"]) for r in sorted(rows, key=lambda r: int(r.get("repeat", 0)))]
+        for item, rows in report.rows_by_item(results).items()
+    }
 
 
 def _rate(check: dict[str, Any] | None) -> str:
@@ -293,10 +282,19 @@ def deltas_markdown(root: Path, base: str, envs: list[str] | None, folders: list
     every = {n: load_environment(root, n) for n in declared}
     names = [n for n in promotion_order(every) if not envs or n in envs]
     sections = [f"## Eval deltas: {', '.join(names)}", ""]
-    changes = pin_changes(root, base, names)
-    for change in changes:
-        sections += [change_markdown(root, change, load_environment(root, change.env), folders), ""]
-    notes = [line for name in names for line in reruns(root, base, load_environment(root, name))]
+    commit = git.resolve(root, base)
+    if commit is None:
+        raise UsageError(
+            f"--base {base}: not a commit in this repository", fix="git fetch, then pass the PR's base"
+        )
+    for change in pin_changes(root, commit, names, base):
+        sections += [change_markdown(root, change, every[change.env], folders), ""]
+    paths = set(git.git(root, "diff", "--name-only", commit).split())  # committed or not
+    notes = []
+    for name in names:
+        path = stack_file(root, name)
+        before = _declared(git.show(root, commit, path))
+        notes += reruns(every[name], before, _declared(path.read_text(encoding="utf-8")), paths)
     if notes:
         sections += [f"- {line}" for line in notes]
         sections.append(
