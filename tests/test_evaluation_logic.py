@@ -197,45 +197,34 @@ def _outcome(rows: list[list[bool]], baseline: list[list[bool]] | None = None) -
     return Outcome(check, evalset, make("regex"), rows, results, baseline, results if baseline else None)
 
 
-def test_evidence_fails_on_uncertainty_and_on_a_significant_regression() -> None:
-    candidate = Endpoint("bot-candidate", "m2")
-    baseline = Endpoint("bot", "m1")
-    sure = [[True, True]] * 18 + [[False, False]] * 2
-    unsure = [[True, True]] * 2 + [[False, False]] * 2  # rate 0.5 >= 0.5, interval far wider
-    policy = Policy(repeats=2)
-    evidence = evidence_record(
+def _decide(outcomes: list[Outcome], policy: Policy, baseline: Endpoint | None = None) -> dict[str, Any]:
+    return evidence_record(
         gate="g",
         environment="dev",
-        candidate=candidate,
-        baseline=None,
-        baseline_kind="none",
+        candidate=Endpoint("bot-candidate", "m2"),
+        baseline=baseline,
+        baseline_kind="serving" if baseline else "none",
         policy=policy,
-        outcomes=[_outcome(sure), _outcome(unsure)],
+        outcomes=outcomes,
     )
+
+
+def test_evidence_fails_on_uncertainty_and_on_a_significant_regression() -> None:
+    sure = [[True, True]] * 18 + [[False, False]] * 2
+    unsure = [[True, True]] * 2 + [[False, False]] * 2  # rate 0.5 >= 0.5, interval far wider
+    evidence = _decide([_outcome(sure), _outcome(unsure)], Policy(repeats=2))
     assert evidence["verdict"] == "fail"
     assert evidence["failures"] == [
         "facts (regex on set.jsonl): pass rate 0.500 clears threshold 0.500 but its 95% interval "
         "[0.150, 0.850] does not (4/8 answers, 4 items x 2 repeats, effective n 4.0)"
     ]
-    relaxed = evidence_record(
-        gate="g",
-        environment="dev",
-        candidate=candidate,
-        baseline=None,
-        baseline_kind="none",
-        policy=Policy(repeats=2, fail_on_uncertainty=False),
-        outcomes=[_outcome(unsure)],
-    )
+    relaxed = _decide([_outcome(unsure)], Policy(repeats=2, fail_on_uncertainty=False))
     assert relaxed["verdict"] == "pass"
     regressed = [[True, True]] * 10 + [[False, False]] * 10
-    against = evidence_record(
-        gate="g",
-        environment="dev",
-        candidate=candidate,
-        baseline=baseline,
-        baseline_kind="serving",
-        policy=Policy(repeats=2, fail_on_uncertainty=False),
-        outcomes=[_outcome(regressed, baseline=sure)],
+    against = _decide(
+        [_outcome(regressed, baseline=sure)],
+        Policy(repeats=2, fail_on_uncertainty=False),
+        baseline=Endpoint("bot", "m1"),
     )
     summary = against["checks"][0]["summary"]["baseline"]
     assert (summary["regressions"], summary["improvements"], summary["delta"]) == (8, 0, -0.4)

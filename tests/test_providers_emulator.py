@@ -174,21 +174,29 @@ def test_full_chain_file_job_candidate_gate_serving(emu: Emulator, host: Dynamic
     assert emu.v1(account=account).models.retrieve(job["fine_tuned_model"]).id == job["fine_tuned_model"]
 
 
+def gate_props(
+    emu: Emulator, account: str, tmp_path: Path, check: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A gate on the emulated deployment `base` serving the stand-in model."""
+    return {
+        "target": target(emu, account),
+        "name": "support-bot",
+        "deployment": "base",
+        "candidate_model": "tiny-test",
+        "checks": [check],
+        "seed": 1,
+        "evidence_dir": str(tmp_path / "ev"),
+        **extra,
+    }
+
+
 def test_a_failing_gate_stops_with_metric_threshold_and_value(
     emu: Emulator, host: DynamicHost, tmp_path: Path
 ) -> None:
     account = "gatefail"
     deployment = deployment_props(emu, account, "base", "tiny-test")
     host.create(ModelDeploymentProvider(), deployment)
-    props = {
-        "target": target(emu, account),
-        "name": "support-bot",
-        "deployment": "base",
-        "candidate_model": "tiny-test",
-        "checks": [eval_set(tmp_path, "^60 days$")],
-        "seed": 1,
-        "evidence_dir": str(tmp_path / "ev"),
-    }
+    props = gate_props(emu, account, tmp_path, eval_set(tmp_path, "^60 days$"))
     with pytest.raises(HostError) as info:
         host.create(EvaluationGateProvider(), props)
     assert (
@@ -206,16 +214,7 @@ def test_a_threshold_above_the_interval_fails_even_when_the_rate_clears_it(
     account = "gateinterval"
     host.create(ModelDeploymentProvider(), deployment_props(emu, account, "base", "tiny-test"))
     policy: dict[str, Any] = {"repeats": 2, "temperature": 0, "confidence": 0.95}
-    props = {
-        "target": target(emu, account),
-        "name": "support-bot",
-        "deployment": "base",
-        "candidate_model": "tiny-test",
-        "checks": [eval_set(tmp_path, ".", threshold=0.9)],
-        "policy": policy,
-        "seed": 1,
-        "evidence_dir": str(tmp_path / "ev"),
-    }
+    props = gate_props(emu, account, tmp_path, eval_set(tmp_path, ".", threshold=0.9), policy=policy)
     with pytest.raises(HostError) as info:
         host.create(EvaluationGateProvider(), props)
     # Three items answered twice alike are three observations, not six: the interval says so.
