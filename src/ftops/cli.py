@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-from ftops import __version__, cli_evaluate, cli_gitops
+from ftops import __version__, cli_evaluate, cli_gitops, cli_stack
 from ftops.catalog import REINFORCEMENT, resolve_base
 from ftops.config import Environment
 from ftops.config_load import environment_names, load_all, load_checked
@@ -49,6 +49,9 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         except FtopsError as exc:
             if _debug["on"]:
                 raise
+            # A failed stack operation names each failed resource on a line of its own first.
+            for failure in getattr(exc, "failures", []):
+                err.print(f"error: {failure}", style="red", markup=False, highlight=False, soft_wrap=True)
             err.print(f"error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
@@ -513,6 +516,7 @@ def emulator_selftest(
 
 cli_gitops.register(app, _one_line_errors, repo_root, out)
 cli_evaluate.register(app, _one_line_errors, repo_root, out, err)
+cli_stack.register(app, _one_line_errors, repo_root, out, lambda: _debug["on"])
 
 
 @app.command()

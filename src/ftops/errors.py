@@ -46,3 +46,17 @@ class CheckFailedError(FtopsError):
     """A check ran and found a problem (a failed job, a failed gate)."""
 
     exit_code = EXIT_INVALID
+
+
+class EngineError(FtopsError):
+    """The Pulumi engine is missing, could not start, or holds a lock it cannot prove stale."""
+
+
+class StackFailedError(FtopsError):
+    """A stack operation ran and resources failed; `failures` holds one line per failed resource."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, message: str, failures: list[str], fix: str | None = None) -> None:
+        super().__init__(message, fix)
+        self.failures = failures

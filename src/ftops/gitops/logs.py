@@ -4,9 +4,6 @@ is the append blob `<env>.jsonl` in its storage account's audit container."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,24 +32,8 @@ def audit_log(root: Path, env: Environment) -> AuditLog:
 
 
 def stack_outputs(root: Path, stack: str) -> dict[str, Any] | None:
-    """`pulumi stack output --json` when the Pulumi CLI and the stack's state are reachable."""
-    if shutil.which("pulumi") is None:
-        return None
-    try:
-        done = subprocess.run(
-            ["pulumi", "stack", "output", "--json", "--stack", stack],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    try:
-        outputs = json.loads(done.stdout)
-    except ValueError:
-        return None
-    return outputs if isinstance(outputs, dict) else None
+    """The stack's outputs through the engine `ftops up` drives (same CLI, backend and passphrase),
+    or None when the CLI or the stack's state cannot be reached here."""
+    from ftops.engine.stack import read_outputs  # the engine loads pulumi.automation: only when asked
+
+    return read_outputs(root, stack)
