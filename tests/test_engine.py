@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from ftops.engine import install
+from ftops.engine.stack import read_outputs
 from tests.conftest import REPO
 from tests.emulator_process import KEY, Emulator, start
 from tests.gitops_repo import git, make_repo
@@ -209,7 +210,7 @@ def test_up_from_empty_trains_gates_deploys_and_audits(deployed: tuple[Repo, Any
         "created support-bot-job",
         "created support-bot-candidate",
         "created support-bot-gate",
-        "created support-bot (",
+        "created support-bot-support-bot (",
     ):
         assert step in out, out
     jobs = repo.jobs()
@@ -244,9 +245,18 @@ def test_a_second_up_changes_nothing_and_asks_once_per_resource(deployed: tuple[
 def test_promotion_by_pin_deploys_the_same_model_without_training(deployed: tuple[Repo, Any]) -> None:
     repo, _ = deployed
     model = repo.jobs()[0].fine_tuned_model
+    # Promotion reads the gated model from the stack's outputs, through the same engine and backend.
+    with pytest.MonkeyPatch.context() as env:
+        for name in [k for k in os.environ if k.startswith("PULUMI_")]:
+            env.delenv(name)
+        env.setenv("PULUMI_HOME", str(repo.home))
+        outputs = read_outputs(repo.root, "local-dev")
+    assert outputs is not None
+    assert outputs["gated"]["support-bot"]["model"] == model
     promoted = repo.ftops("promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
     ok(promoted)
-    assert "stack local-dev outputs" in promoted.stdout, promoted.stdout
+    assert f"(none) -> {model}" in promoted.stdout, promoted.stdout
+    git(repo.root, "commit", "--quiet", "-am", "promote support-bot to local-staging")
     run = repo.ftops("up", "--env", "local-staging")
     ok(run)
     assert f"support-bot serves {model}; gate support-bot: pass" in last_line(run), run.stdout
@@ -270,7 +280,7 @@ def test_drift_is_reported_and_a_vanished_deployment_comes_back_without_training
     assert "warning: deployment support-bot no longer exists: Azure deletes a fine-tuned deployment" in out, (
         out
     )
-    assert "would create support-bot\n" in out, out
+    assert "would create support-bot-support-bot\n" in out, out
     assert "would create support-bot-job" not in out
     assert re.search(r"preview: stack local-dev: 1 to create, \d+ unchanged", last_line(preview)), out
     refreshed = repo.ftops("refresh", "--env", "local-dev")
@@ -314,7 +324,9 @@ def test_a_failing_gate_stops_the_update_on_the_gate_and_deploys_nothing(
     assert "Traceback" not in run.stdout + run.stderr
     assert errors[0].startswith("error: support-bot-gate: gate support-bot failed for model "), run.stderr
     assert "answers (regex on evals.jsonl): pass rate 0.000 < threshold 1" in errors[0]
-    assert errors[-1].startswith("error: up of stack local-dev failed; evidence under "), run.stderr
+    assert errors[-1].startswith("error: up of stack local-dev failed; the gate's evidence is under "), (
+        run.stderr
+    )
     assert len(errors) == 2, run.stderr
     assert set(repo.deployments()) == {"support-bot-candidate"}  # the candidate, never the serving one
     assert list((repo.root / ".ftops" / "evidence" / "local-dev").glob("sha256:*.json")) or list(
@@ -332,7 +344,11 @@ def test_an_invalid_environment_fails_with_file_and_line_and_creates_nothing(
     assert run.stdout == ""
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
-    assert re.match(r"error: environments/Pulumi\.local-dev\.yaml:\d+: .*colour", lines[0]), lines[0]
+    assert re.fullmatch(
+        r"error: environments/Pulumi\.local-dev\.yaml: ftops:environment\.models\.support-bot\.colour: "
+        r"unknown key; allowed keys: .* \(line \d+\)",
+        lines[0],
+    ), lines[0]
     assert repo.state() == []
     assert repo.jobs() == []
 
@@ -386,7 +402,7 @@ def test_a_crash_mid_training_is_recovered_by_running_up_again(
     ), out
     assert "adopting job" in out, out
     jobs = repo.jobs()
-    assert len(jobs) == 1 and jobs[0].status == "succeeded", jobs
+    assert [j.status for j in jobs] == ["succeeded"], jobs
     events = [e.message for e in repo.client().fine_tuning.jobs.list_events(jobs[0].id, limit=1000)]
     assert sum(m == "Job started." for m in events) == 1, events
     assert repo.deployments() == {

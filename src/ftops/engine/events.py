@@ -140,15 +140,22 @@ class Renderer:
             return
         if diag.ephemeral:
             return
-        # With color=never the engine still prefixes the severity; the line says it another way.
-        text = re.sub(r"^(?:info|warning)(?:#err)?: ", "", _ANSI.sub("", diag.message).strip())
+        text = _ANSI.sub("", diag.message).strip()
+        severity = diag.severity
+        # A dynamic provider has no engine connection for `pulumi.log`: it prints `warning: ...` to
+        # its stderr, which the engine forwards as `info#err`. The prefix is the real severity.
+        prefixed = re.match(r"^(info|warning)(?:#err)?: ", text)
+        if prefixed:
+            text = text[prefixed.end() :]
+            if severity in ("info", "info#err"):
+                severity = prefixed.group(1)
         if not text:
             return
         who = resource_name(urn) if urn and resource_type(urn) != "Stack" else ""
-        if diag.severity == "warning":
+        if severity == "warning":
             self.warnings.append(text)
             self.say(f"  warning: {who + ': ' if who else ''}{text}")
-        elif diag.severity in ("info", "info#err"):
+        elif severity in ("info", "info#err"):
             for line in text.splitlines():
                 self.say(f"    {who + ': ' if who else ''}{line}")
 

@@ -24,8 +24,8 @@ from ftops.config import Environment
 from ftops.config_load import environment_names, load_checked
 from ftops.engine import install, locks
 from ftops.engine.events import Renderer
-from ftops.evaluation.evidence_store import local_folder
 from ftops.errors import EngineError, FtopsError, StackFailedError, UsageError
+from ftops.evaluation.evidence_store import local_folder
 
 Operation = Literal["up", "preview", "refresh", "destroy"]
 PROJECT = "ftops"  # Pulumi.yaml's name: the lock folder and stack URNs carry it
@@ -109,7 +109,10 @@ def select(req: StackRequest, env: Environment, engine: install.Engine, extra: d
             stack_name=req.env, project_name=PROJECT, program=program, opts=opts
         )
     except auto.CommandError as exc:
-        raise EngineError(f"could not select stack {req.env}: {_cli_error(exc)}") from None
+        fix = None
+        if env.target != "local" and not _backend_url(extra):
+            fix = "set PULUMI_BACKEND_URL to the environment's state backend (README: Running against Azure)"
+        raise EngineError(f"could not select stack {req.env}: {_cli_error(exc)}", fix=fix) from None
 
 
 def _cli_error(exc: auto.CommandError) -> str:
@@ -183,11 +186,11 @@ def run(req: StackRequest, say: Callable[[str], None]) -> StackResult:
             _clear_stale_lock(stack, req, extra, say)
         except auto.CommandError as exc:
             lines = renderer.failure_lines() or [_cli_error(exc)]
-            evidence = _shown(local_folder(req.root, req.env))
+            hint = "--debug shows the engine's own output"
+            if any(" gate " in f" {line}" for line in lines):
+                hint = f"the gate's evidence is under {_shown(local_folder(req.root, req.env))}; {hint}"
             raise StackFailedError(
-                f"{req.operation} of stack {req.env} failed",
-                failures=lines,
-                fix=f"evidence under {evidence}; --debug shows the engine's own output",
+                f"{req.operation} of stack {req.env} failed", failures=lines, fix=hint
             ) from None
     return StackResult(
         operation=req.operation,
