@@ -6,10 +6,10 @@ SHELL := /bin/bash
 .PHONY: help up test bench clean
 
 help:
-	@echo "make up     the main job: check the environments and validate the example training data"
+	@echo "make up     the main job: the local stack through the Pulumi engine against the emulator (train, gate, deploy)"
 	@echo "make test   ruff, mypy and pytest (what CI runs)"
 	@echo "make bench  benchmarks in bench/ (figures appended to bench/RESULTS.md)"
-	@echo "make clean  remove .venv and generated benchmark data"
+	@echo "make clean  remove .venv and generated benchmark data (the built Pulumi CLI stays in ~/.cache/ftops)"
 
 up:
 	@bash .ci/up
@@ -19,9 +19,11 @@ test:
 
 bench:
 	@bash .ci/bootstrap dev,emulator,eval
+	@.venv/bin/ftops engine install
 	@.venv/bin/python bench/bench_validate.py
 	@.venv/bin/python bench/bench_training.py
 	@.venv/bin/python bench/bench_eval.py
+	@.venv/bin/python bench/bench_engine.py
 
 clean:
 	rm -rf .venv bench/out

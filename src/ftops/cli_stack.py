@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from ftops.engine import install
-from ftops.engine.stack import Operation, StackRequest, StackResult, run
+from ftops.engine.stack import Operation, StackRequest, StackResult, run, shown
 from ftops.evaluation.evidence_store import local_folder
 
 EnvOption = Annotated[str, typer.Option("--env", help="The environment (its stack has the same name).")]
@@ -25,13 +25,6 @@ BreakLock = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of lines.")]
-
-
-def _shown(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
 
 
 def _changes(result: StackResult) -> str:
@@ -58,7 +51,7 @@ def _gate_lines(root: Path, result: StackResult) -> list[str]:
         except (OSError, ValueError):
             lines.append(f"gate {gate}: evidence {digest} (not on this machine)")
             continue
-        lines.append(Evaluation(evidence, str(digest), _shown(path)).one_line())
+        lines.append(Evaluation(evidence, str(digest), shown(path)).one_line())
     return lines
 
 

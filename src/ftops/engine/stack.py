@@ -14,7 +14,7 @@ import runpy
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,14 +49,10 @@ class StackResult:
     changes: dict[str, int]
     outputs: dict[str, Any]
     seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> int:
-        return sum(n for op, n in self.changes.items() if op != "same")
 
 
-def _shown(path: Path) -> Path:
+def shown(path: Path) -> Path:
+    """A path relative to the working directory when it is below it (shorter in messages)."""
     try:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
@@ -93,20 +89,27 @@ def _backend_url(extra: dict[str, str]) -> str:
     return extra.get("PULUMI_BACKEND_URL") or os.environ.get("PULUMI_BACKEND_URL", "")
 
 
+def _workspace(root: Path, engine: install.Engine, extra: dict[str, str]) -> auto.LocalWorkspaceOptions:
+    """The repository as the workspace: its Pulumi.yaml (stackConfigDir, refresh) and stack files."""
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(root),
+        pulumi_command=auto.PulumiCommand(root=str(engine.root), skip_version_check=True),
+        env_vars=extra,
+    )
+
+
 def select(req: StackRequest, env: Environment, engine: install.Engine, extra: dict[str, str]) -> auto.Stack:
     main = req.root / "infra" / "__main__.py"
 
     def program() -> None:
         runpy.run_path(str(main), run_name="__main__")
 
-    opts = auto.LocalWorkspaceOptions(
-        work_dir=str(req.root),
-        pulumi_command=auto.PulumiCommand(root=str(engine.root), skip_version_check=True),
-        env_vars=extra,
-    )
     try:
         return auto.create_or_select_stack(
-            stack_name=req.env, project_name=PROJECT, program=program, opts=opts
+            stack_name=req.env,
+            project_name=PROJECT,
+            program=program,
+            opts=_workspace(req.root, engine, extra),
         )
     except auto.CommandError as exc:
         fix = None
@@ -188,7 +191,7 @@ def run(req: StackRequest, say: Callable[[str], None]) -> StackResult:
             lines = renderer.failure_lines() or [_cli_error(exc)]
             hint = "--debug shows the engine's own output"
             if any(" gate " in f" {line}" for line in lines):
-                hint = f"the gate's evidence is under {_shown(local_folder(req.root, req.env))}; {hint}"
+                hint = f"the gate's evidence is under {shown(local_folder(req.root, req.env))}; {hint}"
             raise StackFailedError(
                 f"{req.operation} of stack {req.env} failed", failures=lines, fix=hint
             ) from None
@@ -212,13 +215,13 @@ def read_outputs(root: Path, env_name: str) -> dict[str, Any] | None:
     except FtopsError:
         return None
     extra = engine_environment(StackRequest(root, env_name, "refresh"), env, engine)
-    opts = auto.LocalWorkspaceOptions(
-        work_dir=str(root),
-        pulumi_command=auto.PulumiCommand(root=str(engine.root), skip_version_check=True),
-        env_vars=extra,
-    )
     try:
-        stack = auto.select_stack(stack_name=env_name, project_name=PROJECT, program=lambda: None, opts=opts)
+        stack = auto.select_stack(
+            stack_name=env_name,
+            project_name=PROJECT,
+            program=lambda: None,
+            opts=_workspace(root, engine, extra),
+        )
         return {k: v.value for k, v in stack.outputs().items()}
     except (auto.CommandError, OSError):
         return None
