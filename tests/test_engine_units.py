@@ -143,22 +143,21 @@ def test_a_lock_is_stale_only_when_its_process_is_gone_from_this_host(tmp_path: 
 # ---------------------------------------------------------------- events
 
 
-def _pre(
-    op: ev.OpType,
-    urn: str,
-    provider: str = "urn:pulumi:local::ftops::pulumi:providers:pulumi-python::default",
-) -> ev.EngineEvent:
-    meta = ev.StepEventMetadata(op=op, urn=urn, type=urn.split("::")[2].rsplit("$", 1)[-1], provider=provider)
-    return ev.EngineEvent(sequence=0, timestamp=0, resource_pre_event=ev.ResourcePreEvent(metadata=meta))
+DYNAMIC = "urn:pulumi:local::ftops::pulumi:providers:pulumi-python::default"
 
 
-def _out(
-    op: ev.OpType,
-    urn: str,
-    provider: str = "urn:pulumi:local::ftops::pulumi:providers:pulumi-python::default",
-) -> ev.EngineEvent:
-    meta = ev.StepEventMetadata(op=op, urn=urn, type=urn.split("::")[2].rsplit("$", 1)[-1], provider=provider)
-    return ev.EngineEvent(sequence=0, timestamp=0, res_outputs_event=ev.ResOutputsEvent(metadata=meta))
+def _meta(op: ev.OpType, urn: str, provider: str) -> ev.StepEventMetadata:
+    return ev.StepEventMetadata(op=op, urn=urn, type=urn.split("::")[2].rsplit("$", 1)[-1], provider=provider)
+
+
+def _pre(op: ev.OpType, urn: str, provider: str = DYNAMIC) -> ev.EngineEvent:
+    pre = ev.ResourcePreEvent(metadata=_meta(op, urn, provider))
+    return ev.EngineEvent(sequence=0, timestamp=0, resource_pre_event=pre)
+
+
+def _out(op: ev.OpType, urn: str, provider: str = DYNAMIC) -> ev.EngineEvent:
+    done = ev.ResOutputsEvent(metadata=_meta(op, urn, provider))
+    return ev.EngineEvent(sequence=0, timestamp=0, res_outputs_event=done)
 
 
 def _diag(message: str, severity: str, urn: str | None = None) -> ev.EngineEvent:

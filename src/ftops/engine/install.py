@@ -8,6 +8,7 @@ the work tree, keyed by version, so `make clean` keeps it and a second set-up is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -83,10 +84,14 @@ def find(root: Path) -> Engine | None:
         beside = cli.parent / PLUGIN
         plugin = beside if beside.exists() else Path(shutil.which(PLUGIN) or beside)
         if not plugin.exists():
-            ours = built_dir(root) / "bin" / PLUGIN
-            plugin = ours if ours.exists() else beside
+            with contextlib.suppress(EngineError):
+                ours = built_dir(root) / "bin" / PLUGIN
+                plugin = ours if ours.exists() else beside
         return Engine(cli=cli, plugin_dir=plugin.parent, source="installed")
-    ours = built_dir(root) / "bin"
+    try:
+        ours = built_dir(root) / "bin"
+    except EngineError:
+        return None  # no engine/go.mod here: nothing built for this repository
     if (ours / "pulumi").is_file() and (ours / PLUGIN).is_file():
         return Engine(cli=ours / "pulumi", plugin_dir=ours, source="built")
     return None

@@ -214,6 +214,8 @@ def read_outputs(root: Path, env_name: str) -> dict[str, Any] | None:
         env = load_checked(root, env_name)
     except FtopsError:
         return None
+    if env.target == "local" and "PULUMI_BACKEND_URL" not in os.environ and not state_dir(root).is_dir():
+        return None  # the local stack was never brought up here
     extra = engine_environment(StackRequest(root, env_name, "refresh"), env, engine)
     try:
         stack = auto.select_stack(
