@@ -110,6 +110,7 @@ class Repo:
             stderr=subprocess.STDOUT,
             text=True,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, as a shell would start it
         )
 
     def edit(self, relative: str, old: str, new: str) -> None:
@@ -373,10 +374,24 @@ def test_a_failed_job_is_reported_and_not_trained_again(
     assert repo.deployments() == {}
 
 
+def providers_left(repo: Repo) -> list[int]:
+    """`python -m pulumi.dynamic` processes still running in the repository."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        cwd = Path(p.info["cwd"] or "/")
+        if "pulumi.dynamic" in (p.info["cmdline"] or []) and (cwd == repo.root or repo.root in cwd.parents):
+            found.append(p.info["pid"])
+    return found
+
+
+@pytest.mark.parametrize("kill", ["tree", "group"])
 def test_a_crash_mid_training_is_recovered_by_running_up_again(
-    engine: install.Engine, emu: Emulator, pulumi_home: Path, tmp_path: Path
+    kill: str, engine: install.Engine, emu: Emulator, pulumi_home: Path, tmp_path: Path
 ) -> None:
-    repo = make(tmp_path / "repo", emu, pulumi_home, "crash")
+    """`tree`: every process of the update dies (a lost machine, a CI runner killed). `group`: the
+    process group of `ftops up` dies (Ctrl+\\, a killed shell), and the providers the CLI started in
+    groups of their own go on waiting on the job until the next `ftops up` stops them."""
+    repo = make(tmp_path / "repo", emu, pulumi_home, f"crash-{kill}")
     # Long enough to be killed in the middle of the wait (tiny trains ~10 steps a second).
     repo.edit(DEV_FILE, "n_epochs: 1", "n_epochs: 30")
     git(repo.root, "commit", "--quiet", "-am", "longer training")
@@ -389,7 +404,12 @@ def test_a_crash_mid_training_is_recovered_by_running_up_again(
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.3)
-    kill_tree(proc)
+    if kill == "tree":
+        kill_tree(proc)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert providers_left(repo), "no provider outlived its CLI: the test does not show what it is for"
     locks = list((repo.root / ".ftops/pulumi-state/.pulumi/locks").rglob("*.json"))
     assert len(locks) == 1, "the killed update left no lock: the test did not crash it mid-update"
 
@@ -401,6 +421,11 @@ def test_a_crash_mid_training_is_recovered_by_running_up_again(
         out,
     ), out
     assert "adopting job" in out, out
+    if kill == "group":
+        assert re.search(
+            r"^engine: stopped [12] provider process group\(s\) the crashed update left running", out, re.M
+        ), out
+    assert providers_left(repo) == []
     jobs = repo.jobs()
     assert [j.status for j in jobs] == ["succeeded"], jobs
     events = [e.message for e in repo.client().fine_tuning.jobs.list_events(jobs[0].id, limit=1000)]

@@ -9,9 +9,12 @@ other backends, a CI workflow whose concurrency group proves no other update run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,3 +95,73 @@ def stack_locks(backend_url: str, project: str, stack: str) -> list[Lock] | None
             )
         )
     return locks
+
+
+def _under_a_live_cli(pid: int) -> bool:
+    """Whether a pulumi CLI is among the process's ancestors (the plugin runs under a `sh` wrapper,
+    `pulumi-resource-pulumi-python`, which the CLI starts)."""
+    for _ in range(4):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid <= 1:
+            return False
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "pulumi":
+                return True
+        except OSError:
+            return False
+    return False
+
+
+def orphaned_providers(root: Path) -> list[int]:
+    """The process groups of dynamic-provider hosts (`python -m pulumi.dynamic`) that a dead update
+    left running in this repository: the CLI starts each plugin in a process group of its own, so a
+    crash that kills the CLI's group leaves them inside their create(), waiting on a job. Linux
+    only (reads /proc); the plugin runs in the program's folder, below the repository."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    here = root.resolve()
+    groups = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"pulumi.dynamic" not in argv:
+                continue
+            cwd = Path(os.readlink(entry / "cwd")).resolve()
+            if cwd != here and here not in cwd.parents:
+                continue
+            if _under_a_live_cli(int(entry.name)):
+                continue  # a live update's provider
+            groups.add(os.getpgid(int(entry.name)))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(groups)
+
+
+def stop(groups: list[int], grace: float = 5.0) -> None:
+    """SIGTERM each process group, then SIGKILL what is still there after `grace` seconds."""
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = list(groups)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [g for g in alive if _group_alive(g)]
+    for group in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

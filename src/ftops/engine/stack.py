@@ -163,6 +163,14 @@ def _clear_stale_lock(
             f"could not clear the lock on stack {req.env}: {_cli_error(exc)}", fix=fix
         ) from None
     say(f"engine: cleared the lock of a crashed update of {req.env} ({owners}): {reason}")
+    orphans = locks.orphaned_providers(req.root)
+    if orphans:
+        # Left alone they would go on waiting on the job (and hold its memory) next to the new update.
+        locks.stop(orphans)
+        say(
+            f"engine: stopped {len(orphans)} provider process group(s) the crashed update left running "
+            f"(pgid {', '.join(map(str, orphans))})"
+        )
 
 
 def run(req: StackRequest, say: Callable[[str], None]) -> StackResult:
