@@ -47,11 +47,11 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except FtopsError as exc:
-            if _debug["on"]:
-                raise
             # A failed stack operation names each failed resource on a line of its own first.
             for failure in getattr(exc, "failures", []):
                 err.print(f"error: {failure}", style="red", markup=False, highlight=False, soft_wrap=True)
+            if _debug["on"]:
+                raise
             err.print(f"error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 

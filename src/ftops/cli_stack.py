@@ -4,6 +4,7 @@ engine on an environment's stack, its progress as lines, one summary line at the
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -76,11 +77,13 @@ def register(
 ) -> None:
     def operate(operation: Operation, env: str, break_lock: bool, as_json: bool) -> None:
         root = repo_root()
-        say: Callable[[str], None] = (
-            (lambda line: None)
-            if as_json
-            else (lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True))
-        )
+
+        def say(line: str) -> None:
+            if not as_json:
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
+            elif line.startswith("engine:"):  # a cleared lock is said even when stdout is JSON
+                print(line, file=sys.stderr)
+
         result = run(StackRequest(root, env, operation, break_lock=break_lock, debug=debug()), say)
         if as_json:
             print(

@@ -60,3 +60,9 @@ class StackFailedError(FtopsError):
     def __init__(self, message: str, failures: list[str], fix: str | None = None) -> None:
         super().__init__(message, fix)
         self.failures = failures
+
+
+class StackInterruptedError(FtopsError):
+    """Ctrl+C during a stack operation: the engine was asked to stop."""
+
+    exit_code = 130

@@ -64,7 +64,8 @@ def provider_message(message: str) -> str:
         return "failed (no message)"
     if any(line.startswith("Traceback (most recent call last)") for line in lines):
         last = lines[-1]
-        last = re.sub(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit)?: ", "", last)
+        # `module.SomeError: message` -> `message`; a last line that names no exception stays whole.
+        last = re.sub(r"^(?:[A-Za-z_][\w.]*\.)?(?:[A-Z]\w*)?(?:Error|Exception|Exit): ", "", last)
         return last
     if lines[0].startswith("Exception: "):
         lines[0] = lines[0][len("Exception: ") :]
@@ -90,10 +91,8 @@ class Renderer:
     verb: str = "up"
     started: dict[str, float] = field(default_factory=dict)
     failures: dict[str, Failure] = field(default_factory=dict)
-    failed_urns: list[str] = field(default_factory=list)
     changes: dict[str, int] = field(default_factory=dict)
     seconds: float | None = None
-    warnings: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: ev.EngineEvent) -> None:
@@ -115,8 +114,6 @@ class Renderer:
                     self.say(f"  would {meta.op.value} {label(meta.urn)}")
                 else:
                     self.say(f"  {DONE.get(meta.op, meta.op.value)} {label(meta.urn)} ({_took(took)})")
-        elif event.res_op_failed_event is not None:
-            self.failed_urns.append(event.res_op_failed_event.metadata.urn)
         elif event.diagnostic_event is not None:
             self._diagnostic(event.diagnostic_event)
         elif event.summary_event is not None:
@@ -153,7 +150,6 @@ class Renderer:
             return
         who = resource_name(urn) if urn and resource_type(urn) != "Stack" else ""
         if severity == "warning":
-            self.warnings.append(text)
             self.say(f"  warning: {who + ': ' if who else ''}{text}")
         elif severity in ("info", "info#err"):
             for line in text.splitlines():

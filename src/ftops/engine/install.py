@@ -9,6 +9,7 @@ the work tree, keyed by version, so `make clean` keeps it and a second set-up is
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -40,8 +41,18 @@ class Engine:
 
     @property
     def root(self) -> Path:
-        """What `PulumiCommand(root=...)` takes: the folder above `bin/pulumi`."""
-        return self.cli.parent.parent
+        """What `PulumiCommand(root=...)` takes: a folder whose `bin/pulumi` is this CLI. A CLI that
+        lives elsewhere (a version manager's shim, `/opt/pulumi/pulumi`) gets a link in the cache."""
+        if self.cli.parent.name == "bin":
+            return self.cli.parent.parent
+        digest = hashlib.sha256(str(self.cli).encode()).hexdigest()[:16]
+        linked = cache_dir() / "links" / digest
+        link = linked / "bin" / "pulumi"
+        if not link.is_symlink() or Path(os.readlink(link)) != self.cli:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(self.cli)
+        return linked
 
 
 def pinned_version(root: Path) -> str:
@@ -72,7 +83,7 @@ def _installed() -> Path | None:
     on_path = shutil.which("pulumi")
     for candidate in (on_path, str(Path.home() / ".pulumi" / "bin" / "pulumi")):
         if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
-            return Path(candidate).resolve()
+            return Path(candidate).absolute()
     return None
 
 
@@ -82,7 +93,8 @@ def find(root: Path) -> Engine | None:
     if cli is not None:
         # Pulumi's installer ships the plugin beside the CLI; a package manager's may put it on PATH.
         beside = cli.parent / PLUGIN
-        plugin = beside if beside.exists() else Path(shutil.which(PLUGIN) or beside)
+        target = cli.resolve().parent / PLUGIN  # beside what a symlinked CLI points at
+        plugin = next((p for p in (beside, target) if p.exists()), Path(shutil.which(PLUGIN) or beside))
         if not plugin.exists():
             with contextlib.suppress(EngineError):
                 ours = built_dir(root) / "bin" / PLUGIN
@@ -168,9 +180,14 @@ def build(root: Path, say: Callable[[str], None]) -> Engine:
         shutil.rmtree(work, ignore_errors=True)
         raise EngineError(f"building pulumi {version} failed: {tail}", fix=INSTALL_HINT) from None
     log.unlink()
-    # Rename into place: a build killed half-way never leaves a CLI that looks complete.
-    shutil.rmtree(dest, ignore_errors=True)
-    work.rename(dest)
+    # Rename into place: a build killed half-way never leaves a CLI that looks complete. A build
+    # that finished first in another process wins; this one is thrown away.
+    try:
+        work.rename(dest)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
+        if not (dest / "bin" / "pulumi").is_file():
+            raise EngineError(f"could not move the built CLI into {dest}", fix=INSTALL_HINT) from None
     size = (dest / "bin" / "pulumi").stat().st_size // 1_000_000
     say(f"engine: built pulumi {version} in {time.monotonic() - started:.0f} s ({size} MB) into {dest}")
     return Engine(cli=dest / "bin" / "pulumi", plugin_dir=dest / "bin", source="built")
@@ -178,8 +195,7 @@ def build(root: Path, say: Callable[[str], None]) -> Engine:
 
 def ensure(root: Path, say: Callable[[str], None]) -> Engine:
     """The CLI, building it when there is none; says in one line what it used or did."""
-    engine = find(root)
-    if engine is None:
+    if find(root) is None:
         return build(root, say)
     engine = require(root)
     say(f"engine: using the {engine.source} Pulumi CLI {engine.cli}")

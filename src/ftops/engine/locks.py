@@ -88,7 +88,7 @@ def stack_locks(backend_url: str, project: str, stack: str) -> list[Lock] | None
         locks.append(
             Lock(
                 path,
-                int(data.get("pid", -1)),
+                int(data.get("pid") or -1),
                 str(data.get("username", "?")),
                 str(data.get("hostname", "?")),
                 _parse_time(data.get("timestamp")),
@@ -98,8 +98,9 @@ def stack_locks(backend_url: str, project: str, stack: str) -> list[Lock] | None
 
 
 def _under_a_live_cli(pid: int) -> bool:
-    """Whether a pulumi CLI is among the process's ancestors (the plugin runs under a `sh` wrapper,
-    `pulumi-resource-pulumi-python`, which the CLI starts)."""
+    """Whether a Pulumi CLI is among the process's ancestors: the plugin runs under a `sh` wrapper
+    (`pulumi-resource-pulumi-python`) that the CLI starts. The CLI is told by its executable's name
+    (`pulumi`, or a packager's wrapped `.pulumi-wrapped`), read from /proc/<pid>/exe."""
     for _ in range(4):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -109,10 +110,11 @@ def _under_a_live_cli(pid: int) -> bool:
         if pid <= 1:
             return False
         try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "pulumi":
-                return True
+            name = Path(os.readlink(f"/proc/{pid}/exe")).name
         except OSError:
-            return False
+            return True  # cannot tell: count it as live, never stop what might be in use
+        if name == "pulumi" or name.startswith(".pulumi"):
+            return True
     return False
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import runpy
+import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ from ftops.config import Environment
 from ftops.config_load import environment_names, load_checked
 from ftops.engine import install, locks
 from ftops.engine.events import Renderer
-from ftops.errors import EngineError, FtopsError, StackFailedError, UsageError
+from ftops.errors import EngineError, FtopsError, StackFailedError, StackInterruptedError, UsageError
 from ftops.evaluation.evidence_store import local_folder
 
 Operation = Literal["up", "preview", "refresh", "destroy"]
@@ -64,7 +67,7 @@ def state_dir(root: Path) -> Path:
     return root / ".ftops" / "pulumi-state"
 
 
-def engine_environment(req: StackRequest, env: Environment, engine: install.Engine) -> dict[str, str]:
+def engine_environment(root: Path, env: Environment, engine: install.Engine) -> dict[str, str]:
     """What the CLI and the providers it starts see, on top of this process's environment."""
     extra = {
         "PULUMI_SKIP_UPDATE_CHECK": "true",
@@ -77,8 +80,8 @@ def engine_environment(req: StackRequest, env: Environment, engine: install.Engi
         extra["PULUMI_PYTHON_CMD"] = sys.executable
     if env.target == "local":
         if "PULUMI_BACKEND_URL" not in os.environ:
-            state_dir(req.root).mkdir(parents=True, exist_ok=True)
-            extra["PULUMI_BACKEND_URL"] = state_dir(req.root).as_uri()
+            state_dir(root).mkdir(parents=True, exist_ok=True)
+            extra["PULUMI_BACKEND_URL"] = state_dir(root).as_uri()
         if not {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & os.environ.keys():
             # The local stack holds no secret; its committed encryptionsalt is for the empty passphrase.
             extra["PULUMI_CONFIG_PASSPHRASE"] = ""
@@ -91,86 +94,155 @@ def _backend_url(extra: dict[str, str]) -> str:
 
 def _workspace(root: Path, engine: install.Engine, extra: dict[str, str]) -> auto.LocalWorkspaceOptions:
     """The repository as the workspace: its Pulumi.yaml (stackConfigDir, refresh) and stack files."""
-    return auto.LocalWorkspaceOptions(
-        work_dir=str(root),
-        pulumi_command=auto.PulumiCommand(root=str(engine.root), skip_version_check=True),
-        env_vars=extra,
-    )
+    try:
+        # Asked here first with its output captured: PulumiCommand lets a failing CLI's stderr through.
+        subprocess.run([str(engine.cli), "version"], capture_output=True, text=True, timeout=60, check=True)
+        command = auto.PulumiCommand(root=str(engine.root), skip_version_check=True)
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or exc.stdout or "").strip().splitlines()
+        raise EngineError(
+            f"the Pulumi CLI at {engine.cli} does not run: `pulumi version` exited {exc.returncode}"
+            + (f" ({said[-1]})" if said else ""),
+            fix=install.INSTALL_HINT,
+        ) from None
+    except (OSError, subprocess.SubprocessError, auto.InvalidVersionError) as exc:
+        raise EngineError(
+            f"the Pulumi CLI at {engine.cli} does not run ({exc})", fix=install.INSTALL_HINT
+        ) from None
+    return auto.LocalWorkspaceOptions(work_dir=str(root), pulumi_command=command, env_vars=extra)
+
+
+def _hint(env: Environment, extra: dict[str, str], message: str) -> str | None:
+    """The fix for what the CLI said when it could not start the operation."""
+    if "incorrect passphrase" in message and env.target == "local":
+        return (
+            "the local stack's committed encryptionsalt is for the empty passphrase: "
+            "unset PULUMI_CONFIG_PASSPHRASE"
+        )
+    if "passphrase" in message:
+        return "set PULUMI_CONFIG_PASSPHRASE (or _FILE) to the stack's passphrase"
+    if env.target != "local":
+        where = _backend_url(extra) or "the Pulumi CLI's login"
+        return f"check the state backend ({where}); README: Running against Azure"
+    return None
 
 
 def select(req: StackRequest, env: Environment, engine: install.Engine, extra: dict[str, str]) -> auto.Stack:
+    """The stack of the environment. Only the local stack is created on first use: an Azure stack
+    that is not in the backend means the wrong backend, and creating an empty one there would train
+    and deploy everything again next to what already runs."""
     main = req.root / "infra" / "__main__.py"
 
     def program() -> None:
         runpy.run_path(str(main), run_name="__main__")
 
+    opts = _workspace(req.root, engine, extra)
     try:
-        return auto.create_or_select_stack(
-            stack_name=req.env,
-            project_name=PROJECT,
-            program=program,
-            opts=_workspace(req.root, engine, extra),
-        )
+        if env.target == "local":
+            return auto.create_or_select_stack(
+                stack_name=req.env, project_name=PROJECT, program=program, opts=opts
+            )
+        return auto.select_stack(stack_name=req.env, project_name=PROJECT, program=program, opts=opts)
+    except auto.StackNotFoundError:
+        where = _backend_url(extra) or "the backend the Pulumi CLI is logged in to"
+        raise EngineError(
+            f"stack {req.env} does not exist in {where}",
+            fix="point PULUMI_BACKEND_URL at the environment's state backend, or create the stack once "
+            f"with `pulumi stack init {req.env}` (README: One-time Azure set-up)",
+        ) from None
     except auto.CommandError as exc:
-        fix = None
-        if env.target != "local" and not _backend_url(extra):
-            fix = "set PULUMI_BACKEND_URL to the environment's state backend (README: Running against Azure)"
-        raise EngineError(f"could not select stack {req.env}: {_cli_error(exc)}", fix=fix) from None
+        message = _cli_error(exc)
+        raise EngineError(
+            f"could not select stack {req.env}: {message}", fix=_hint(env, extra, message)
+        ) from exc
 
 
 def _cli_error(exc: auto.CommandError) -> str:
     """The CLI's own `error:` lines out of a CommandError's dump of stdout and stderr."""
     text = str(exc)
     found = [line.split("error:", 1)[1].strip() for line in text.splitlines() if "error:" in line]
-    return "; ".join(dict.fromkeys(found)) or text.strip().splitlines()[-1]
+    if found:
+        return "; ".join(dict.fromkeys(found))
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and line.strip() not in ("stdout:", "stderr:")
+    ]
+    return lines[-1] if lines else "the Pulumi CLI failed without a message"
 
 
 def _run_once(stack: auto.Stack, req: StackRequest, renderer: Renderer) -> dict[str, Any]:
-    on_output = (lambda line: print(line, file=sys.stderr)) if req.debug else None
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    # --debug: the CLI's own display and stderr too.
+    streams: dict[str, Any] = {"on_output": echo, "on_error": echo} if req.debug else {}
     if req.operation == "up":
-        up = stack.up(on_event=renderer, on_output=on_output, color="never")
+        up = stack.up(on_event=renderer, color="never", **streams)
         return {k: v.value for k, v in up.outputs.items()}
     if req.operation == "preview":
-        stack.preview(on_event=renderer, on_output=on_output, color="never", refresh=True)
+        stack.preview(on_event=renderer, color="never", refresh=True, **streams)
         return {}
     if req.operation == "refresh":
-        stack.refresh(on_event=renderer, on_output=on_output, color="never")
+        stack.refresh(on_event=renderer, color="never", **streams)
         return {k: v.value for k, v in stack.outputs().items()}
-    stack.destroy(on_event=renderer, on_output=on_output, color="never")
+    stack.destroy(on_event=renderer, color="never", **streams)
     return {}
 
 
 def _clear_stale_lock(
     stack: auto.Stack, req: StackRequest, extra: dict[str, str], say: Callable[[str], None]
 ) -> None:
-    """Cancel a crashed update's lock when it provably belongs to no live update; else refuse."""
+    """Remove a crashed update's lock when it provably belongs to no live update; else refuse.
+
+    On a file backend only the lock files found dead are deleted (`pulumi cancel` deletes every
+    lock, which could be a live update's that started since they were read). Elsewhere only
+    `--break-lock` clears, through `pulumi cancel`."""
     held = locks.stack_locks(_backend_url(extra), PROJECT, req.env)
+    if held == []:
+        return  # released since the engine refused: just try again
     owners = ", ".join(f"{lock.owner()}, {lock.age()}" for lock in held or []) or "an update"
     fix = (
         f"when no other update of {req.env} runs, `ftops {req.operation} --env {req.env} --break-lock` "
         f"(or `pulumi cancel --stack {req.env} --yes`) clears it"
     )
-    if req.break_lock:
-        reason = "as asked (--break-lock)"
-    elif held and not any(lock.alive() for lock in held):
-        reason = "its process is gone from this host"
-    else:
+    dead = held is not None and not any(lock.alive() for lock in held)
+    if not dead and not req.break_lock:
         raise EngineError(f"stack {req.env} is locked by {owners}, which may still be running", fix=fix)
     try:
-        stack.cancel()
-    except auto.CommandError as exc:
-        raise EngineError(
-            f"could not clear the lock on stack {req.env}: {_cli_error(exc)}", fix=fix
-        ) from None
+        if held is not None:
+            for lock in held:
+                lock.path.unlink(missing_ok=True)
+        else:
+            stack.cancel()
+    except (OSError, auto.CommandError) as exc:
+        raise EngineError(f"could not clear the lock on stack {req.env}: {exc}", fix=fix) from None
+    reason = "its process is gone from this host" if dead else "as asked (--break-lock)"
     say(f"engine: cleared the lock of a crashed update of {req.env} ({owners}): {reason}")
     orphans = locks.orphaned_providers(req.root)
     if orphans:
-        # Left alone they would go on waiting on the job (and hold its memory) next to the new update.
+        # Left alone they would go on waiting on a job (and hold its memory) next to the new update.
         locks.stop(orphans)
         say(
-            f"engine: stopped {len(orphans)} provider process group(s) the crashed update left running "
+            f"engine: stopped {len(orphans)} provider process group(s) that crashed updates left running "
             f"(pgid {', '.join(map(str, orphans))})"
         )
+
+
+def _quiet_readers_on_interrupt() -> None:
+    """After Ctrl+C the Automation API's output readers (threads named `... (consumer)`) fail on the
+    closed pipes with a traceback of their own; the interruption is said once, by `run`."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        thread = args.thread.name if args.thread is not None else ""
+        if args.exc_type is ValueError and thread.endswith("(consumer)"):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    # Its event-log watcher warns too, with the interrupt's empty message; any other error still shows.
+    warnings.filterwarnings("ignore", message=r"Error in event stream: $", category=UserWarning)
 
 
 def run(req: StackRequest, say: Callable[[str], None]) -> StackResult:
@@ -183,26 +255,41 @@ def run(req: StackRequest, say: Callable[[str], None]) -> StackResult:
     # The program validates too, but a bad file is said here with file:line before the engine starts.
     env = load_checked(req.root, req.env)
     engine = install.require(req.root)
-    extra = engine_environment(req, env, engine)
+    extra = engine_environment(req.root, env, engine)
     stack = select(req, env, engine, extra)
+    if not req.debug:
+        _quiet_readers_on_interrupt()
     started = time.monotonic()
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         renderer = Renderer(say, verb=req.operation)
         try:
             outputs = _run_once(stack, req, renderer)
             break
-        except auto.ConcurrentUpdateError:
-            if attempt == 2:
-                raise EngineError(f"stack {req.env} is still locked after clearing its lock") from None
+        except KeyboardInterrupt:
+            raise StackInterruptedError(
+                f"{req.operation} of stack {req.env} interrupted",
+                fix=f"run `ftops {req.operation} --env {req.env}` again: it clears the lock once this "
+                "update's processes are gone and adopts a job that was started",
+            ) from None
+        except auto.ConcurrentUpdateError as exc:
+            if attempt == 3:
+                raise EngineError(f"stack {req.env} is still locked: {_cli_error(exc)}") from exc
             _clear_stale_lock(stack, req, extra, say)
         except auto.CommandError as exc:
-            lines = renderer.failure_lines() or [_cli_error(exc)]
+            lines = renderer.failure_lines()
+            if not lines:
+                # Nothing ran: the CLI refused before the engine started (config, passphrase, backend).
+                message = _cli_error(exc)
+                raise EngineError(
+                    f"{req.operation} of stack {req.env} could not start: {message}",
+                    fix=_hint(env, extra, message),
+                ) from exc
             hint = "--debug shows the engine's own output"
             if any(" gate " in f" {line}" for line in lines):
                 hint = f"the gate's evidence is under {shown(local_folder(req.root, req.env))}; {hint}"
             raise StackFailedError(
                 f"{req.operation} of stack {req.env} failed", failures=lines, fix=hint
-            ) from None
+            ) from exc
     return StackResult(
         operation=req.operation,
         env=env,
@@ -224,7 +311,7 @@ def read_outputs(root: Path, env_name: str) -> dict[str, Any] | None:
         return None
     if env.target == "local" and "PULUMI_BACKEND_URL" not in os.environ and not state_dir(root).is_dir():
         return None  # the local stack was never brought up here
-    extra = engine_environment(StackRequest(root, env_name, "refresh"), env, engine)
+    extra = engine_environment(root, env, engine)
     try:
         stack = auto.select_stack(
             stack_name=env_name,
@@ -233,5 +320,5 @@ def read_outputs(root: Path, env_name: str) -> dict[str, Any] | None:
             opts=_workspace(root, engine, extra),
         )
         return {k: v.value for k, v in stack.outputs().items()}
-    except (auto.CommandError, OSError):
+    except (auto.CommandError, EngineError, OSError, subprocess.SubprocessError):
         return None
