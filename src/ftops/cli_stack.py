@@ -7,14 +7,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from ftops.engine import install
-from ftops.engine.stack import Operation, StackRequest, StackResult, run, shown
 from ftops.evaluation.evidence_store import local_folder
+
+if TYPE_CHECKING:  # pulumi.automation is imported only by the commands that drive the engine
+    from ftops.engine.stack import Operation, StackResult
 
 EnvOption = Annotated[str, typer.Option("--env", help="The environment (its stack has the same name).")]
 BreakLock = Annotated[
@@ -41,6 +43,7 @@ def _changes(result: StackResult) -> str:
 
 def _gate_lines(root: Path, result: StackResult) -> list[str]:
     """Each gate's verdict with its intervals, read back from the evidence the stack points at."""
+    from ftops.engine.stack import shown
     from ftops.evaluation.on_demand import Evaluation
 
     lines = []
@@ -76,6 +79,8 @@ def register(
     debug: Callable[[], bool],
 ) -> None:
     def operate(operation: Operation, env: str, break_lock: bool, as_json: bool) -> None:
+        from ftops.engine.stack import StackRequest, run
+
         root = repo_root()
 
         def say(line: str) -> None:
