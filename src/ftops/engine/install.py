@@ -179,6 +179,9 @@ def build(root: Path, say: Callable[[str], None]) -> Engine:
         )
         shutil.rmtree(work, ignore_errors=True)
         raise EngineError(f"building pulumi {version} failed: {tail}", fix=INSTALL_HINT) from None
+    except KeyboardInterrupt:
+        shutil.rmtree(work, ignore_errors=True)  # no half-built folder left in the cache
+        raise
     log.unlink()
     # Rename into place: a build killed half-way never leaves a CLI that looks complete. A build
     # that finished first in another process wins; this one is thrown away.
