@@ -52,7 +52,12 @@ class Lock:
             return False
         except PermissionError:
             return True  # exists, owned by someone else
-        return True
+        # A killed CLI whose parent died too lingers as a zombie until init reaps it: not running.
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state != "Z"
 
 
 def file_backend_dir(backend_url: str) -> Path | None:
