@@ -66,10 +66,10 @@ def _bare_path(tmp_path: Path, **tools: str) -> dict[str, str]:
     return env
 
 
-def _engine_install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _ftops(env: dict[str, str], *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ftops", "engine", "install"],
-        cwd=REPO,
+        [sys.executable, "-m", "ftops", *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -80,7 +80,7 @@ def _engine_install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_without_a_cli_and_without_go_one_line_names_both_ways(tmp_path: Path) -> None:
     started = time.monotonic()
-    run = _engine_install(_bare_path(tmp_path))
+    run = _ftops(_bare_path(tmp_path), "engine", "install")
     assert time.monotonic() - started < 30
     assert run.returncode == 2
     assert run.stdout == ""
@@ -93,7 +93,7 @@ def test_without_a_cli_and_without_go_one_line_names_both_ways(tmp_path: Path) -
 
 def test_a_failed_build_is_one_line_and_leaves_nothing_that_looks_installed(tmp_path: Path) -> None:
     env = _bare_path(tmp_path, go='echo "go: module lookup disabled by GOPROXY=off" >&2\nexit 1\n')
-    run = _engine_install(env)
+    run = _ftops(env, "engine", "install")
     assert run.returncode == 2
     assert "error: building pulumi v3.276.0 failed: go: module lookup disabled by GOPROXY=off;" in run.stderr
     assert "Traceback" not in run.stderr
@@ -103,7 +103,7 @@ def test_a_failed_build_is_one_line_and_leaves_nothing_that_looks_installed(tmp_
 
 def test_an_installed_cli_is_used_as_it_is(tmp_path: Path) -> None:
     env = _bare_path(tmp_path, pulumi="echo v3.999.0\n", **{install.PLUGIN: "exit 0\n"})
-    run = _engine_install(env)
+    run = _ftops(env, "engine", "install")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"engine: using the installed Pulumi CLI {tmp_path / 'bin' / 'pulumi'}"
 
@@ -112,15 +112,7 @@ def test_a_cli_that_does_not_run_is_one_line(tmp_path: Path, repo_copy: Path) ->
     env = _bare_path(
         tmp_path, pulumi="echo 'segmentation fault' >&2\nexit 139\n", **{install.PLUGIN: "exit 0\n"}
     )
-    run = subprocess.run(
-        [sys.executable, "-m", "ftops", "preview", "--env", "local"],
-        cwd=repo_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _ftops(env, "preview", "--env", "local", cwd=repo_copy)
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
