@@ -31,9 +31,9 @@ from typing import Any
 import httpx2 as httpx
 import openai
 
+from ftops.azure.connection import Target
 from ftops.evaluation.evalset import EvalSet, parse
 from ftops.evaluation.runner import Limits, Runner, RunOptions
-from ftops.providers.connection import Target
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.ratelimit import limits_for
 

@@ -30,7 +30,8 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from ftops.config_load import plain, read_stack_node
+from ftops.config.files import plain
+from ftops.config.load import read_stack_node
 from ftops.program import load_stack_environment
 
 HERE = Path(__file__).resolve().parent

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from ftops.providers.connection import Target
+from ftops.azure.connection import Target
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
 from ftops.providers.host import DynamicHost, HostError

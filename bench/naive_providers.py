@@ -7,7 +7,7 @@ from typing import Any
 
 from pulumi.dynamic import ReadResult
 
-from ftops.providers.connection import Target, arm_call
+from ftops.azure.connection import Target, arm_call
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
 from ftops.providers.jobs import FineTuningJobProvider

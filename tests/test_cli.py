@@ -230,7 +230,7 @@ def test_each_training_file_is_detected_on_its_own(tmp_path: Path) -> None:
 
 
 def test_readme_documents_every_environment_key() -> None:
-    from ftops.config import Environment
+    from ftops.config.schema import Environment
 
     readme = (REPO / "README.md").read_text()
     table = readme.split("### Configuration (`ftops:environment`)", 1)[1].split("\n\n", 2)[1]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ftops.config import SAFETY_CATEGORIES
+from ftops.config.schema import SAFETY_CATEGORIES
 from ftops.errors import UsageError
 from ftops.evaluation import report, stats
 from ftops.evaluation.evalset import EvalItem, load, parse

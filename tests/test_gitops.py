@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from ftops.auditlog import BlobAuditLog, Change, FileAuditLog, records, verify
 from ftops.cli import app
-from ftops.gitops.audit import BlobAuditLog, Change, FileAuditLog, records, verify
-from ftops.gitops.pins import read_pins
+from ftops.config.pins import load_releases
 from ftops.providers.audit import AuditEntryProvider
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
@@ -219,7 +219,7 @@ def test_gate_evidence_is_uploaded_once_by_digest(
     assert "sha256:" + hashlib.sha256(body).hexdigest() == digest
 
     # The PR comment's eval deltas read it back from there, by the digest a release pin names.
-    from ftops.config import ReleasePin
+    from ftops.config.schema import ReleasePin
     from ftops.gitops.deltas import find_evidence
 
     monkeypatch.setattr("ftops.gitops.deltas.storage_container", lambda _env, _role: spec)
@@ -313,7 +313,7 @@ def _evidence(model: str, answers: list[bool], safety: dict[str, list[bool]]) ->
 
 
 def _pin(model: str, digest: str, job: str) -> Any:
-    from ftops.config import ReleasePin
+    from ftops.config.schema import ReleasePin
 
     return ReleasePin(
         model=model,
@@ -327,8 +327,8 @@ def _pin(model: str, digest: str, job: str) -> Any:
 
 
 def test_deltas_compare_the_moved_pin_s_evidence_item_by_item(repo: Path) -> None:
+    from ftops.config.pins import write_pin
     from ftops.evaluation import report
-    from ftops.gitops.pins import write_pin
 
     folder = repo / ".ftops" / "evidence" / "local-dev"
     a = _evidence(MODEL_A, [True] * 9 + [False], {"violence": [True, False, False, True], "hate": [True] * 4})
@@ -395,7 +395,7 @@ def test_promote_refuses_a_model_that_did_not_pass(repo: Path) -> None:
     result = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
     assert result.exit_code == 2, result.output
     assert "has not passed its gates in local-dev" in result.output
-    assert read_pins(repo, "local-staging") == {}
+    assert load_releases(repo, "local-staging") == {}
 
 
 def test_promote_refuses_to_skip_an_environment_and_environments_that_train(repo: Path) -> None:
@@ -422,7 +422,7 @@ def test_promote_writes_the_pin_keeping_comments_and_refuses_an_unchanged_pin(re
     assert first.exit_code == 0, first.output
     text = (repo / "environments" / "releases" / "local-staging.yaml").read_text()
     assert text.startswith("# Release pins for local-staging")
-    pin = read_pins(repo, "local-staging")["support-bot"]
+    pin = load_releases(repo, "local-staging")["support-bot"]
     assert (pin.model, pin.job, pin.source_account, pin.source_environment) == (
         MODEL_A,
         "ftjob-" + "a" * 32,
@@ -455,7 +455,7 @@ def test_promote_from_stack_outputs_pins_the_commit_the_gate_ran_at(
     )
     result = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
     assert result.exit_code == 0, result.output
-    pin = read_pins(repo, "local-staging")["support-bot"]
+    pin = load_releases(repo, "local-staging")["support-bot"]
     assert pin.source_commit == gated_at[:7] != git(repo, "rev-parse", "--short=7", "HEAD").strip()
 
     # Outputs of a gate that predates the commit output: the audit log's record decides instead.
@@ -503,7 +503,7 @@ def test_rollback_restores_the_previous_pin_as_a_new_commit(repo: Path) -> None:
     commits_before = git(repo, "rev-list", "--count", "HEAD").strip()
     result = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "B refuses refunds")
     assert result.exit_code == 0, result.output
-    assert read_pins(repo, "local-staging")["support-bot"].model == MODEL_A
+    assert load_releases(repo, "local-staging")["support-bot"].model == MODEL_A
     assert (
         int(git(repo, "rev-list", "--count", "HEAD")) == int(commits_before) + 1
     )  # a new commit, no rewrite
@@ -658,7 +658,7 @@ class Stack:
         return str(job["model"])
 
     def take_pin(self) -> str:
-        pin = read_pins(self.repo, self.env)["support-bot"]
+        pin = load_releases(self.repo, self.env)["support-bot"]
         provenance = {"job": pin.job, "data_digest": pin.data_digest, "account_id": pin.source_account}
         self.gated_serving(pin.model, provenance, pin.source_account)
         return pin.model
@@ -749,7 +749,7 @@ def test_promote_refuses_on_a_broken_audit_chain(repo: Path) -> None:
     result = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
     assert result.exit_code == 2
     assert "line 1: record 2 does not follow the record before it" in result.output
-    assert read_pins(repo, "local-staging") == {}
+    assert load_releases(repo, "local-staging") == {}
 
 
 def test_rollback_needs_a_pr_where_approval_is_required_and_never_undoes_a_rollback(repo: Path) -> None:
@@ -768,7 +768,7 @@ def test_rollback_needs_a_pr_where_approval_is_required_and_never_undoes_a_rollb
     via_pr = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "B regressed", "--pr")
     assert via_pr.exit_code == 0, via_pr.output
     assert git(repo, "branch", "--show-current").startswith("rollback/local-staging/support-bot-")
-    assert read_pins(repo, "local-staging")["support-bot"].model == MODEL_A
+    assert load_releases(repo, "local-staging")["support-bot"].model == MODEL_A
     again = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "again", "--pr")
     assert again.exit_code == 2
     assert "has no earlier pin" in again.output  # B was rolled back from: never the default target

@@ -13,14 +13,14 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from ftops.errors import UsageError
-from ftops.providers.connection import container_client
-from ftops.providers.propagation import (
+from ftops.azure.connection import container_client
+from ftops.azure.propagation import (
     PropagationClient,
     denial_code,
     pauses,
     wait_limit,
 )
+from ftops.errors import UsageError
 
 DENIED = {
     "error": {"code": "PermissionDenied", "message": "Principal does not have access to API/Operation."}

@@ -136,7 +136,7 @@ def test_providers_survive_the_engines_dill_round_trip(provider: object) -> None
 
 
 def test_endpoints_must_be_https_or_this_machine() -> None:
-    from ftops.providers.connection import Target
+    from ftops.azure.connection import Target
 
     def problems(endpoint: str, arm: str = "https://management.azure.com") -> list[str]:
         t = Target(endpoint=endpoint, auth="entra", arm_id="/subscriptions/x", arm_endpoint=arm)
@@ -152,7 +152,7 @@ def test_endpoints_must_be_https_or_this_machine() -> None:
 def test_a_preview_with_the_account_still_unknown_checks_and_diffs_cleanly() -> None:
     from pulumi.output import Unknown
 
-    from ftops.providers.connection import Target, same_account
+    from ftops.azure.connection import Target, same_account
 
     placeholder = Unknown()  # type: ignore[no-untyped-call]
     unknown = {"target": {"endpoint": placeholder, "auth": "entra", "arm_id": placeholder}}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ftops.config import SAFETY_CATEGORIES
+from ftops.config.schema import SAFETY_CATEGORIES
 from ftops.evaluation import evalset
 from ftops.evaluation.screening import CONTENT_CATEGORIES
 

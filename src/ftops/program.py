@@ -11,14 +11,9 @@ import pulumi
 from ftops.components import local
 from ftops.components.infrastructure import AzureInfrastructure
 from ftops.components.model import FineTunedModel, PromotedModel, Wiring
-from ftops.config import DeploymentSpec, Environment
-from ftops.config_load import (
-    check_promotion_chain,
-    environment_names,
-    load_environment,
-    read_stack_node,
-    validate_environment,
-)
+from ftops.config.files import environment_names
+from ftops.config.load import check_promotion_chain, load_environment, read_stack_node, validate_environment
+from ftops.config.schema import DeploymentSpec, Environment
 from ftops.errors import ConfigError, FtopsError
 from ftops.evaluation.evidence_store import local_folder
 from ftops.gitops.logs import audit_spec

@@ -20,10 +20,10 @@ from ftops.components.account import OpenAIAccount
 from ftops.components.deployments import azure_deployer
 from ftops.components.model import Deployer
 from ftops.components.monitoring import Monitoring
-from ftops.components.naming import names_for
 from ftops.components.network import Network
 from ftops.components.storage import Storage
-from ftops.config import Environment
+from ftops.config.schema import Environment
+from ftops.naming import names_for
 
 ARM_ENDPOINT = "https://management.azure.com"
 

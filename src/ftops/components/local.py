@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from ftops.components.model import Deployer, DeployRequest
-from ftops.config import Environment
+from ftops.config.schema import Environment
 from ftops.providers.deployments import ModelDeployment
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"

@@ -18,15 +18,14 @@ from typing import Any
 import pulumi
 
 from ftops.catalog import base_of, resolve_base
-from ftops.config import DeploymentSpec, Environment, GateSpec, ModelSpec, ReleasePin, Sku
+from ftops.config.files import RELEASES_DIR  # read by the job provider before it deletes a model
+from ftops.config.schema import DeploymentSpec, Environment, GateSpec, ModelSpec, ReleasePin, Sku
 from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE, suite
 from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
 from ftops.providers.jobs import FineTuningJob
 from ftops.providers.spec import sha256_file
-
-RELEASES_DIR = "environments/releases"  # read by the job provider before it deletes a model
 
 
 @dataclass(frozen=True)

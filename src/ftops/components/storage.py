@@ -11,9 +11,9 @@ import pulumi
 import pulumi_azure_native as an
 
 from ftops.components.monitoring import diagnostics
-from ftops.components.naming import Names
 from ftops.components.network import Network
-from ftops.config import Environment
+from ftops.config.schema import Environment
+from ftops.naming import Names
 
 
 class Storage(pulumi.ComponentResource):

@@ -21,7 +21,7 @@ import openai
 from rich.console import Console
 from rich.table import Table
 
-from ftops.config import Environment
+from ftops.config.schema import Environment
 from ftops.errors import CheckFailedError, UsageError
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"

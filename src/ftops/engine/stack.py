@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from pulumi import automation as auto
 
-from ftops.config import Environment
-from ftops.config_load import environment_names, load_checked
+from ftops.config.files import environment_names
+from ftops.config.load import load_checked
+from ftops.config.schema import Environment
 from ftops.engine import install, locks
 from ftops.engine.events import Renderer
 from ftops.errors import EngineError, FtopsError, StackFailedError, StackInterruptedError, UsageError

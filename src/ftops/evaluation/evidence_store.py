@@ -11,7 +11,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from ftops.providers.connection import container_client
+from ftops.azure.connection import container_client
 
 SUFFIXES = (".json", ".md", ".junit.xml")
 

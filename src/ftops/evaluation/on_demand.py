@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ftops.components.model import gate_inputs
-from ftops.config import Environment
+from ftops.config.schema import Environment
 from ftops.errors import UsageError
 from ftops.evaluation import report
 from ftops.gitops.status import env_target

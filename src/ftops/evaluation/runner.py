@@ -23,9 +23,9 @@ from typing import Any
 
 import openai
 
+from ftops.azure.connection import backoff, retry_after
 from ftops.errors import UsageError
 from ftops.evaluation.evalset import EvalItem, EvalSet
-from ftops.providers.connection import backoff, retry_after
 from ftops.ratelimit import Bucket, is_reasoning
 from ftops.tokenizer import TokenCounter
 

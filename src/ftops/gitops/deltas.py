@@ -20,8 +20,10 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from ftops.catalog import short_id
-from ftops.config import Environment, GateSpec, ReleasePin
-from ftops.config_load import CONFIG_KEY, environment_names, load_environment, releases_file, stack_file
+from ftops.config.files import CONFIG_KEY, environment_names, releases_file, stack_file
+from ftops.config.load import load_environment
+from ftops.config.pins import load_releases, parse_pins
+from ftops.config.schema import Environment, GateSpec, ReleasePin
 from ftops.errors import FtopsError, UsageError
 from ftops.evaluation import report
 from ftops.evaluation.evidence_store import blob_name, local_folder
@@ -30,7 +32,6 @@ from ftops.evaluation.stats import compare
 from ftops.gitops import git
 from ftops.gitops.changes import promotion_order
 from ftops.gitops.logs import storage_container
-from ftops.gitops.pins import parse_pins, read_pins
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def pin_changes(root: Path, commit: str, envs: list[str], label: str) -> list[Pi
     for name in envs:
         path = releases_file(root, name)
         before = parse_pins(git.show(root, commit, path) or "", f"{label}:{path.relative_to(root)}")
-        after = read_pins(root, name)
+        after = load_releases(root, name)
         for key in sorted(before.keys() | after.keys()):
             old, new = before.get(key), after.get(key)
             if (old and (old.model, old.evidence_digest)) != (new and (new.model, new.evidence_digest)):
@@ -112,7 +113,7 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
         return Found(None, f"not found ({', '.join(looked)})")
     from azure.core.exceptions import ResourceNotFoundError
 
-    from ftops.providers.connection import container_client
+    from ftops.azure.connection import container_client
 
     spec = storage_container(source, "evidence")
     if not spec.get("connection_string_env") and (problem := _credential_problem()):

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ftops.components.naming import names_for
-from ftops.config import Environment
-from ftops.gitops.audit import AuditLog, open_log
+from ftops.auditlog import AuditLog, open_log
+from ftops.config.schema import Environment
+from ftops.naming import names_for
 
 
 def storage_container(env: Environment, role: Literal["training", "evidence", "audit"]) -> dict[str, Any]:

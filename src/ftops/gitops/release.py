@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftops.config import Environment, ReleasePin
-from ftops.config_load import load_environment, releases_file
+from ftops.auditlog import context, records, verify
+from ftops.config.files import releases_file
+from ftops.config.load import load_environment
+from ftops.config.pins import load_releases, parse_pins, write_pin
+from ftops.config.schema import Environment, ReleasePin
 from ftops.errors import FtopsError
 from ftops.gitops import git
-from ftops.gitops.audit import context, records, verify
 from ftops.gitops.logs import audit_log, stack_outputs
-from ftops.gitops.pins import parse_pins, read_pins, write_pin
 
 
 class RefusedError(FtopsError):
@@ -130,7 +131,7 @@ def promote(root: Path, key: str, source_name: str, target_name: str, *, pr: boo
     path = releases_file(root, target_name)
     if git.is_dirty(root, path):
         raise RefusedError(f"{path.relative_to(root)} has uncommitted changes; commit or discard them first")
-    old = read_pins(root, target_name).get(key)
+    old = load_releases(root, target_name).get(key)
     if old is not None and old.model == new.model and old.evidence_digest == new.evidence_digest:
         raise RefusedError(f"{target_name} already pins {key} to {new.model}; nothing to promote")
     actor = context()["actor"]
@@ -151,7 +152,7 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
     path = releases_file(root, env_name)
     if git.is_dirty(root, path):
         raise RefusedError(f"{path.relative_to(root)} has uncommitted changes; commit or discard them first")
-    current = read_pins(root, env_name).get(key)
+    current = load_releases(root, env_name).get(key)
     if current is None:
         raise RefusedError(f"{env_name} has no release pin for {key}; nothing to roll back")
     history = _pin_history(root, path, key)

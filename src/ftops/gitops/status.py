@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftops.auditlog import records
+from ftops.azure.connection import Target, arm_call, deployment_url
 from ftops.components import local
-from ftops.config import Environment
+from ftops.config.pins import load_releases
+from ftops.config.schema import Environment
 from ftops.errors import FtopsError
-from ftops.gitops.audit import records
 from ftops.gitops.logs import audit_log, stack_outputs
-from ftops.gitops.pins import read_pins
-from ftops.providers.connection import Target, arm_call
-from ftops.providers.deployments import deployment_url
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def _serving(target: Target | None, name: str) -> tuple[str | None, str]:
 
 
 def status_rows(root: Path, env: Environment) -> list[Row]:
-    pins = read_pins(root, env.name)
+    pins = load_releases(root, env.name)
     try:
         log = records(audit_log(root, env))
     except Exception as exc:  # an unreadable log is reported, not fatal: the other columns still help

@@ -3,7 +3,7 @@
 One entry follows one thing (a model's training job, its gate, a deployment) and depends on it,
 so Pulumi creates or updates the entry only after that change was applied: a record means the
 change happened. The record says from which model to which, with the evidence digest, the
-actor, commit and CI run (see `ftops.gitops.audit`). Replacing nothing, reading nothing: the log
+actor, commit and CI run (see `ftops.auditlog`). Replacing nothing, reading nothing: the log
 itself is the state, append-only.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from ftops.gitops.audit import Change, open_log
+from ftops.auditlog import Change, open_log
 from ftops.providers.base import inputs_of
 
 WATCHED = ("to_model", "evidence_digest")  # a change in these is a change worth a record

@@ -23,8 +23,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from ftops.azure.connection import Target, arm_call, deployment_url, same_account
 from ftops.providers.base import inputs_of
-from ftops.providers.connection import Target, arm_call, same_account
 from ftops.providers.spec import canonical
 
 OUTPUTS = ("provisioning_state", "deployment_id", "rate_limits")
@@ -47,10 +47,6 @@ class _AccountLocks:
     def of(cls, account: str) -> threading.Lock:
         with cls._guard:
             return cls._locks.setdefault(account, threading.Lock())
-
-
-def deployment_url(target: Target, name: str) -> str:
-    return f"{target.arm_endpoint.rstrip('/')}{target.arm_id}/deployments/{name}"
 
 
 def _body(props: dict[str, Any]) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from ftops.azure.connection import Target, backoff, same_account
 from ftops.providers.base import inputs_of
-from ftops.providers.connection import Target, backoff, same_account
 from ftops.providers.spec import digest_in_name, file_name, sha256_file
 
 WAIT_SECONDS = 30 * 60

@@ -25,6 +25,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from ftops.auditlog import context
+from ftops.azure.connection import Target, arm_call, deployment_url, same_account
 from ftops.catalog import base_of
 from ftops.errors import FtopsError
 from ftops.evaluation import report
@@ -42,10 +44,7 @@ from ftops.evaluation.gate import (
 )
 from ftops.evaluation.graders import registry
 from ftops.evaluation.runner import Limits, Pacer
-from ftops.gitops.audit import context
 from ftops.providers.base import PROVIDER_KEY, inputs_of
-from ftops.providers.connection import Target, arm_call, same_account
-from ftops.providers.deployments import deployment_url
 from ftops.ratelimit import limits_for
 
 OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict", "commit")

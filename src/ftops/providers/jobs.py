@@ -27,9 +27,9 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from ftops.azure.connection import Target, backoff, retry_after, same_account
+from ftops.config.pins import PinsUnreadableError, pinned_models
 from ftops.providers.base import inputs_of
-from ftops.providers.connection import Target, backoff, same_account
-from ftops.providers.releases import PinsUnreadableError, pinned_models
 from ftops.providers.spec import (
     METADATA_MODEL,
     METADATA_SPEC,
@@ -161,7 +161,7 @@ class FineTuningJobProvider(ResourceProvider):
             ) as exc:
                 if attempt == SUBMIT_ATTEMPTS - 1:
                     raise
-                wait = _retry_after(exc) or backoff(attempt)
+                wait = retry_after(getattr(exc, "response", None)) or backoff(attempt)
                 pulumi.log.warn(
                     f"{props.get('name')}: creating the job failed ({type(exc).__name__}); "
                     f"checking for it and retrying in {wait:.0f} s"
@@ -325,12 +325,3 @@ class FineTuningJob(pulumi.dynamic.Resource):
         self, resource_name: str, *, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(FineTuningJobProvider(), resource_name, {**inputs, **dict.fromkeys(OUTPUTS)}, opts)
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -263,7 +263,7 @@ def open_log(spec: dict[str, Any]) -> AuditLog:
     if spec.get("kind") == "file":
         return FileAuditLog(Path(spec["path"]))
     if spec.get("kind") == "blob":
-        from ftops.providers.connection import container_client
+        from ftops.azure.connection import container_client
 
         return BlobAuditLog(container_client(spec).get_blob_client(spec["blob"]))
     raise ValueError(f"unknown audit log kind {spec.get('kind')!r}: expected 'file' or 'blob'")

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 import openai
 
+from ftops.azure.propagation import PropagationBlobTransport, PropagationClient
 from ftops.errors import UsageError
-from ftops.providers.propagation import PropagationBlobTransport, PropagationClient
 
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -134,7 +134,16 @@ def _http_client() -> httpx.Client:
     return PropagationClient()
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def deployment_url(target: Target, name: str) -> str:
+    """The ARM address of a deployment on the target's account."""
+    return f"{target.arm_endpoint.rstrip('/')}{target.arm_id}/deployments/{name}"
+
+
+def retry_after(response: httpx.Response | None) -> float | None:
+    """How long the service asked us to wait: `retry-after-ms` (Azure OpenAI's, finer) before
+    `retry-after` (seconds); None when it said nothing usable."""
+    if response is None:
+        return None
     for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = response.headers.get(header)
         if value is not None:

@@ -10,7 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from ftops.config import Environment
+from ftops.config.schema import Environment
 
 # uuid5 namespace for role-assignment names: the same (scope, role, principal) always maps to the
 # same assignment, so a re-run adopts it instead of failing with RoleAssignmentExists.

@@ -1,0 +1,80 @@
+"""What every command shares: the app, the consoles, the one-line error handler, the repository."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from ftops.errors import FtopsError, UsageError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+P = ParamSpec("P")
+R = TypeVar("R")
+_debug = {"on": False}  # set by the --debug option before any command runs
+
+
+def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """An FtopsError from the command becomes one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except FtopsError as exc:
+            # A failed stack operation names each failed resource on a line of its own first.
+            for failure in getattr(exc, "failures", []):
+                err.print(f"error: {failure}", style="red", markup=False, highlight=False, soft_wrap=True)
+            if _debug["on"]:
+                raise
+            err.print(f"error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return run
+
+
+app = typer.Typer(
+    help="Fine-tuned Azure OpenAI models as code: validate data, check environments, and more.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+env_app = typer.Typer(
+    help="Check and inspect environment declarations (environments/).", no_args_is_help=True
+)
+app.add_typer(env_app, name="env")
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _debug["on"] = debug
+    if not debug:
+        # azure-identity logs every credential it tried, at length; the commands say what failed
+        # in one line of their own.
+        logging.getLogger("azure").setLevel(logging.CRITICAL)
+
+
+def repo_root() -> Path:
+    """The directory holding Pulumi.yaml, from $FTOPS_ROOT or the working directory upwards."""
+    if "FTOPS_ROOT" in os.environ:
+        return Path(os.environ["FTOPS_ROOT"])
+    here = Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    raise UsageError(
+        "not inside an ftops repository (no Pulumi.yaml here or above)",
+        fix="cd into the repository or set FTOPS_ROOT",
+    )
+
+
+def debug_on() -> bool:
+    """Whether --debug was given: tracebacks are shown instead of one-line errors."""
+    return _debug["on"]

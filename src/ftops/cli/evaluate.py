@@ -1,0 +1,59 @@
+"""`ftops evaluate`: the gate on demand, with a progress bar and the summary a PR comment shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from ftops.cli.common import app, err, one_line_errors, repo_root
+from ftops.config.load import load_environment
+from ftops.errors import EXIT_INVALID
+
+
+@app.command("evaluate")
+@one_line_errors
+def evaluate_command(
+    env: Annotated[str, typer.Option("--env", help="The environment whose gate to run.")],
+    model: Annotated[str, typer.Option("--model", help="The model's key, as declared in the environment.")],
+    deployment: Annotated[
+        str | None,
+        typer.Option(help="The deployment to evaluate (default: the model's first serving deployment)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where evidence goes (default: .ftops/evidence/<env>).")
+    ] = None,
+) -> None:
+    """Run the model's gate now and print its summary; exit 1 when the gate fails.
+
+    Writes <digest>.json (the evidence), .md (this summary) and .junit.xml; a rerun resumes
+    where an interrupted one stopped.
+    """
+    from ftops.evaluation.evidence_store import local_folder
+    from ftops.evaluation.on_demand import run
+
+    root = repo_root()
+    environment = load_environment(root, env)
+    folder = out_dir or local_folder(root, env)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def on_answer(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        result = run(root, environment, model, deployment=deployment, out=folder, on_answer=on_answer)
+    print(result.markdown(), end="")
+    err.print(result.one_line(), markup=False, highlight=False, soft_wrap=True)
+    if not result.passed:
+        raise typer.Exit(EXIT_INVALID)

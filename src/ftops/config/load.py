@@ -1,0 +1,191 @@
+"""Load and validate an environment: its Pulumi stack file plus its release pins.
+
+Every problem becomes one line naming the file, the key path and what is allowed, e.g.
+
+    environments/Pulumi.prod.yaml: ftops:environment.deployments.support-bot.sku.capacity: must be >= 1
+
+The Pulumi program validates the value the engine hands it; the CLI reads the file itself.
+Either way the file is read for line numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ftops.config.files import (
+    CONFIG_KEY,
+    ENV_DIR,
+    environment_names,
+    format_errors,
+    line_of,
+    plain,
+    read_yaml,
+    relative_label,
+    releases_file,
+    stack_file,
+)
+from ftops.config.pins import load_releases
+from ftops.config.schema import Environment
+from ftops.errors import ConfigError, UsageError
+
+
+def _stack_tree(root: Path, name: str) -> tuple[Any, str]:
+    path = stack_file(root, name)
+    label = relative_label(path, root)
+    if not path.is_file():
+        known = ", ".join(environment_names(root)) or "none"
+        raise UsageError(f"{label}: no such stack file", fix=f"environments here: {known}")
+    return read_yaml(path, label), label
+
+
+def _environment_node(tree: Any, label: str) -> Any:
+    if not isinstance(tree, dict) or not isinstance(tree.get("config"), dict):
+        raise ConfigError([f"{label}: needs a top-level 'config:' mapping (a Pulumi stack file)"])
+    config = tree["config"]
+    problems = []
+    for key in config:
+        if str(key).startswith("ftops:") and key != CONFIG_KEY:
+            problems.append(f"{label}: {key}: unknown ftops key; the program reads only {CONFIG_KEY}")
+    if CONFIG_KEY not in config:
+        problems.append(f"{label}: {CONFIG_KEY}: required key is missing")
+    if problems:
+        raise ConfigError(problems)
+    return config[CONFIG_KEY]
+
+
+def validate_environment(root: Path, name: str, raw: Any, tree: Any = None) -> Environment:
+    """Validate the value of `ftops:environment` for stack `name`, with its release pins."""
+    label = relative_label(stack_file(root, name), root)
+    node = tree if tree is not None else raw
+    releases = load_releases(root, name)
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{label}: {CONFIG_KEY}: must be a mapping of keys to values"])
+    try:
+        env = Environment.model_validate({**raw, "releases": releases})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, raw, label, CONFIG_KEY, node)) from None
+    problems = []
+    if env.name != name:
+        problems.append(
+            f"{label}: {CONFIG_KEY}.name: is '{env.name}' but the stack is '{name}'; make them equal"
+        )
+    problems += _missing_paths(root, env, label, node)
+    if problems:
+        raise ConfigError(problems)
+    return env
+
+
+def _missing_paths(root: Path, env: Environment, label: str, tree: Any) -> list[str]:
+    wanted: list[tuple[list[str | int], str]] = []
+    for key, model in env.models.items():
+        wanted.append((["models", key, "training_file"], model.training_file))
+        if model.validation_file:
+            wanted.append((["models", key, "validation_file"], model.validation_file))
+    for key, gate in env.gates.items():
+        for i, check in enumerate(gate.quality):
+            wanted.append((["gates", key, "quality", i, "eval_set"], check.eval_set))
+        if gate.safety is not None and gate.safety.suite not in ("builtin", "pyrit"):
+            wanted.append((["gates", key, "safety", "suite"], gate.safety.suite))
+    problems = []
+    resolved_root = root.resolve()
+    for path, value in wanted:
+        target = (root / value).resolve()
+        where = f"{CONFIG_KEY}." + ".".join(str(p) for p in path)
+        line = line_of(tree, path)
+        suffix = f" (line {line})" if line else ""
+        if not target.is_relative_to(resolved_root):
+            problems.append(
+                f"{label}: {where}: '{value}' is outside the repository; use a path inside it{suffix}"
+            )
+        elif not target.is_file():
+            problems.append(f"{label}: {where}: no such file '{value}'; fix the path or add the file{suffix}")
+    return problems
+
+
+def read_stack_node(root: Path, name: str) -> Any:
+    """The YAML node of `ftops:environment` in the stack file (with line information)."""
+    tree, label = _stack_tree(root, name)
+    return _environment_node(tree, label)
+
+
+def load_environment(root: Path, name: str) -> Environment:
+    node = read_stack_node(root, name)
+    return validate_environment(root, name, plain(node), node)
+
+
+def _served_models(env: Environment) -> set[str]:
+    return set(env.models) | {d.model for d in env.deployments.values()} | set(env.releases)
+
+
+def check_promotion_chain(root: Path, envs: dict[str, Environment], only: str | None = None) -> list[str]:
+    """Cross-file rules: promotion sources exist and do not loop, deployments and pins name models
+    the source environment has, pins come from the source environment. `only`: check one."""
+    problems = []
+    for name, env in envs.items():
+        if env.promotion is None or (only is not None and name != only):
+            continue
+        label = relative_label(stack_file(root, name), root)
+        source = env.promotion.from_
+        if source not in envs:
+            problems.append(
+                f"{label}: {CONFIG_KEY}.promotion.from: no environment '{source}'; "
+                f"known: {', '.join(sorted(envs))}"
+            )
+            continue
+        seen = {name}
+        cursor: str | None = source
+        while cursor is not None and cursor in envs:
+            if cursor in seen:
+                problems.append(f"{label}: {CONFIG_KEY}.promotion.from: promotion loops through '{cursor}'")
+                break
+            seen.add(cursor)
+            nxt = envs[cursor].promotion
+            cursor = nxt.from_ if nxt else None
+        available = _served_models(envs[source])
+        for key, dep in env.deployments.items():
+            if dep.model not in available:
+                problems.append(
+                    f"{label}: {CONFIG_KEY}.deployments.{key}.model: '{dep.model}' is not a model of "
+                    f"'{source}' (has: {', '.join(sorted(available)) or 'none'})"
+                )
+        rel_label = relative_label(releases_file(root, name), root)
+        for key, pin in env.releases.items():
+            if pin.source_environment != source:
+                problems.append(
+                    f"{rel_label}: releases.{key}.source_environment: is '{pin.source_environment}' but "
+                    f"'{name}' is promoted from '{source}'; promote through each environment in order"
+                )
+    return problems
+
+
+def load_all(root: Path, names: list[str] | None = None) -> tuple[dict[str, Environment], list[str]]:
+    """Every environment (or the named ones plus their promotion sources) and every problem found."""
+    wanted = names or environment_names(root)
+    envs: dict[str, Environment] = {}
+    problems: list[str] = []
+    queue = list(wanted)
+    while queue:
+        name = queue.pop(0)
+        if name in envs or any(p.startswith(f"{ENV_DIR}/Pulumi.{name}.yaml") for p in problems):
+            continue
+        try:
+            envs[name] = load_environment(root, name)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        promo = envs[name].promotion
+        if promo and promo.from_ not in envs and stack_file(root, promo.from_).is_file():
+            queue.append(promo.from_)
+    problems += check_promotion_chain(root, envs)
+    return envs, problems
+
+
+def load_checked(root: Path, name: str) -> Environment:
+    """One environment, validated with the environments it is promoted from."""
+    envs, problems = load_all(root, [name])
+    if problems:
+        raise ConfigError(problems)
+    return envs[name]
