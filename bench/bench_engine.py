@@ -40,13 +40,16 @@ import httpx2 as httpx
 
 from ftops.engine import install
 from ftops.engine.stack import state_dir
-from ftops.providers.host import PROVIDER_KEY, DynamicHost
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))  # the provider host the tests use: tests/provider_host.py
+
+from tests.provider_host import DynamicHost  # noqa: E402
 
 import emulator_proc  # noqa: E402
+from ftops.providers.base import PROVIDER_KEY  # noqa: E402
 
 KEY = "bench-key"
 ENV = "local-bench"

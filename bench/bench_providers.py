@@ -34,13 +34,15 @@ import httpx2 as httpx
 from ftops.azure.connection import Target
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
-from ftops.providers.host import DynamicHost, HostError
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))  # the provider host the tests use: tests/provider_host.py
+
+from tests.provider_host import DynamicHost, HostError  # noqa: E402
 
 # Importable by the provider host too (dill pickles them by reference, like ftops' own providers).
 import emulator_proc  # noqa: E402

@@ -25,12 +25,12 @@ from ftops.providers.audit import AuditEntryProvider
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
 from ftops.providers.gate import EvaluationGateProvider
-from ftops.providers.host import DynamicHost
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file
 from tests.conftest import REPO
 from tests.emulator_process import KEY, Emulator, start, target
 from tests.gitops_repo import DEV, git, make_repo
+from tests.provider_host import DynamicHost
 
 MODEL_A = "gpt-4.1-mini-2025-04-14.ft-" + "a" * 32 + "-bot-1111111"
 MODEL_B = "gpt-4.1-mini-2025-04-14.ft-" + "b" * 32 + "-bot-2222222"

@@ -18,11 +18,11 @@ import pytest
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
 from ftops.providers.gate import EvaluationGateProvider
-from ftops.providers.host import DynamicHost, HostError
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
 from tests.conftest import REPO
 from tests.emulator_process import KEY, Emulator, deployment_props, start, target, wait_for
+from tests.provider_host import DynamicHost, HostError
 
 TRAIN = REPO / "data" / "support-bot" / "train.jsonl"
 VALID = REPO / "data" / "support-bot" / "valid.jsonl"

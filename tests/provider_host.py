@@ -19,7 +19,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-PROVIDER_KEY = "__provider"
+from ftops.providers.base import PROVIDER_KEY
 
 
 def _struct(props: dict[str, Any]) -> struct_pb2.Struct:
