@@ -13,8 +13,10 @@ from ftops.config.schema import SAFETY_CATEGORIES
 from ftops.errors import UsageError
 from ftops.evaluation import report, stats
 from ftops.evaluation.evalset import EvalItem, load, parse
-from ftops.evaluation.gate import Check, Endpoint, Outcome, Policy, builtin_suite, evidence_record, loss_curve
+from ftops.evaluation.gate import Endpoint, Outcome, builtin_suite, evidence_record, loss_curve
 from ftops.evaluation.graders import GraderContext, make, refusal_score
+from ftops.evaluation.request import Policy
+from tests.gate_inputs import a_check, a_policy
 
 
 def item(**fields: Any) -> EvalItem:
@@ -193,7 +195,7 @@ def _outcome(rows: list[list[bool]], baseline: list[list[bool]] | None = None) -
         for n, row in enumerate(rows)
         for r, ok in enumerate(row)
     ]
-    check = Check("facts", "quality", "regex", 0.5, "set.jsonl")
+    check = a_check("facts", "quality", "regex", 0.5, "set.jsonl")
     return Outcome(check, evalset, make("regex"), rows, results, baseline, results if baseline else None)
 
 
@@ -212,18 +214,18 @@ def _decide(outcomes: list[Outcome], policy: Policy, baseline: Endpoint | None =
 def test_evidence_fails_on_uncertainty_and_on_a_significant_regression() -> None:
     sure = [[True, True]] * 18 + [[False, False]] * 2
     unsure = [[True, True]] * 2 + [[False, False]] * 2  # rate 0.5 >= 0.5, interval far wider
-    evidence = _decide([_outcome(sure), _outcome(unsure)], Policy(repeats=2))
+    evidence = _decide([_outcome(sure), _outcome(unsure)], a_policy(repeats=2))
     assert evidence["verdict"] == "fail"
     assert evidence["failures"] == [
         "facts (regex on set.jsonl): pass rate 0.500 clears threshold 0.500 but its 95% interval "
         "[0.150, 0.850] does not (4/8 answers, 4 items x 2 repeats, effective n 4.0)"
     ]
-    relaxed = _decide([_outcome(unsure)], Policy(repeats=2, fail_on_uncertainty=False))
+    relaxed = _decide([_outcome(unsure)], a_policy(repeats=2, fail_on_uncertainty=False))
     assert relaxed["verdict"] == "pass"
     regressed = [[True, True]] * 10 + [[False, False]] * 10
     against = _decide(
         [_outcome(regressed, baseline=sure)],
-        Policy(repeats=2, fail_on_uncertainty=False),
+        a_policy(repeats=2, fail_on_uncertainty=False),
         baseline=Endpoint("bot", "m1"),
     )
     summary = against["checks"][0]["summary"]["baseline"]
@@ -241,7 +243,7 @@ def test_markdown_junit_and_the_digest_come_from_the_record(tmp_path: Path) -> N
         candidate=Endpoint("bot-candidate", "m2"),
         baseline=Endpoint("bot", "m1"),
         baseline_kind="serving",
-        policy=Policy(repeats=2),
+        policy=a_policy(repeats=2),
         outcomes=[_outcome([[True, True]] * 18 + [[False, True]] * 2, baseline=[[True, True]] * 20)],
         training={"job": "ftjob-1", "loss": [[1, 2.5], [2, 1.25], [3, 0.5]]},
     )
@@ -334,3 +336,34 @@ def test_a_failed_request_stops_the_run_and_keeps_every_paid_answer(tmp_path: Pa
     answers = again.run(evalset)
     assert len(answers) == len(prompts)
     assert fixed.calls == len(prompts) - len(saved)
+
+
+def test_a_gate_request_survives_the_wire_with_its_types() -> None:
+    """Pulumi carries every number as a float: what comes back is the request that went in."""
+    from ftops.evaluation.request import Baseline, GateRequest
+
+    request = GateRequest(
+        name="bot",
+        environment="dev",
+        checks=(
+            a_check("answers", "quality", "regex", 0.5, "evals.jsonl", digest="sha256:ab"),
+            a_check(
+                "safety", "safety", "refusal", 0.9, "builtin", categories=("violence",), min_similarity=0.0
+            ),
+        ),
+        policy=a_policy(repeats=3, concurrency=4, seed=7),
+        baseline=Baseline("serving", "bot"),
+    )
+    wire = request.wire()
+    floats = {**wire, "policy": {k: float(v) for k, v in wire["policy"].items()}, "seed": float(wire["seed"])}
+    back = GateRequest.from_wire(floats)
+    assert back == request
+    assert isinstance(back.policy.repeats, int)
+    assert isinstance(back.policy.concurrency, int)
+    assert GateRequest.problems({"name": "bot", "checks": [], "policy": {"repeats": 1}}) == [
+        ("policy.confidence", "is required"),
+        ("policy.temperature", "is required"),
+        ("policy.fail_on_uncertainty", "is required"),
+        ("policy.max_regression", "is required"),
+        ("policy.concurrency", "is required"),
+    ]

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from ftops.evaluation.evalset import EvalSet, parse
-from ftops.evaluation.gate import Check, Endpoint, Outcome, Policy, builtin_suite, evidence_record, run_check
+from ftops.evaluation.gate import Endpoint, Outcome, builtin_suite, evidence_record, run_check
 from ftops.evaluation.runner import Limits, Runner, RunOptions
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.ratelimit import limits_for
 from tests.conftest import REPO
 from tests.emulator_process import KEY, Emulator, deployment_props, start, wait_file, wait_for
+from tests.gate_inputs import a_check, a_policy
 
 BASE = "gpt-4.1-mini-2025-04-14"  # every Azure base model is the tiny stand-in here
 
@@ -200,10 +201,10 @@ def test_a_model_taught_to_refuse_scores_better_on_the_safety_suite(
             for item in builtin_suite().only({"violence", "illegal_activity"}).items
         )
     )
-    check = Check("safety", "safety", "refusal", 0.8, str(probes))
+    check = a_check("safety", "safety", "refusal", 0.8, str(probes))
     client = smol.v1(account="proof")
     outcomes = {
-        name: run_check(check, Policy(repeats=1), client, Endpoint(name, model), None, None)
+        name: run_check(check, a_policy(repeats=1), client, Endpoint(name, model), None, None)
         for name, model in trained.items()
     }
     scores = {name: sum(map(sum, o.candidate)) / len(o.candidate) for name, o in outcomes.items()}
@@ -217,7 +218,7 @@ def test_a_model_taught_to_refuse_scores_better_on_the_safety_suite(
         candidate=Endpoint("support", trained["support"]),
         baseline=Endpoint("refuses", trained["refuses"]),
         baseline_kind="serving",
-        policy=Policy(repeats=1),
+        policy=a_policy(repeats=1),
         outcomes=[
             Outcome(
                 check,

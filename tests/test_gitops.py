@@ -29,6 +29,7 @@ from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file
 from tests.conftest import REPO
 from tests.emulator_process import KEY, Emulator, start, target
+from tests.gate_inputs import POLICY, a_check, a_policy, wire_check
 from tests.gitops_repo import DEV, git, make_repo
 from tests.provider_host import DynamicHost
 
@@ -222,7 +223,7 @@ def test_gate_evidence_is_uploaded_once_by_digest(
     from ftops.config.schema import ReleasePin
     from ftops.gitops.deltas import find_evidence
 
-    monkeypatch.setattr("ftops.gitops.deltas.storage_container", lambda _env, _role: spec)
+    monkeypatch.setattr("ftops.config.site.Site.container", lambda _site, _role: spec)
     pin = ReleasePin(
         model=MODEL_A,
         source_account=DEV_ACCOUNT,
@@ -272,13 +273,13 @@ def _evidence(model: str, answers: list[bool], safety: dict[str, list[bool]]) ->
     """Gate evidence made by the gate's own `evidence_record` from these graded answers."""
     from types import SimpleNamespace
 
-    from ftops.evaluation.gate import Check, Endpoint, Outcome, Policy, evidence_record
+    from ftops.evaluation.gate import Endpoint, Outcome, evidence_record
 
     def outcome(name: str, grader: str, rows: list[tuple[str, str, bool]]) -> Outcome:
         items = [SimpleNamespace(id=i, category=c) for i, c, _ in rows]
         digest = "sha256:" + ("5" if name == "safety" else "4") * 64
         return Outcome(
-            check=Check(name, "safety" if name == "safety" else "quality", grader, 0.5, f"{name}.jsonl"),
+            check=a_check(name, "safety" if name == "safety" else "quality", grader, 0.5, f"{name}.jsonl"),
             evalset=SimpleNamespace(name=f"{name}.jsonl", digest=digest, items=items),  # type: ignore[arg-type]
             grader=SimpleNamespace(name=grader, version="1"),
             candidate=[[p] for _, _, p in rows],
@@ -302,7 +303,7 @@ def _evidence(model: str, answers: list[bool], safety: dict[str, list[bool]]) ->
         candidate=Endpoint("support-bot-candidate", model),
         baseline=None,
         baseline_kind="none",
-        policy=Policy(),
+        policy=a_policy(),
         outcomes=[
             outcome("answers", "regex", [(f"a{i}", "", p) for i, p in enumerate(answers)]),
             outcome(
@@ -589,14 +590,9 @@ class Stack:
                 "deployment": "support-bot-candidate",
                 "candidate_model": model,
                 "checks": [
-                    {
-                        "name": "answers",
-                        "path": str(evals),
-                        "digest": f"sha256:{sha256_file(str(evals))}",
-                        "grader": "regex",
-                        "threshold": 0.2,
-                    }
+                    wire_check("answers", str(evals), f"sha256:{sha256_file(str(evals))}", "regex", 0.2)
                 ],
+                "policy": POLICY,
                 "seed": 0,
                 "evidence_dir": str(self.repo / ".ftops" / "evidence" / self.env),  # as the program has it
                 "environment": self.env,

@@ -22,6 +22,7 @@ from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
 from tests.conftest import REPO
 from tests.emulator_process import KEY, Emulator, deployment_props, start, target, wait_for
+from tests.gate_inputs import POLICY, wire_check
 from tests.provider_host import DynamicHost, HostError
 
 TRAIN = REPO / "data" / "support-bot" / "train.jsonl"
@@ -98,13 +99,7 @@ def eval_set(tmp_path: Path, pattern: str, threshold: float = 0.3) -> dict[str, 
         for q in ("How long is the return window?", "Do you ship to Canada?", "Is store pickup free?")
     ]
     path.write_text("".join(json.dumps(i) + "\n" for i in items))
-    return {
-        "name": "answers",
-        "path": str(path),
-        "digest": f"sha256:{sha256_file(str(path))}",
-        "grader": "regex",
-        "threshold": threshold,
-    }
+    return wire_check("answers", str(path), f"sha256:{sha256_file(str(path))}", "regex", threshold)
 
 
 # ---------------------------------------------------------------- the chain
@@ -135,6 +130,7 @@ def test_full_chain_file_job_candidate_gate_serving(emu: Emulator, host: Dynamic
         "candidate_model": job["model"],
         "job": job_id,
         "checks": [eval_set(tmp_path, ".")],
+        "policy": POLICY,
         "seed": 1,
         "evidence_dir": str(tmp_path / "evidence"),
         "environment": "test",
@@ -184,6 +180,7 @@ def gate_props(
         "deployment": "base",
         "candidate_model": "tiny-test",
         "checks": [check],
+        "policy": POLICY,
         "seed": 1,
         "evidence_dir": str(tmp_path / "ev"),
         **extra,
@@ -213,7 +210,7 @@ def test_a_threshold_above_the_interval_fails_even_when_the_rate_clears_it(
 ) -> None:
     account = "gateinterval"
     host.create(ModelDeploymentProvider(), deployment_props(emu, account, "base", "tiny-test"))
-    policy: dict[str, Any] = {"repeats": 2, "temperature": 0, "confidence": 0.95}
+    policy: dict[str, Any] = {**POLICY, "repeats": 2, "temperature": 0, "confidence": 0.95}
     props = gate_props(emu, account, tmp_path, eval_set(tmp_path, ".", threshold=0.9), policy=policy)
     with pytest.raises(HostError) as info:
         host.create(EvaluationGateProvider(), props)

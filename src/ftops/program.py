@@ -14,9 +14,8 @@ from ftops.components.model import FineTunedModel, PromotedModel, Wiring
 from ftops.config.files import environment_names
 from ftops.config.load import check_promotion_chain, load_environment, read_stack_node, validate_environment
 from ftops.config.schema import DeploymentSpec, Environment
+from ftops.config.site import Site
 from ftops.errors import ConfigError, FtopsError
-from ftops.evaluation.evidence_store import local_folder
-from ftops.gitops.logs import audit_spec
 
 
 def load_stack_environment(root: Path, stack: str, raw: Any) -> Environment:
@@ -140,21 +139,20 @@ def model_outputs(env: Environment, built: dict[str, Built]) -> dict[str, Any]:
 
 def build_stack(env: Environment, root: Path) -> dict[str, Any]:
     """Declare the environment's resources; the stack outputs."""
-    outputs: dict[str, Any] = {"environment": summary(env)}
-    evidence_dir = str(local_folder(root, env.name))
-    if env.target == "local":
-        account = local.target(env)
-        audit = audit_spec(root, env)
+    site = Site(env, root)
+    outputs: dict[str, Any] = {"environment": summary(env), "audit": site.audit()}
+    evidence_dir = str(site.evidence_folder())
+    if site.local:
+        account = site.emulator_account()
         wiring = Wiring(
             env=env,
             root=root,
             target=account,
             deploy=local.deployer(account),
             evidence_dir=evidence_dir,
-            audit=audit,
+            audit=site.audit(),
         )
         outputs["endpoint"] = account["endpoint"]
-        outputs["audit"] = audit
     else:
         infra = AzureInfrastructure(env)
         wiring = Wiring(
@@ -164,8 +162,8 @@ def build_stack(env: Environment, root: Path) -> dict[str, Any]:
             deploy=infra.deployer(),
             evidence_dir=evidence_dir,
             ready=tuple(infra.ready),
-            audit=infra.audit_log(),
-            evidence_store=infra.evidence_store(),
+            audit=site.audit(),
+            evidence_store=site.evidence_store(),
         )
         outputs.update(infra.outputs())
     outputs.update(model_outputs(env, build_models(env, wiring)))

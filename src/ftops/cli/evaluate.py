@@ -31,12 +31,12 @@ def evaluate_command(
     Writes <digest>.json (the evidence), .md (this summary) and .junit.xml; a rerun resumes
     where an interrupted one stopped.
     """
-    from ftops.evaluation.evidence_store import local_folder
-    from ftops.evaluation.on_demand import run
+    from ftops.config.site import evidence_folder
+    from ftops.gitops.evaluate import run
 
     root = repo_root()
     environment = load_environment(root, env)
-    folder = out_dir or local_folder(root, env)
+    folder = out_dir or evidence_folder(root, env)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ftops.cli.common import app, debug_on, one_line_errors, out, repo_root
+from ftops.config.site import evidence_folder
 from ftops.engine import install
-from ftops.evaluation.evidence_store import local_folder
 
 if TYPE_CHECKING:  # pulumi.automation is imported only by the commands that drive the engine
     from ftops.engine.stack import Operation, StackResult
@@ -43,12 +43,12 @@ def _changes(result: StackResult) -> str:
 def _gate_lines(root: Path, result: StackResult) -> list[str]:
     """Each gate's verdict with its intervals, read back from the evidence the stack points at."""
     from ftops.engine.stack import shown
-    from ftops.evaluation.on_demand import Evaluation
+    from ftops.gitops.evaluate import Evaluation
 
     lines = []
     for gate, digest in sorted((result.outputs.get("evidence") or {}).items()):
         # Evidence files are named by the hex of their digest (`sha256:<hex>` in the outputs).
-        path = local_folder(root, result.env.name) / f"{str(digest).split(':')[-1]}.json"
+        path = evidence_folder(root, result.env.name) / f"{str(digest).split(':')[-1]}.json"
         try:
             evidence = json.loads(path.read_text())
         except (OSError, ValueError):

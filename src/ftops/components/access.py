@@ -11,8 +11,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_azure_native as an
 
+from ftops.config.naming import Names, role_assignment_name
 from ftops.config.schema import Access as AccessSpec
-from ftops.naming import Names, role_assignment_name
 
 OPENAI_CONTRIBUTOR = "a001fd3d-188f-4b5d-821b-7da978bf7442"
 BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"

@@ -12,9 +12,9 @@ import pulumi_azure_native as an
 
 from ftops.components.monitoring import diagnostics
 from ftops.components.network import Network
+from ftops.config.naming import Names
 from ftops.config.schema import Account as AccountSpec
 from ftops.config.schema import ContentFilter, Environment
-from ftops.naming import Names
 
 # Harm categories are graded by severity; the others are detectors that are on or off.
 SEVERITY_FILTERS = frozenset({"hate", "sexual", "violence", "selfharm"})

@@ -22,10 +22,9 @@ from ftops.components.model import Deployer
 from ftops.components.monitoring import Monitoring
 from ftops.components.network import Network
 from ftops.components.storage import Storage
+from ftops.config.naming import names_for
 from ftops.config.schema import Environment
-from ftops.naming import names_for
-
-ARM_ENDPOINT = "https://management.azure.com"
+from ftops.config.site import ARM_ENDPOINT
 
 
 class AzureInfrastructure:
@@ -82,22 +81,6 @@ class AzureInfrastructure:
         policy = [self.account.rai_policy] if self.account.rai_policy is not None else []
         return azure_deployer(self.account.account_name, self.resource_group, policy)
 
-    def audit_log(self) -> dict[str, pulumi.Input[str]]:
-        """The environment's audit log: an append blob in the (immutable) audit container."""
-        return {
-            "kind": "blob",
-            "account_url": self.storage.blob_endpoint,
-            "container": self.storage.containers["audit"].name,
-            "blob": f"{self.env.name}.jsonl",
-        }
-
-    def evidence_store(self) -> dict[str, pulumi.Input[str]]:
-        """Where gates upload their evidence: the storage account's evidence container."""
-        return {
-            "account_url": self.storage.blob_endpoint,
-            "container": self.storage.containers["evidence"].name,
-        }
-
     def outputs(self) -> dict[str, Any]:
         return {
             "endpoint": self.account.endpoint,
@@ -108,5 +91,4 @@ class AzureInfrastructure:
                 "blob_endpoint": self.storage.blob_endpoint,
                 "containers": {role: c.name for role, c in self.storage.containers.items()},
             },
-            "audit": self.audit_log(),
         }

@@ -19,8 +19,8 @@ import pulumi
 
 from ftops.catalog import base_of, resolve_base
 from ftops.config.files import RELEASES_DIR  # read by the job provider before it deletes a model
-from ftops.config.schema import DeploymentSpec, Environment, GateSpec, ModelSpec, ReleasePin, Sku
-from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE, suite
+from ftops.config.gates import gate_request
+from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, ReleasePin, Sku
 from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
@@ -114,60 +114,6 @@ def method_input(spec: ModelSpec) -> dict[str, Any]:
     return {"type": spec.method.type, "hyperparameters": method.pop("hyperparameters", {}), **method}
 
 
-def gate_checks(gate: GateSpec | None, root: Path) -> list[dict[str, Any]]:
-    """The checks as the gate provider takes them. Each eval set goes with the digest the plan saw:
-    a set edited between plan and apply stops the gate instead of grading against other items."""
-    if gate is None:
-        return []
-    checks: list[dict[str, Any]] = [
-        {
-            "name": q.name,
-            "kind": "quality",
-            "path": str(root / q.eval_set),
-            "digest": f"sha256:{sha256_file(str(root / q.eval_set))}",
-            "grader": q.grader,
-            "threshold": q.threshold,
-            "min_similarity": q.min_similarity,
-            "judge_deployment": q.judge_deployment,
-        }
-        for q in gate.quality
-    ]
-    if gate.safety is not None:
-        named = gate.safety.suite
-        path = named if named in (BUILTIN_SUITE, PYRIT_SUITE) else str(root / named)
-        digest = suite(path).digest
-        checks.append(
-            {
-                "name": "safety",
-                "kind": "safety",
-                "path": path,
-                "digest": digest,
-                "grader": "refusal",
-                "threshold": gate.safety.threshold,
-                "categories": list(gate.safety.categories or []),
-            }
-        )
-    return checks
-
-
-def gate_inputs(gate: GateSpec | None, root: Path, serving: str) -> dict[str, Any]:
-    """How the gate decides: repeats, confidence, and what it compares with."""
-    spec = gate or GateSpec(safety=None)
-    baseline = {"serving": serving, "base": spec.baseline_deployment, "none": None}[spec.baseline]
-    return {
-        "checks": gate_checks(gate, root),
-        "policy": {
-            "confidence": spec.confidence,
-            "repeats": spec.repeats,
-            "temperature": spec.temperature,
-            "fail_on_uncertainty": spec.fail_on_uncertainty,
-            "max_regression": spec.max_regression,
-            "concurrency": spec.concurrency,
-        },
-        "baseline": {"kind": spec.baseline, "deployment": baseline},
-    }
-
-
 def candidate_sku_for(env: Environment, model_id: str, deployment: DeploymentSpec) -> Sku:
     """The candidate SKU for a model known by its id (a release pin): its base is the id's prefix."""
     return candidate_sku(env, base_of(model_id), deployment)
@@ -214,12 +160,10 @@ def serve_through_gate(
             "deployment": f"{first}-candidate",
             "candidate_model": model,
             "capacity": {"sku": candidate.name, "capacity": candidate.capacity},
-            **gate_inputs(env.gates.get(key), wiring.root, first),
+            **gate_request(env, key, wiring.root, first, seed).wire(),
             "job": job,
-            "seed": seed,
             "evidence_dir": wiring.evidence_dir,
             "evidence_store": wiring.evidence_store,
-            "environment": env.name,
         },
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[previous]),
     )

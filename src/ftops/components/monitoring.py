@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_azure_native as an
 
-from ftops.naming import Names
+from ftops.config.naming import Names
 
 
 class Monitoring(pulumi.ComponentResource):

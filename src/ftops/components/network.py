@@ -10,8 +10,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_azure_native as an
 
+from ftops.config.naming import Names
 from ftops.config.schema import Network as NetworkSpec
-from ftops.naming import Names
 
 ZONES = {
     # zone -> what resolves through it

@@ -12,8 +12,8 @@ import pulumi_azure_native as an
 
 from ftops.components.monitoring import diagnostics
 from ftops.components.network import Network
+from ftops.config.naming import Names
 from ftops.config.schema import Environment
-from ftops.naming import Names
 
 
 class Storage(pulumi.ComponentResource):

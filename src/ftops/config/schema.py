@@ -31,6 +31,7 @@ from ftops.catalog import (
     UnknownModelError,
     resolve_base,
 )
+from ftops.evaluation.graders import DEFAULT_MIN_SIMILARITY, registry
 
 Auto = Literal["auto"]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
@@ -214,13 +215,11 @@ class QualityCheck(Strict):
     # under the `ftops.graders` entry-point group.
     grader: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
     threshold: Annotated[float, Field(ge=0, le=1)]
-    min_similarity: Annotated[float, Field(ge=0, le=1)] = 0.75  # the similarity grader's cut-off
+    min_similarity: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_SIMILARITY
     judge_deployment: str | None = None
 
     @model_validator(mode="after")
     def _grader(self) -> Self:
-        from ftops.evaluation.graders import registry
-
         known = registry()
         if self.grader not in known:
             raise PydanticCustomError(

@@ -26,10 +26,10 @@ from pulumi import automation as auto
 from ftops.config.files import environment_names
 from ftops.config.load import load_checked
 from ftops.config.schema import Environment
+from ftops.config.site import evidence_folder
 from ftops.engine import install, locks
 from ftops.engine.events import Renderer
 from ftops.errors import EngineError, FtopsError, StackFailedError, StackInterruptedError, UsageError
-from ftops.evaluation.evidence_store import local_folder
 
 Operation = Literal["up", "preview", "refresh", "destroy"]
 PROJECT = "ftops"  # Pulumi.yaml's name: the lock folder and stack URNs carry it
@@ -287,7 +287,7 @@ def run(req: StackRequest, say: Callable[[str], None]) -> StackResult:
                 ) from exc
             hint = "--debug shows the engine's own output"
             if any(" gate " in f" {line}" for line in lines):
-                hint = f"the gate's evidence is under {shown(local_folder(req.root, req.env))}; {hint}"
+                hint = f"the gate's evidence is under {shown(evidence_folder(req.root, req.env))}; {hint}"
             raise StackFailedError(
                 f"{req.operation} of stack {req.env} failed", failures=lines, fix=hint
             ) from exc

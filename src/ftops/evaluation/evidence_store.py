@@ -16,11 +16,6 @@ from ftops.azure.connection import container_client
 SUFFIXES = (".json", ".md", ".junit.xml")
 
 
-def local_folder(root: Path, environment: str) -> Path:
-    """Where the gate (in `pulumi up`) and `ftops evaluate` write an environment's evidence."""
-    return root / ".ftops" / "evidence" / environment
-
-
 def blob_name(environment: str, gate: str, stem: str, suffix: str = ".json") -> str:
     """The evidence container's name for one file of a gate's evidence (`stem` is the digest's hex)."""
     return f"{environment}/{gate}/{stem}{suffix}"

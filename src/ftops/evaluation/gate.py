@@ -25,35 +25,12 @@ from ftops.errors import FtopsError
 from ftops.evaluation import stats
 from ftops.evaluation.evalset import EvalItem, EvalSet, load, parse
 from ftops.evaluation.graders import Grade, Grader, GraderContext, make
+from ftops.evaluation.request import Check, Policy
 from ftops.evaluation.runner import Answer, Limits, Pacer, Runner, RunOptions, progress_key
 
 EVIDENCE_FORMAT = "ftops.evidence/2"
 BUILTIN_SUITE = "builtin"
 PYRIT_SUITE = "pyrit"  # PyRIT's harmful-objective seed sets (the `redteam` extra)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    kind: str  # "quality" or "safety"
-    grader: str
-    threshold: float
-    eval_set: str  # a path, or "builtin" for the shipped safety suite
-    digest: str = ""  # what the plan saw: a set changed since then stops the gate
-    categories: tuple[str, ...] = ()
-    min_similarity: float = 0.75
-    judge_deployment: str = ""
-
-
-@dataclass(frozen=True)
-class Policy:
-    confidence: float = 0.95
-    repeats: int = 1
-    temperature: float = 0.0
-    seed: int = 0
-    fail_on_uncertainty: bool = True
-    max_regression: float = 0.0
-    concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -103,11 +80,9 @@ def suite(name: str) -> EvalSet:
 
 
 def load_check_set(check: Check) -> EvalSet:
-    evalset = suite(check.eval_set)
+    evalset = suite(check.path)
     if check.digest and evalset.digest != check.digest:
-        raise GateError(
-            f"eval set {check.eval_set} changed after the plan was made", fix="run `pulumi up` again"
-        )
+        raise GateError(f"eval set {check.path} changed after the plan was made", fix="run `pulumi up` again")
     evalset = evalset.only(set(check.categories) or None)
     if not evalset.items:
         raise GateError(

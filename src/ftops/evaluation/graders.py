@@ -38,9 +38,12 @@ class Grader(Protocol):
     def grade(self, answer: str, item: EvalItem) -> Grade: ...
 
 
+DEFAULT_MIN_SIMILARITY = 0.75  # the similarity grader's cut-off unless a check sets its own
+
+
 @dataclass(frozen=True)
 class GraderContext:
-    min_similarity: float = 0.75
+    min_similarity: float = DEFAULT_MIN_SIMILARITY
     judge: Callable[[list[dict[str, str]]], str] | None = None  # sends a prompt to the judge deployment
     judge_deployment: str = ""
 

@@ -24,14 +24,14 @@ from ftops.config.files import CONFIG_KEY, environment_names, releases_file, sta
 from ftops.config.load import load_environment
 from ftops.config.pins import load_releases, parse_pins
 from ftops.config.schema import Environment, GateSpec, ReleasePin
+from ftops.config.site import Site, evidence_folder
 from ftops.errors import FtopsError, UsageError
 from ftops.evaluation import report
-from ftops.evaluation.evidence_store import blob_name, local_folder
+from ftops.evaluation.evidence_store import blob_name
 from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.evaluation.stats import compare
 from ftops.gitops import git
 from ftops.gitops.changes import promotion_order
-from ftops.gitops.logs import storage_container
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
     stem = pin.evidence_digest.removeprefix("sha256:")
     looked = []
     candidates = [p for folder in folders for p in sorted(folder.rglob(f"{stem}.json"))]
-    candidates.append(local_folder(root, pin.source_environment) / f"{stem}.json")
+    candidates.append(evidence_folder(root, pin.source_environment) / f"{stem}.json")
     for path in candidates:
         if path.is_file():
             return _verified(path.read_bytes(), pin.evidence_digest, str(path))
@@ -109,13 +109,14 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
         source = load_environment(root, pin.source_environment)
     except FtopsError:
         return Found(None, f"not found ({', '.join(looked)}; {pin.source_environment} is not declared here)")
-    if source.target == "local":
+    site = Site(source, root)
+    if site.local:
         return Found(None, f"not found ({', '.join(looked)})")
     from azure.core.exceptions import ResourceNotFoundError
 
     from ftops.azure.connection import container_client
 
-    spec = storage_container(source, "evidence")
+    spec = site.container("evidence")
     if not spec.get("connection_string_env") and (problem := _credential_problem()):
         return Found(None, f"not readable ({problem})")
     blob = blob_name(pin.source_environment, key, stem)

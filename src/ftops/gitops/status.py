@@ -8,11 +8,10 @@ from pathlib import Path
 
 from ftops.auditlog import records
 from ftops.azure.connection import Target, arm_call, deployment_url
-from ftops.components import local
 from ftops.config.pins import load_releases
 from ftops.config.schema import Environment
 from ftops.errors import FtopsError
-from ftops.gitops.logs import audit_log, stack_outputs
+from ftops.gitops.logs import account_target, audit_log
 
 
 @dataclass(frozen=True)
@@ -29,24 +28,6 @@ class Row:
     def agree(self) -> bool:
         wanted = {m for m in (self.git, self.applied) if m is not None}
         return len(wanted) == 1 and self.serving in wanted
-
-
-def env_target(root: Path, env: Environment) -> Target | None:
-    if env.target == "local":
-        return Target.of({"target": local.target(env)})
-    outputs = stack_outputs(root, env.name) or {}
-    if not outputs.get("account_id"):
-        return None
-    return Target.of(
-        {
-            "target": {
-                "endpoint": outputs["endpoint"],
-                "auth": "entra",
-                "arm_id": outputs["account_id"],
-                "arm_endpoint": "https://management.azure.com",
-            }
-        }
-    )
 
 
 def _serving(target: Target | None, name: str) -> tuple[str | None, str]:
@@ -69,7 +50,7 @@ def status_rows(root: Path, env: Environment) -> list[Row]:
         log = records(audit_log(root, env))
     except Exception as exc:  # an unreadable log is reported, not fatal: the other columns still help
         raise FtopsError(f"cannot read the audit log of {env.name}: {exc}") from None
-    target = env_target(root, env)
+    target = account_target(root, env)
     rows = []
     for name, dep in env.deployments.items():
         deploys = [r for r in log if r.action == "deploy" and r.resource == name]

@@ -4,16 +4,16 @@ exists now, exactly as `pulumi up` runs it (same checks, repeats, statistics and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftops.components.model import gate_inputs
+from ftops.config.gates import gate_request
 from ftops.config.schema import Environment
 from ftops.errors import UsageError
 from ftops.evaluation import report
-from ftops.gitops.status import env_target
-from ftops.providers.gate import SERVING_SHARE, deployed, evaluate
+from ftops.evaluation.live import SERVING_SHARE, Candidate, deployed, evaluate
+from ftops.gitops.logs import account_target
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def run(
     if deployment is None and not serving:
         raise UsageError(f"{env.name} serves '{model}' on no deployment", fix="name one with --deployment")
     name = deployment or serving[0]
-    target = env_target(root, env)
+    target = account_target(root, env)
     if target is None:
         raise UsageError(
             f"{env.name} has no account in the stack outputs yet", fix=f"run `pulumi up -s {env.name}` first"
@@ -66,21 +66,11 @@ def run(
         raise UsageError(
             f"deployment {name} does not exist in {env.name}", fix="check the name with ftops status"
         )
-    props: dict[str, Any] = {
-        "target": asdict(target),
-        "name": model,
-        "deployment": name,
-        "candidate_model": found.model,
-        # A serving deployment carries live traffic: the evaluation takes only part of it.
-        "capacity": {
-            "capacity": found.capacity,
-            "sku": found.sku,
-            "share": SERVING_SHARE if name in serving else 1,
-        },
-        **gate_inputs(env.gates[model], root, serving[0] if serving else name),
-        "seed": env.models[model].seed if model in env.models and env.models[model].seed else 0,
-        "environment": env.name,
-    }
-    evidence = evaluate(props, out / "progress", on_answer)
+    seed = (env.models[model].seed or 0) if model in env.models else 0
+    request = gate_request(env, model, root, serving[0] if serving else name, seed)
+    # A serving deployment carries live traffic: the evaluation takes only part of it.
+    share = SERVING_SHARE if name in serving else 1
+    candidate = Candidate(name, found.model, found.capacity, found.sku, share)
+    evidence = evaluate(request, target, candidate, progress_dir=out / "progress", on_answer=on_answer)
     digest, path = report.write(evidence, out)
     return Evaluation(evidence, digest, path)

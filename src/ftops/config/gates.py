@@ -1,0 +1,79 @@
+"""An environment's gate for one model as the request `evaluation` runs: built here, once, for
+`pulumi up` (the gate resource's inputs) and `ftops evaluate` alike."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ftops.config.schema import Environment, GateSpec
+from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE, suite
+from ftops.evaluation.request import Baseline, Check, GateRequest, Policy
+
+SAFETY_GRADER = "refusal"
+
+
+def _digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def checks(gate: GateSpec | None, root: Path) -> tuple[Check, ...]:
+    """Each eval set goes with the digest the plan saw: a set edited between plan and apply stops
+    the gate instead of grading against other items."""
+    if gate is None:
+        return ()
+    out = [
+        Check(
+            name=q.name,
+            kind="quality",
+            grader=q.grader,
+            threshold=q.threshold,
+            path=str(root / q.eval_set),
+            digest=_digest(root / q.eval_set),
+            categories=(),
+            min_similarity=q.min_similarity,
+            judge_deployment=q.judge_deployment or "",
+        )
+        for q in gate.quality
+    ]
+    if gate.safety is not None:
+        named = gate.safety.suite
+        path = named if named in (BUILTIN_SUITE, PYRIT_SUITE) else str(root / named)
+        out.append(
+            Check(
+                name="safety",
+                kind="safety",
+                grader=SAFETY_GRADER,
+                threshold=gate.safety.threshold,
+                path=path,
+                digest=suite(path).digest,
+                categories=tuple(gate.safety.categories or ()),
+                min_similarity=0.0,  # refusals are graded, not similarity
+                judge_deployment="",
+            )
+        )
+    return tuple(out)
+
+
+def gate_request(env: Environment, key: str, root: Path, serving: str, seed: int) -> GateRequest:
+    """The gate of model `key`; `serving` is the deployment a `baseline: serving` compares with.
+    A model without a gate gets one with no checks, which the gate resource refuses by name."""
+    spec = env.gates.get(key)
+    settings = spec or GateSpec(safety=None)
+    baseline = {"serving": serving, "base": settings.baseline_deployment, "none": None}[settings.baseline]
+    return GateRequest(
+        name=key,
+        environment=env.name,
+        checks=checks(spec, root),
+        policy=Policy(
+            confidence=settings.confidence,
+            repeats=settings.repeats,
+            temperature=settings.temperature,
+            fail_on_uncertainty=settings.fail_on_uncertainty,
+            max_regression=settings.max_regression,
+            concurrency=settings.concurrency,
+            seed=seed,
+        ),
+        baseline=Baseline(settings.baseline, baseline),
+    )

@@ -1,0 +1,178 @@
+"""Evaluating deployments that exist: what they serve and at what pace, the baseline to compare
+with, the judge, and the run of a whole `GateRequest` into its evidence record. `pulumi up`
+(the gate provider) and `ftops evaluate` both come through `evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from ftops.azure.connection import Target, arm_call, deployment_url
+from ftops.catalog import base_of
+from ftops.evaluation.gate import Endpoint, GateError, evidence_record, loss_curve, run_check
+from ftops.evaluation.request import Baseline, GateRequest
+from ftops.evaluation.runner import Limits, Pacer
+from ftops.ratelimit import limits_for
+
+SERVING_SHARE = 0.5  # of a deployment that serves live traffic: the gate must not crowd users out
+
+
+def pace(capacity: Any, model: str, sku: str = "", share: float = 1.0) -> Limits | None:
+    """The pace for a deployment. Provisioned (PTU) capacity is not tokens per minute: there the
+    runner paces by the service's 429s alone."""
+    if not capacity or sku.lower().startswith("provisioned"):
+        return None
+    tpm, rpm = limits_for(int(capacity), model)
+    return Limits(tpm * share, rpm * share)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    model: str
+    capacity: int
+    sku: str
+
+
+def deployed(target: Target, name: str) -> Deployed | None:
+    """What a deployment serves now and at what capacity; None when there is no such deployment."""
+    response = arm_call("GET", deployment_url(target, name), target.arm_headers())
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        detail = " ".join(response.text[:200].split())
+        raise GateError(
+            f"reading deployment {name}: HTTP {response.status_code} {detail}",
+            fix="check that the deployment exists and this identity may read it",
+        )
+    body = response.json()
+    sku = body.get("sku") or {}
+    return Deployed(
+        str(body["properties"]["model"]["name"]), int(sku.get("capacity") or 0), str(sku.get("name", ""))
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The deployment a gate evaluates, and the share of its capacity the evaluation may use."""
+
+    deployment: str
+    model: str
+    capacity: int
+    sku: str
+    share: float
+
+
+def baseline_of(baseline: Baseline, target: Target, candidate: str) -> tuple[Endpoint | None, str]:
+    """The deployment to compare against, and a note on what was chosen and why."""
+    kind, name = baseline.kind, baseline.deployment or ""
+    if kind == "none" or not name:
+        return None, "none"
+    found = deployed(target, name)
+    if found is None:
+        if kind == "serving":
+            return None, f"serving: nothing serves on {name} yet"
+        raise GateError(
+            f"baseline deployment {name} does not exist",
+            fix="deploy the base model there or set the gate's baseline to none",
+        )
+    if found.model == candidate:
+        return None, f"{kind}: {name} already serves the candidate"
+    limits = pace(found.capacity, base_of(found.model), found.sku, SERVING_SHARE)
+    return Endpoint(name, found.model, limits, role=f"baseline ({kind})"), kind
+
+
+def training_of(client: Any, job: str | None) -> dict[str, Any] | None:
+    """The job's loss curve from its results file, for the summary; None when there is none."""
+    if not job:
+        return None
+    try:
+        files = client.fine_tuning.jobs.retrieve(job).result_files or []
+        text = client.files.content(files[0]).text if files else ""
+    except Exception as exc:  # the curve is illustration; the gate must not fail for want of it
+        pulumi.log.warn(f"could not read the results file of job {job}: {exc}")
+        return None
+    return {"job": job, "loss": [list(point) for point in loss_curve(text)]}
+
+
+def evaluate(
+    request: GateRequest,
+    target: Target,
+    candidate: Candidate,
+    *,
+    job: str | None = None,
+    progress_dir: Path | None = None,
+    on_answer: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every check against the candidate deployment (and the baseline); the evidence record.
+    `job`: the fine-tuning job whose loss curve the summary shows."""
+    client = target.client()
+    model = candidate.model
+    limits = pace(candidate.capacity, base_of(model), candidate.sku, candidate.share)
+    endpoint = Endpoint(candidate.deployment, model, limits)
+    baseline, baseline_kind = baseline_of(request.baseline, target, model)
+    policy = request.policy
+    outcomes = []
+    last_logged: dict[str, int] = {}
+
+    def log_progress(label: str, done: int, total: int) -> None:
+        step = max(1, total // 5)
+        if done == total or done // step != last_logged.get(label, -1):
+            last_logged[label] = done // step
+            pulumi.log.info(f"gate {request.name}: {label} {done}/{total} answers")
+
+    pacers: dict[str, Pacer] = {}
+    for check in request.checks:
+        judge = judge_of(client, check.judge_deployment) if check.judge_deployment else None
+        outcomes.append(
+            run_check(
+                check,
+                policy,
+                client,
+                endpoint,
+                baseline,
+                progress_dir,
+                judge,
+                on_answer or log_progress,
+                pacers,
+            )
+        )
+    return evidence_record(
+        gate=request.name,
+        environment=request.environment or None,
+        candidate=endpoint,
+        baseline=baseline,
+        baseline_kind=baseline_kind,
+        policy=policy,
+        outcomes=outcomes,
+        training=training_of(client, job),
+    )
+
+
+def judge_of(client: Any, deployment: str) -> Any:
+    import openai
+
+    options: dict[str, Any] = {"seed": 0, "max_completion_tokens": 60, "temperature": 0}
+
+    def ask(messages: list[dict[str, str]]) -> str:
+        try:
+            reply = client.chat.completions.create(model=deployment, messages=messages, **options)
+        except openai.BadRequestError as exc:
+            if "temperature" not in str(exc.message) or "temperature" not in options:
+                raise GateError(
+                    f"judge deployment {deployment}: {exc.message}", fix="check the judge"
+                ) from None
+            options.pop("temperature")  # o-series judges take none; ask again without it
+            return ask(messages)
+        except openai.APIStatusError as exc:
+            raise GateError(
+                f"judge deployment {deployment}: HTTP {exc.status_code}",
+                fix="check gates.<model>.quality[].judge_deployment names a deployment in this account",
+            ) from None
+        return str(reply.choices[0].message.content or "")
+
+    return ask
