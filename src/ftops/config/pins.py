@@ -20,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from ftops.config.files import format_errors, parse_yaml, plain, relative_label, releases_file
 from ftops.config.schema import ReleasePin, Releases
-from ftops.errors import ConfigError, FtopsError
+from ftops.errors import ConfigError, PinsUnreadableError
 
 PIN_ORDER = (
     "model",
@@ -31,10 +31,6 @@ PIN_ORDER = (
     "evidence_digest",
     "source_commit",
 )
-
-
-class PinsUnreadableError(FtopsError):
-    """A release file could not be read or validated: a provider about to delete a model stops."""
 
 
 def parse_pins(text: str, label: str) -> dict[str, ReleasePin]:

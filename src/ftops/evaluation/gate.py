@@ -21,7 +21,7 @@ from typing import Any
 
 import openai
 
-from ftops.errors import FtopsError
+from ftops.errors import GateError
 from ftops.evaluation import stats
 from ftops.evaluation.evalset import EvalItem, EvalSet, load, parse
 from ftops.evaluation.graders import Grade, Grader, GraderContext, make
@@ -52,10 +52,6 @@ class Outcome:
     results: list[dict[str, Any]]
     baseline: list[list[bool]] | None = None
     baseline_results: list[dict[str, Any]] | None = None
-
-
-class GateError(FtopsError):
-    """The gate could not decide (an eval set changed, a deployment failed); never a pass."""
 
 
 def builtin_suite() -> EvalSet:

@@ -14,7 +14,8 @@ import pulumi
 
 from ftops.azure.connection import Target, arm_call, deployment_url
 from ftops.catalog import base_of
-from ftops.evaluation.gate import Endpoint, GateError, evidence_record, loss_curve, run_check
+from ftops.errors import GateError
+from ftops.evaluation.gate import Endpoint, evidence_record, loss_curve, run_check
 from ftops.evaluation.request import Baseline, GateRequest
 from ftops.evaluation.runner import Limits, Pacer
 from ftops.ratelimit import limits_for

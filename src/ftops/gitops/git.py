@@ -10,11 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ftops.errors import FtopsError
-
-
-class GitError(FtopsError):
-    pass
+from ftops.errors import GitError
 
 
 def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,13 +17,9 @@ from ftops.config.files import releases_file
 from ftops.config.load import load_environment
 from ftops.config.pins import load_releases, parse_pins, write_pin
 from ftops.config.schema import Environment, ReleasePin
-from ftops.errors import FtopsError
+from ftops.errors import FtopsError, RefusedError
 from ftops.gitops import git
 from ftops.gitops.logs import audit_log, stack_outputs
-
-
-class RefusedError(FtopsError):
-    """Promotion or rollback refused; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

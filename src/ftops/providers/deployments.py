@@ -24,16 +24,13 @@ from pulumi.dynamic import (
 )
 
 from ftops.azure.connection import Target, arm_call, deployment_url, same_account
+from ftops.errors import DeploymentError
 from ftops.providers.base import inputs_of
 from ftops.providers.spec import canonical
 
 OUTPUTS = ("provisioning_state", "deployment_id", "rate_limits")
 REPLACE_KEYS = ("deployment_name",)
 PROVISION_SECONDS = 30 * 60
-
-
-class DeploymentError(Exception):
-    pass
 
 
 class _AccountLocks:

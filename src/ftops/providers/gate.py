@@ -25,20 +25,16 @@ from pulumi.dynamic import (
 
 from ftops.auditlog import context
 from ftops.azure.connection import Target, same_account
-from ftops.errors import FtopsError
+from ftops.errors import FtopsError, GateFailedError
 from ftops.evaluation import report
 from ftops.evaluation.evidence_store import upload
-from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE, GateError
+from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.evaluation.graders import registry
 from ftops.evaluation.live import Candidate, evaluate
 from ftops.evaluation.request import GateRequest
 from ftops.providers.base import PROVIDER_KEY, inputs_of
 
 OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict", "commit")
-
-
-class GateFailedError(Exception):
-    """The candidate did not clear a threshold; the message names metric, threshold and value."""
 
 
 class EvaluationGateProvider(ResourceProvider):
@@ -104,9 +100,10 @@ class EvaluationGateProvider(ResourceProvider):
                 job=props.get("job"),
                 progress_dir=folder / "progress" if folder else None,
             )
-        except (GateError, FtopsError) as exc:
-            message = exc.one_line() if isinstance(exc, FtopsError) else str(exc)
-            raise GateFailedError(f"gate {props.get('name', 'gate')} could not decide: {message}") from None
+        except FtopsError as exc:
+            raise GateFailedError(
+                f"gate {props.get('name', 'gate')} could not decide: {exc.one_line()}"
+            ) from None
         digest, _ = report.digest_of(evidence)
         path = url = ""
         if folder is not None:

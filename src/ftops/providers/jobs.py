@@ -28,7 +28,8 @@ from pulumi.dynamic import (
 )
 
 from ftops.azure.connection import Target, backoff, retry_after, same_account
-from ftops.config.pins import PinsUnreadableError, pinned_models
+from ftops.config.pins import pinned_models
+from ftops.errors import JobError, PinsUnreadableError
 from ftops.providers.base import inputs_of
 from ftops.providers.spec import (
     METADATA_MODEL,
@@ -61,10 +62,6 @@ OUTPUTS = (
 _STEP = re.compile(r"Step (\d+)/(\d+)")
 MAX_POLL_SECONDS = 60.0
 SUBMIT_ATTEMPTS = 5
-
-
-class JobError(Exception):
-    """A job that ended badly or outlived the wait; the message says what to do."""
 
 
 class FineTuningJobProvider(ResourceProvider):
