@@ -17,9 +17,8 @@ For both: wall time and the requests the emulator counted. Figures are appended 
 
 from __future__ import annotations
 
-import argparse
 import base64
-import datetime as dt
+import contextlib
 import json
 import os
 import platform
@@ -38,20 +37,15 @@ from typing import Any
 import dill
 import httpx2 as httpx
 
+from _common import KEY, OUT, REPO, append_section, arg_parser, emulator
 from ftops.engine import install
 from ftops.engine.stack import state_dir
+from ftops.providers.base import PROVIDER_KEY
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))  # the provider host the tests use: tests/provider_host.py
+# isort: split
+# Only after _common, which puts the repository root on sys.path (isort would sort `tests` first).
+from tests.provider_host import DynamicHost
 
-from tests.provider_host import DynamicHost  # noqa: E402
-
-import emulator_proc  # noqa: E402
-from ftops.providers.base import PROVIDER_KEY  # noqa: E402
-
-KEY = "bench-key"
 ENV = "local-bench"
 ACCOUNT = "bench-engine"
 DYNAMIC = "pulumi-python:dynamic:Resource"
@@ -296,11 +290,8 @@ def row(label: str, what: str, samples: list[Sample]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs of (A) and of (B), interleaved")
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway repository")
     args = parser.parse_args()
     if args.runs < 1:
@@ -314,14 +305,21 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ftops-bench-engine-"))
     root, home = tmp / "repo", tmp / "pulumi-home"
     home.mkdir()
-    proc, url = emulator_proc.start_emulator(tmp / "emulator", HERE / "out" / "models", KEY)
-    emu = Emulator(url)
     engine_samples: list[Sample] = []
     provider_samples: list[Sample] = []
     calls_only: list[float] = []
     starts: list[float] = []
     resources: list[Managed] = []
-    try:
+    # Unwound in reverse: the HTTP client closes, then the emulator stops, then the throwaway
+    # repository goes (or stays, with --keep).
+    with contextlib.ExitStack() as cleanup:
+        if args.keep:
+            cleanup.callback(print, f"kept {tmp}")
+        else:
+            cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+        url = cleanup.enter_context(emulator(tmp / "emulator", OUT / "models"))
+        emu = Emulator(url)
+        cleanup.callback(emu.http.close)
         make_repo(root, url)
         print(f"first `ftops up --env {ENV}` (uploads, trains, gates, deploys) ...", flush=True)
         emu.reset()
@@ -342,14 +340,6 @@ def main() -> None:
                 flush=True,
             )
         starts = [cli_start(root, home) for _ in range(args.runs)]
-    finally:
-        emu.http.close()
-        proc.terminate()
-        proc.wait(60)
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     a_s = statistics.median(s.seconds for s in engine_samples)
     b_s = statistics.median(s.seconds for s in provider_samples)
@@ -360,13 +350,9 @@ def main() -> None:
     same_requests = all(
         a.requests == b.requests for a, b in zip(engine_samples, provider_samples, strict=True)
     )
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python", "bench/bench_engine.py", *sys.argv[1:]])
-    text = "\n".join(
+    body = "\n".join(
         [
-            "",
-            f"## engine: a no-op `ftops up` vs the providers alone ({when})",
-            "",
             f"Machine: {cores} cores (`nproc`), CPython {platform.python_version()}, pulumi CLI "
             f"{cli_version(engine)} ({engine.source}), pulumi SDK {version('pulumi')}; load average "
             f"{load:.2f} at start. `{command}`",
@@ -404,9 +390,7 @@ def main() -> None:
             "",
         ]
     )
-    with args.results.open("a", encoding="utf-8") as fh:
-        fh.write(text)
-    print(text)
+    print(append_section(args.results, "engine: a no-op `ftops up` vs the providers alone", body))
     print(
         json.dumps(
             {

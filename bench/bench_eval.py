@@ -14,35 +14,27 @@ failed items (target 0 for ftops) and the 429s received. Figures are appended to
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
+import contextlib
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import openai
 
+from _common import KEY, OUT, append_section, arg_parser, emulator
 from ftops.azure.connection import Target
 from ftops.evaluation.evalset import EvalSet, parse
 from ftops.evaluation.runner import Limits, Runner, RunOptions
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.ratelimit import limits_for
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import emulator_proc  # noqa: E402
-
-KEY = "bench-key"
 ACCOUNT = "bench"
 MODEL = "tiny-test"
 
@@ -165,21 +157,20 @@ def run_unbounded(url: str, deployment: str, evalset: EvalSet) -> Result:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--capacity", type=int, default=10)
     parser.add_argument(
         "--latency-ms", type=int, default=0, help="Added to every answer (a real model takes about a second)."
     )
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     os.environ["FTOPS_EMULATOR_KEY"] = KEY
-    out = HERE / "out" / f"eval-{os.getpid()}"
+    out = OUT / f"eval-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
-    proc, url = emulator_proc.start_emulator(out / "data", HERE / "out" / "model-cache", KEY)
-    try:
+    # Unwound in reverse: the emulator stops, then its data goes.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, out, ignore_errors=True)
+        url = cleanup.enter_context(emulator(out / "data", OUT / "model-cache"))
         if args.latency_ms:
             httpx.put(
                 f"{url}/admin/faults",
@@ -204,15 +195,7 @@ def main() -> None:
                 flush=True,
             )
             results.append(result)
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        shutil.rmtree(out, ignore_errors=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "",
-        f"## Eval runner vs a deployment's rate limit ({stamp})",
-        "",
         f"{args.items} eval items (max 16 tokens each) against emulator deployments of capacity "
         f"{args.capacity} ({limit} requests/min, {args.capacity * 1000:,} tokens/min, 10-second windows), "
         f"tiny stand-in model, {args.latency_ms} ms added to every answer, {os.cpu_count()} cores. "
@@ -226,8 +209,7 @@ def main() -> None:
         f"| {r.rpm() / limit:.2f} |"
         for r in results
     ]
-    with args.results.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    append_section(args.results, "Eval runner vs a deployment's rate limit", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,17 +11,13 @@ compared. Figures are appended to bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
 import os
-import platform
 import runpy
 import statistics
 import time
 from collections.abc import Callable
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -30,12 +26,10 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from _common import REPO, append_section, arg_parser, machine
 from ftops.config.files import plain
 from ftops.config.load import read_stack_node
 from ftops.program import load_stack_environment
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -82,7 +76,7 @@ def run_once(stack: str, config: dict[str, Any], program: Callable[[], None]) ->
 
 
 def full_program() -> None:
-    runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__")
+    runpy.run_path(str(REPO / "infra" / "__main__.py"), run_name="__main__")
 
 
 def floor_program() -> None:
@@ -93,13 +87,12 @@ def floor_program() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--stack", default="prod")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    os.chdir(ROOT)
-    config = plain(read_stack_node(ROOT, args.stack))
+    os.chdir(REPO)
+    config = plain(read_stack_node(REPO, args.stack))
     runs: dict[str, list[float]] = {"program": [], "floor": []}
     counts: dict[str, int] = {}
     for name, program in (("program", full_program), ("floor", floor_program)):
@@ -110,18 +103,14 @@ def main() -> None:
     validate: list[float] = []
     for _ in range(args.repeats):
         started = time.perf_counter()
-        load_stack_environment(ROOT, args.stack, config)
+        load_stack_environment(REPO, args.stack, config)
         validate.append(time.perf_counter() - started)
     validate_s = statistics.median(validate)
     program_s, floor_s = statistics.median(runs["program"]), statistics.median(runs["floor"])
     ratio = program_s / floor_s
     per_resource_ms = 1000 * (program_s - floor_s) / max(counts["program"] - 1, 1)
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "",
-        f"## program: build the `{args.stack}` plan under mocks ({when})",
-        "",
-        f"Machine: {os.cpu_count()} cores, CPython {platform.python_version()}, pulumi "
+        f"Machine: {machine()}, pulumi "
         f"{version('pulumi')}, pulumi-azure-native {version('pulumi-azure-native')}; medians of "
         f"{args.repeats} warm runs in one process.",
         "",
@@ -139,10 +128,8 @@ def main() -> None:
         "runtime resolving their outputs",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    with args.results.open("a") as fh:
-        fh.write(text)
+    title = f"program: build the `{args.stack}` plan under mocks"
+    print(append_section(args.results, title, "\n".join(lines)))
 
 
 if __name__ == "__main__":

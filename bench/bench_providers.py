@@ -15,44 +15,29 @@ Figures are appended to bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime as dt
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
+from _common import HERE, KEY, OUT, REPO, append_section, arg_parser, emulator
 from ftops.azure.connection import Target
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
+from naive_providers import NaiveDeploymentProvider, NaiveFileProvider, NaiveJobProvider
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))  # the provider host the tests use: tests/provider_host.py
-
-from tests.provider_host import DynamicHost, HostError  # noqa: E402
-
-# Importable by the provider host too (dill pickles them by reference, like ftops' own providers).
-import emulator_proc  # noqa: E402
-from naive_providers import NaiveDeploymentProvider, NaiveFileProvider, NaiveJobProvider  # noqa: E402
-
-KEY = "bench-key"
-
-
-def start_emulator(data_dir: Path, cache: Path) -> tuple[subprocess.Popen[str], str]:
-    return emulator_proc.start_emulator(data_dir, cache, KEY)
+# isort: split
+# Only after _common, which puts the repository root on sys.path (isort would sort `tests` first).
+from tests.provider_host import DynamicHost, HostError
 
 
 def counts(url: str, reset: bool = False) -> dict[str, Any]:
@@ -61,32 +46,34 @@ def counts(url: str, reset: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     parser.add_argument("--models", type=int, default=20)
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    out = HERE / "out" / f"providers-{os.getpid()}"
+    out = OUT / f"providers-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
     data = out / "train.jsonl"
     lines = (REPO / "data" / "support-bot" / "train.jsonl").read_text().splitlines()[:12]
     data.write_text("\n".join(lines) + "\n")
     os.environ["FTOPS_EMULATOR_KEY"] = KEY
+    # The provider host (a subprocess) unpickles the naive providers by reference, as module
+    # `naive_providers`: it needs bench/ on its path as well.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-    proc, url = start_emulator(out / "emulator", HERE / "out" / "models")
+    # Unwound in reverse: the provider host closes, then the emulator stops, then its data goes.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, out, ignore_errors=True)
+        url = cleanup.enter_context(emulator(out / "emulator", OUT / "models"))
 
-    def target_of(account: str) -> dict[str, str]:
-        return {
-            "endpoint": f"{url}/accounts/{account}",
-            "auth": "env:FTOPS_EMULATOR_KEY",
-            "arm_id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
-            f"Microsoft.CognitiveServices/accounts/{account}",
-            "arm_endpoint": url,
-        }
+        def target_of(account: str) -> dict[str, str]:
+            return {
+                "endpoint": f"{url}/accounts/{account}",
+                "auth": "env:FTOPS_EMULATOR_KEY",
+                "arm_id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+                f"Microsoft.CognitiveServices/accounts/{account}",
+                "arm_endpoint": url,
+            }
 
-    host = DynamicHost()
-    try:
+        host = DynamicHost()
+        cleanup.callback(host.close)
         print(f"creating {args.models} models (file, job, deployment each) ...", flush=True)
         resources: list[tuple[Any, Any, str, dict[str, Any]]] = []
         for i in range(args.models):
@@ -194,13 +181,7 @@ def main() -> None:
         jobs_for_spec = [
             j for j in client.fine_tuning.jobs.list(limit=100) if (j.metadata or {}).get("ftops-spec") == spec
         ]
-    finally:
-        host.close()
-        proc.terminate()
-        proc.wait(60)
-        shutil.rmtree(out, ignore_errors=True)
 
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     ok_a, ok_b = per_resource <= 1.0, extra_calls <= 3
     extra_text = ", ".join(f"{k} x{v}" for k, v in extra.items()) or "none"
     rows = [
@@ -208,11 +189,8 @@ def main() -> None:
         "| (c) the same with a naive provider (re-lists jobs, files, deployments on every read) "
         f"| {naive_calls} | {naive_calls / len(resources):.2f} |",
     ]
-    section = "\n".join(
+    body = "\n".join(
         [
-            "",
-            f"## providers: HTTP calls against the emulator ({when})",
-            "",
             f"{args.models} models, each a TrainingFile, a FineTuningJob and a ModelDeployment "
             f"({len(resources)} resources), driven through `python -m pulumi.dynamic`; calls counted by the "
             "emulator.",
@@ -229,9 +207,7 @@ def main() -> None:
             "",
         ]
     )
-    with args.results.open("a", encoding="utf-8") as fh:
-        fh.write(section)
-    print(section)
+    print(append_section(args.results, "providers: HTTP calls against the emulator", body))
     print(
         json.dumps(
             {

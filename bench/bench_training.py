@@ -20,18 +20,17 @@ appended to bench/RESULTS.md (never rewritten).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import contextlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from _common import KEY, OUT, REPO, append_section, arg_parser, emulator, machine
+
 TARGET = 0.9  # emulator tokens/s over plain tokens/s
 
 
@@ -110,13 +109,13 @@ def run_emulator_api(args: argparse.Namespace) -> tuple[int, float]:
     """A job through the running emulator; (trained tokens as the job reports them, seconds)."""
     import openai
 
-    import emulator_proc
-
-    key = "bench-key"
     data_dir = args.out / f"bench-emulator-{os.getpid()}-{time.time_ns()}"
-    proc, url = emulator_proc.start_emulator(data_dir, args.cache_dir, key, stand_in=args.model)
-    try:
-        client = openai.OpenAI(base_url=f"{url}/openai/v1", api_key=key)
+    # Unwound in reverse: the emulator stops, then its data goes. It may take more than the usual 60 s
+    # to stop: a job still training (after a failure here) gets up to 60 s to pause first.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        url = cleanup.enter_context(emulator(data_dir, args.cache_dir, stand_in=args.model, stop_timeout=120))
+        client = openai.OpenAI(base_url=f"{url}/openai/v1", api_key=KEY)
         with training_file(args).open("rb") as fh:
             uploaded = client.files.create(file=fh, purpose="fine-tune")
         while client.files.retrieve(uploaded.id).status != "processed":
@@ -145,10 +144,6 @@ def run_emulator_api(args: argparse.Namespace) -> tuple[int, float]:
             f"emulator job {job.id}: {job.trained_tokens:,} trained tokens in {seconds:.1f} s end to end",
         )
         return job.trained_tokens, seconds
-    finally:
-        proc.terminate()
-        proc.wait(120)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run_plain_loop(args: argparse.Namespace) -> tuple[int, float]:
@@ -219,19 +214,16 @@ def run_plain_loop(args: argparse.Namespace) -> tuple[int, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "support-bot" / "train.jsonl")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default: the whole file)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "models")
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--cache-dir", type=Path, default=OUT / "models")
     args = parser.parse_args(argv)
-    args.out = HERE / "out"
+    args.out = OUT
     args.out.mkdir(parents=True, exist_ok=True)
     args.notes = []
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -259,15 +251,12 @@ def main(argv: list[str] | None = None) -> int:
 
     data = training_file(args)
     n_examples = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     data_name = (
         args.data.resolve().relative_to(REPO) if args.data.resolve().is_relative_to(REPO) else args.data
     )
-    section = "\n".join(
+    body = "\n".join(
         [
-            f"## training: {args.model}, LoRA SFT ({now})",
-            "",
-            f"Machine: {os.cpu_count()} cores, CPython {platform.python_version()}, "
+            f"Machine: {machine()}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}; "
             f"load average {load_before:.2f} at start (other processes share the cores).",
             f"Data: `{data_name}`, {n_examples} examples, {args.epochs} epoch(s), "
@@ -293,10 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    print()
-    print(section)
-    with args.results.open("a", encoding="utf-8") as handle:
-        handle.write("\n" + section)
+    print(append_section(args.results, f"training: {args.model}, LoRA SFT", body))
     json.dump(
         {
             "emulator_tokens_per_s": api_rate,
