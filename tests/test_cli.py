@@ -227,12 +227,3 @@ def test_each_training_file_is_detected_on_its_own(tmp_path: Path) -> None:
     code, out, _ = run("validate", str(sft), str(dpo), "--format", "json")
     assert code == 0, out
     assert [f["method"] for f in json.loads(out)["files"]] == ["supervised", "dpo"]
-
-
-def test_readme_documents_every_environment_key() -> None:
-    from ftops.config.schema import Environment
-
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("### Configuration (`ftops:environment`)", 1)[1].split("\n\n", 2)[1]
-    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
-    assert documented == set(Environment.model_fields) - {"releases"}

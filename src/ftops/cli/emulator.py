@@ -12,7 +12,10 @@ from ftops.cli.common import app, one_line_errors, out, repo_root
 from ftops.config.load import load_checked
 from ftops.errors import UsageError
 
-emulator_app = typer.Typer(help="The local Azure OpenAI emulator.", no_args_is_help=False)
+emulator_app = typer.Typer(
+    help="Run the local Azure OpenAI emulator until Ctrl+C, or `selftest` a running one.",
+    no_args_is_help=False,
+)
 app.add_typer(emulator_app, name="emulator")
 
 
