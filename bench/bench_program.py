@@ -27,8 +27,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from _common import REPO, append_section, arg_parser, machine
-from ftops.config.files import plain
 from ftops.config.load import read_stack_node
+from ftops.config.yamlfiles import plain
 from ftops.program import load_stack_environment
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ftops.dataset.report import FileReport
+from ftops.dataset.findings_report import FileReport
 from ftops.dataset.validate import ValidateOptions, validate_file
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ftops.config.files import environment_names
 from ftops.config.load import load_all, load_checked, load_environment
+from ftops.config.yamlfiles import environment_names
 from ftops.errors import ConfigError, UsageError
 from tests.conftest import REPO
 

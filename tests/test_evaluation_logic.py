@@ -11,11 +11,11 @@ import pytest
 
 from ftops.config.schema import SAFETY_CATEGORIES
 from ftops.errors import UsageError
-from ftops.evaluation import report, stats
+from ftops.evaluation import evidence_files, stats
 from ftops.evaluation.evalset import EvalItem, load, parse
-from ftops.evaluation.gate import Endpoint, Outcome, builtin_suite, evidence_record, loss_curve
 from ftops.evaluation.graders import GraderContext, make, refusal_score
 from ftops.evaluation.request import Policy
+from ftops.evaluation.verdict import Endpoint, Outcome, builtin_suite, evidence_record, loss_curve
 from tests.gate_inputs import a_check, a_policy
 
 
@@ -247,7 +247,7 @@ def test_markdown_junit_and_the_digest_come_from_the_record(tmp_path: Path) -> N
         outcomes=[_outcome([[True, True]] * 18 + [[False, True]] * 2, baseline=[[True, True]] * 20)],
         training={"job": "ftjob-1", "loss": [[1, 2.5], [2, 1.25], [3, 0.5]]},
     )
-    digest, path = report.write(evidence, tmp_path)
+    digest, path = evidence_files.write(evidence, tmp_path)
     assert digest == "sha256:" + __import__("hashlib").sha256(path.read_bytes()).hexdigest()
     text = (tmp_path / f"{digest[7:]}.md").read_text()
     assert "### Gate `support-bot`: ✅ pass" in text

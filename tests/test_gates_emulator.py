@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ftops.evaluation.evalset import EvalSet, parse
-from ftops.evaluation.gate import Endpoint, Outcome, builtin_suite, evidence_record, run_check
 from ftops.evaluation.runner import Limits, Runner, RunOptions
+from ftops.evaluation.verdict import Endpoint, Outcome, builtin_suite, evidence_record, run_check
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.ratelimit import limits_for
 from tests.conftest import REPO

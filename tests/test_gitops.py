@@ -189,7 +189,7 @@ def test_gate_evidence_is_uploaded_once_by_digest(
 
     from azure.storage.blob import BlobServiceClient
 
-    from ftops.evaluation import report
+    from ftops.evaluation import evidence_files
     from ftops.evaluation.evidence_store import upload
 
     service = BlobServiceClient.from_connection_string(azurite)
@@ -207,7 +207,7 @@ def test_gate_evidence_is_uploaded_once_by_digest(
         "failures": ["the gate has no checks"],
         "policy": {"confidence": 0.95, "repeats": 1, "temperature": 0, "seed": 0},
     }
-    digest, path = report.write(evidence, tmp_path)
+    digest, path = evidence_files.write(evidence, tmp_path)
     spec = {"container": "evaluation-evidence", "connection_string_env": "AZURITE_CONNECTION"}
     url = upload(spec, path, "dev", "support-bot")
     assert upload(spec, path, "dev", "support-bot") == url  # a retry finds it there
@@ -273,7 +273,7 @@ def _evidence(model: str, answers: list[bool], safety: dict[str, list[bool]]) ->
     """Gate evidence made by the gate's own `evidence_record` from these graded answers."""
     from types import SimpleNamespace
 
-    from ftops.evaluation.gate import Endpoint, Outcome, evidence_record
+    from ftops.evaluation.verdict import Endpoint, Outcome, evidence_record
 
     def outcome(name: str, grader: str, rows: list[tuple[str, str, bool]]) -> Outcome:
         items = [SimpleNamespace(id=i, category=c) for i, c, _ in rows]
@@ -329,13 +329,13 @@ def _pin(model: str, digest: str, job: str) -> Any:
 
 def test_deltas_compare_the_moved_pin_s_evidence_item_by_item(repo: Path) -> None:
     from ftops.config.pins import write_pin
-    from ftops.evaluation import report
+    from ftops.evaluation import evidence_files
 
     folder = repo / ".ftops" / "evidence" / "local-dev"
     a = _evidence(MODEL_A, [True] * 9 + [False], {"violence": [True, False, False, True], "hate": [True] * 4})
     b = _evidence(MODEL_B, [True] * 10, {"violence": [True, True, True, False], "hate": [True] * 4})
-    digest_a, _ = report.write(a, folder)
-    digest_b, path_b = report.write(b, folder)
+    digest_a, _ = evidence_files.write(a, folder)
+    digest_b, path_b = evidence_files.write(b, folder)
     write_pin(repo, "local-staging", "support-bot", _pin(MODEL_A, digest_a, "a"))
     git(repo, "commit", "--quiet", "-am", "pin A")
     base = git(repo, "rev-parse", "HEAD").strip()

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ftops.config.files import environment_names, plain
 from ftops.config.load import load_environment, read_stack_node
+from ftops.config.yamlfiles import environment_names, plain
 from tests.conftest import REPO
 from tests.pulumi_harness import Registration, Run, run
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from ftops.config.files import plain
 from ftops.config.load import read_stack_node
+from ftops.config.yamlfiles import plain
 from tests.conftest import REPO
 from tests.pulumi_harness import provider_of, run, run_program
 

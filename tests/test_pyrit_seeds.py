@@ -378,7 +378,7 @@ def test_real_pyrit_when_available() -> None:
 
 
 def test_a_safety_gate_can_name_pyrit_as_its_suite(fake_pyrit: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ftops.evaluation.gate import PYRIT_SUITE, suite
+    from ftops.evaluation.verdict import PYRIT_SUITE, suite
 
     monkeypatch.setattr(pyrit_seeds, "pyrit_root", lambda: fake_pyrit)
     evalset = suite(PYRIT_SUITE)

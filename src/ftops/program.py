@@ -11,10 +11,10 @@ import pulumi
 from ftops.components import local
 from ftops.components.infrastructure import AzureInfrastructure
 from ftops.components.model import FineTunedModel, PromotedModel, Wiring
-from ftops.config.files import environment_names
 from ftops.config.load import check_promotion_chain, load_environment, read_stack_node, validate_environment
 from ftops.config.schema import DeploymentSpec, Environment
 from ftops.config.site import Site
+from ftops.config.yamlfiles import environment_names
 from ftops.errors import ConfigError, FtopsError
 
 

@@ -14,7 +14,7 @@ from ftops.catalog import REINFORCEMENT, resolve_base
 from ftops.cli.common import app, err, one_line_errors, out, repo_root
 from ftops.config.load import load_checked
 from ftops.config.schema import Environment
-from ftops.dataset.report import FileReport, render_github, render_json, render_text
+from ftops.dataset.findings_report import FileReport, render_github, render_json, render_text
 from ftops.dataset.split import split_file
 from ftops.dataset.validate import (
     DEFAULT_LINES_PER_RULE,

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from ftops.cli.common import env_app, err, one_line_errors, out, repo_root
-from ftops.config.files import environment_names
 from ftops.config.load import load_all, load_checked
 from ftops.config.schema import Environment
+from ftops.config.yamlfiles import environment_names
 from ftops.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 

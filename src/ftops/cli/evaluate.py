@@ -32,7 +32,7 @@ def evaluate_command(
     where an interrupted one stopped.
     """
     from ftops.config.site import evidence_folder
-    from ftops.gitops.evaluate import run
+    from ftops.gitops.on_demand import run
 
     root = repo_root()
     environment = load_environment(root, env)

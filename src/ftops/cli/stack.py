@@ -43,7 +43,7 @@ def _changes(result: StackResult) -> str:
 def _gate_lines(root: Path, result: StackResult) -> list[str]:
     """Each gate's verdict with its intervals, read back from the evidence the stack points at."""
     from ftops.engine.stack import shown
-    from ftops.gitops.evaluate import Evaluation
+    from ftops.gitops.on_demand import Evaluation
 
     lines = []
     for gate, digest in sorted((result.outputs.get("evidence") or {}).items()):

@@ -17,7 +17,7 @@ import pulumi_azure_native as an
 
 from ftops.components.access import Access
 from ftops.components.account import OpenAIAccount
-from ftops.components.deployments import azure_deployer
+from ftops.components.azure_deployer import azure_deployer
 from ftops.components.model import Deployer
 from ftops.components.monitoring import Monitoring
 from ftops.components.network import Network

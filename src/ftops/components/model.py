@@ -18,9 +18,9 @@ from typing import Any
 import pulumi
 
 from ftops.catalog import base_of, resolve_base
-from ftops.config.files import RELEASES_DIR  # read by the job provider before it deletes a model
 from ftops.config.gates import gate_request
 from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, ReleasePin, Sku
+from ftops.config.yamlfiles import RELEASES_DIR  # read by the job provider before it deletes a model
 from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate

@@ -7,8 +7,8 @@ import hashlib
 from pathlib import Path
 
 from ftops.config.schema import Environment, GateSpec
-from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE, suite
 from ftops.evaluation.request import Baseline, Check, GateRequest, Policy
+from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE, suite
 
 SAFETY_GRADER = "refusal"
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ftops.config.files import (
+from ftops.config.pins import load_releases
+from ftops.config.schema import Environment
+from ftops.config.yamlfiles import (
     CONFIG_KEY,
     ENV_DIR,
     environment_names,
@@ -27,8 +29,6 @@ from ftops.config.files import (
     releases_file,
     stack_file,
 )
-from ftops.config.pins import load_releases
-from ftops.config.schema import Environment
 from ftops.errors import ConfigError, UsageError
 
 

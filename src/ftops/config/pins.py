@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from ftops.config.files import format_errors, parse_yaml, plain, relative_label, releases_file
 from ftops.config.schema import ReleasePin, Releases
+from ftops.config.yamlfiles import format_errors, parse_yaml, plain, relative_label, releases_file
 from ftops.errors import ConfigError, PinsUnreadableError
 
 PIN_ORDER = (

@@ -33,7 +33,7 @@ from ftops.catalog import (
     resolve_base,
 )
 from ftops.dataset.findings import RULES, Finding, Severity
-from ftops.dataset.report import FileReport, RuleReport, TokenStats
+from ftops.dataset.findings_report import FileReport, RuleReport, TokenStats
 from ftops.dataset.rules import BatchState, ExampleChecker, detect_method
 from ftops.dataset.sensitive import scan
 from ftops.errors import UsageError

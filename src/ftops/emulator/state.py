@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ftops.emulator.faults import FaultState
-from ftops.emulator.ratelimit import RateLimiter
 from ftops.emulator.scheduler import Scheduler
 from ftops.emulator.settings import Settings
 from ftops.emulator.store import Store
+from ftops.emulator.throttle import RateLimiter
 
 if TYPE_CHECKING:
     from ftops.emulator.ml.infer import ChatEngine

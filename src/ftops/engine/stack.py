@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from pulumi import automation as auto
 
-from ftops.config.files import environment_names
 from ftops.config.load import load_checked
 from ftops.config.schema import Environment
 from ftops.config.site import evidence_folder
+from ftops.config.yamlfiles import environment_names
 from ftops.engine import install, locks
 from ftops.engine.events import Renderer
 from ftops.errors import EngineError, FtopsError, StackFailedError, StackInterruptedError, UsageError

@@ -15,9 +15,9 @@ import pulumi
 from ftops.azure.connection import Target, arm_call, deployment_url
 from ftops.catalog import base_of
 from ftops.errors import GateError
-from ftops.evaluation.gate import Endpoint, evidence_record, loss_curve, run_check
 from ftops.evaluation.request import Baseline, GateRequest
 from ftops.evaluation.runner import Limits, Pacer
+from ftops.evaluation.verdict import Endpoint, evidence_record, loss_curve, run_check
 from ftops.ratelimit import limits_for
 
 SERVING_SHARE = 0.5  # of a deployment that serves live traffic: the gate must not crowd users out

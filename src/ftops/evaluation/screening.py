@@ -93,7 +93,7 @@ def lexicon() -> dict[str, list[re.Pattern[str]]]:
 @lru_cache(maxsize=1)
 def _probes() -> tuple[list[str], np.ndarray]:
     from ftops.evaluation.embeddings import embed
-    from ftops.evaluation.gate import builtin_suite
+    from ftops.evaluation.verdict import builtin_suite
 
     items = [i for i in builtin_suite().items if i.category in CONTENT_CATEGORIES]
     asks = [next(m.content for m in reversed(i.messages) if m.role == "user") for i in items]

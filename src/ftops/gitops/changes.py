@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftops.config.files import environment_names
 from ftops.config.load import load_environment
 from ftops.config.schema import Environment
+from ftops.config.yamlfiles import environment_names
 from ftops.gitops import git
 
 # A change here can change every environment's plan.

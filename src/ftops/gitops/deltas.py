@@ -20,16 +20,16 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from ftops.catalog import short_id
-from ftops.config.files import CONFIG_KEY, environment_names, releases_file, stack_file
 from ftops.config.load import load_environment
 from ftops.config.pins import load_releases, parse_pins
 from ftops.config.schema import Environment, GateSpec, ReleasePin
 from ftops.config.site import Site, evidence_folder
+from ftops.config.yamlfiles import CONFIG_KEY, environment_names, releases_file, stack_file
 from ftops.errors import FtopsError, UsageError
-from ftops.evaluation import report
+from ftops.evaluation import evidence_files
 from ftops.evaluation.evidence_store import blob_name
-from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.evaluation.stats import compare
+from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.gitops import git
 from ftops.gitops.changes import promotion_order
 
@@ -157,7 +157,7 @@ def _verified(body: bytes, digest: str, where: str) -> Found:
         evidence = json.loads(body)
     except ValueError:
         return Found(None, f"{where} is not JSON")
-    if not isinstance(evidence, dict) or report.digest_of(evidence)[0] != digest:
+    if not isinstance(evidence, dict) or evidence_files.digest_of(evidence)[0] != digest:
         return Found(None, f"{where} does not hash to {digest[:19]}…: not used")
     return Found(evidence, where)
 
@@ -175,7 +175,7 @@ def _outcomes(results: list[dict[str, Any]]) -> dict[str, list[bool]]:
     """Each item's verdicts in repeat order, as the gate's statistics take them."""
     return {
         item: [bool(r["passed"]) for r in sorted(rows, key=lambda r: int(r.get("repeat", 0)))]
-        for item, rows in report.rows_by_item(results).items()
+        for item, rows in evidence_files.rows_by_item(results).items()
     }
 
 

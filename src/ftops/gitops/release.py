@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftops.auditlog import context, records, verify
-from ftops.config.files import releases_file
 from ftops.config.load import load_environment
 from ftops.config.pins import load_releases, parse_pins, write_pin
 from ftops.config.schema import Environment, ReleasePin
+from ftops.config.yamlfiles import releases_file
 from ftops.errors import FtopsError, RefusedError
 from ftops.gitops import git
 from ftops.gitops.logs import audit_log, stack_outputs

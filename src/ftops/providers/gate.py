@@ -26,12 +26,12 @@ from pulumi.dynamic import (
 from ftops.auditlog import context
 from ftops.azure.connection import Target, same_account
 from ftops.errors import FtopsError, GateFailedError
-from ftops.evaluation import report
+from ftops.evaluation import evidence_files
 from ftops.evaluation.evidence_store import upload
-from ftops.evaluation.gate import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.evaluation.graders import registry
 from ftops.evaluation.live import Candidate, evaluate
 from ftops.evaluation.request import GateRequest
+from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.providers.base import PROVIDER_KEY, inputs_of
 
 OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict", "commit")
@@ -104,10 +104,10 @@ class EvaluationGateProvider(ResourceProvider):
             raise GateFailedError(
                 f"gate {props.get('name', 'gate')} could not decide: {exc.one_line()}"
             ) from None
-        digest, _ = report.digest_of(evidence)
+        digest, _ = evidence_files.digest_of(evidence)
         path = url = ""
         if folder is not None:
-            digest, written = report.write(evidence, folder)
+            digest, written = evidence_files.write(evidence, folder)
             path = str(written)
             if props.get("evidence_store"):
                 url = upload(

@@ -11,7 +11,7 @@ from typing import Any
 from ftops.config.gates import gate_request
 from ftops.config.schema import Environment
 from ftops.errors import UsageError
-from ftops.evaluation import report
+from ftops.evaluation import evidence_files
 from ftops.evaluation.live import SERVING_SHARE, Candidate, deployed, evaluate
 from ftops.gitops.logs import account_target
 
@@ -27,7 +27,7 @@ class Evaluation:
         return bool(self.evidence["verdict"] == "pass")
 
     def markdown(self) -> str:
-        return report.markdown(self.evidence, self.digest)
+        return evidence_files.markdown(self.evidence, self.digest)
 
     def one_line(self) -> str:
         checks = "; ".join(
@@ -72,5 +72,5 @@ def run(
     share = SERVING_SHARE if name in serving else 1
     candidate = Candidate(name, found.model, found.capacity, found.sku, share)
     evidence = evaluate(request, target, candidate, progress_dir=out / "progress", on_answer=on_answer)
-    digest, path = report.write(evidence, out)
+    digest, path = evidence_files.write(evidence, out)
     return Evaluation(evidence, digest, path)
