@@ -11,10 +11,10 @@ import pulumi
 import pulumi_azure_native as an
 
 from ftops.components.monitoring import diagnostics
-from ftops.components.network import Network
+from ftops.components.placement import Placement
 from ftops.config.naming import Names
 from ftops.config.schema import Account as AccountSpec
-from ftops.config.schema import ContentFilter, Environment
+from ftops.config.schema import ContentFilter
 
 # Harm categories are graded by severity; the others are detectors that are on or off.
 SEVERITY_FILTERS = frozenset({"hate", "sexual", "violence", "selfharm"})
@@ -28,16 +28,9 @@ class OpenAIAccount(pulumi.ComponentResource):
     rai_policy: an.cognitiveservices.RaiPolicy | None
     ready: list[pulumi.Resource]  # what must exist before the data plane is reachable
 
-    def __init__(
-        self,
-        env: Environment,
-        names: Names,
-        resource_group: pulumi.Input[str],
-        network: Network | None,
-        workspace_id: pulumi.Input[str],
-        tags: dict[str, str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, place: Placement, opts: pulumi.ResourceOptions | None = None) -> None:
+        env, names, resource_group = place.env, place.names, place.resource_group
+        network, workspace_id, tags = place.network, place.workspace_id, place.tags
         super().__init__("ftops:azure:OpenAIAccount", names.env, None, opts)
         spec = env.account
         if spec is None or env.network is None:

@@ -21,6 +21,7 @@ from ftops.components.azure_deployer import azure_deployer
 from ftops.components.model import Deployer
 from ftops.components.monitoring import Monitoring
 from ftops.components.network import Network
+from ftops.components.placement import Placement
 from ftops.components.storage import Storage
 from ftops.config.naming import names_for
 from ftops.config.schema import Environment
@@ -55,12 +56,9 @@ class AzureInfrastructure:
             if env.network.mode == "private"
             else None
         )
-        self.account = OpenAIAccount(
-            env, names, self.resource_group, self.network, self.monitoring.workspace_id, tags
-        )
-        self.storage = Storage(
-            env, names, self.resource_group, self.network, self.monitoring.workspace_id, tags
-        )
+        place = Placement(env, names, self.resource_group, self.network, self.monitoring.workspace_id, tags)
+        self.account = OpenAIAccount(place)
+        self.storage = Storage(place)
         self.access = Access(
             env.access,
             names,

@@ -11,9 +11,7 @@ import pulumi
 import pulumi_azure_native as an
 
 from ftops.components.monitoring import diagnostics
-from ftops.components.network import Network
-from ftops.config.naming import Names
-from ftops.config.schema import Environment
+from ftops.components.placement import Placement
 
 
 class Storage(pulumi.ComponentResource):
@@ -21,16 +19,9 @@ class Storage(pulumi.ComponentResource):
     containers: dict[str, an.storage.BlobContainer]
     blob_endpoint: pulumi.Output[str]
 
-    def __init__(
-        self,
-        env: Environment,
-        names: Names,
-        resource_group: pulumi.Input[str],
-        network: Network | None,
-        workspace_id: pulumi.Input[str],
-        tags: dict[str, str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, place: Placement, opts: pulumi.ResourceOptions | None = None) -> None:
+        env, names, resource_group = place.env, place.names, place.resource_group
+        network, workspace_id, tags = place.network, place.workspace_id, place.tags
         super().__init__("ftops:azure:Storage", names.env, None, opts)
         spec, net = env.storage, env.network
         if spec is None or net is None:
