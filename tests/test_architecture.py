@@ -8,6 +8,8 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "ftops"
 
 # Lowest first. A unit may import units in its own layer or below, never above. The order is the
@@ -131,3 +133,58 @@ def test_the_graph_is_computed_from_real_imports() -> None:
     assert ("cli", "engine") in edges
     assert ("config", "evaluation") in edges  # the grader registry and the gate request
     assert cycles({("a", "b"): ["x"], ("b", "a"): ["y"]}) == [["a", "b"]]
+
+
+PROVIDERS = {
+    "jobs": ("FineTuningJobArgs", "OUTPUTS"),
+    "gate": ("EvaluationGateArgs", "OUTPUTS"),
+    "deployments": ("ModelDeploymentArgs", "OUTPUTS"),
+    "audit": ("AuditEntryArgs", None),
+}
+
+
+def keys_read(module: str) -> set[str]:
+    """Every string key a provider reads from its properties: props["k"], news.get("k"), ..."""
+    tree = ast.parse((SRC / "providers" / f"{module}.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+            holder, key = node.value.id, node.slice
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Name)
+            and node.args
+        ):
+            holder, key = node.func.value.id, node.args[0]
+        else:
+            continue
+        if (
+            holder in ("props", "news", "olds")
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+        ):
+            found.add(key.value)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(PROVIDERS))
+def test_a_provider_reads_only_keys_its_args_declare(module: str) -> None:
+    """The wire names come from the Args dataclass: a key a provider reads that the component
+    never writes (a typo, a renamed field) fails here, not in a `pulumi up`."""
+    from dataclasses import fields
+    from importlib import import_module
+
+    from ftops.evaluation.request import GateRequest
+
+    args_name, outputs_name = PROVIDERS[module]
+    args = getattr(import_module("ftops.providers.args"), args_name)
+    declared = {f.name for f in fields(args)} - {"request"}
+    if args_name == "EvaluationGateArgs":
+        declared |= {f.name for f in fields(GateRequest)} | {"seed"}
+    provider = import_module(f"ftops.providers.{module}")
+    outputs = set(getattr(provider, outputs_name)) if outputs_name else {"seq"}
+    read = keys_read(module)
+    assert read, "the provider's reads were not found: the check would pass on nothing"
+    assert read - declared - outputs == set()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pulumi
 
 from ftops.components.model import Deployer, DeployRequest
+from ftops.providers.args import ModelDeploymentArgs
 from ftops.providers.deployments import ModelDeployment
 
 
@@ -17,14 +18,14 @@ def deployer(account_target: Mapping[str, str]) -> Deployer:
             model["source"] = req.source
         return ModelDeployment(
             req.resource_name,
-            inputs={
-                "target": dict(account_target),
-                "deployment_name": req.deployment_name,
-                "model": model,
-                "sku": {"name": req.sku.name, "capacity": req.sku.capacity},
-                "rai_policy": req.spec.rai_policy,
-                "version_upgrade_option": req.spec.version_upgrade_option,
-            },
+            ModelDeploymentArgs(
+                target=dict(account_target),
+                deployment_name=req.deployment_name,
+                model=model,
+                sku={"name": req.sku.name, "capacity": req.sku.capacity},
+                rai_policy=req.spec.rai_policy,
+                version_upgrade_option=req.spec.version_upgrade_option,
+            ),
             opts=pulumi.ResourceOptions(parent=req.parent, depends_on=req.depends_on),
         )
 

@@ -21,6 +21,7 @@ from ftops.catalog import base_of, resolve_base
 from ftops.config.gates import gate_request
 from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, ReleasePin, Sku
 from ftops.config.yamlfiles import RELEASES_DIR  # read by the job provider before it deletes a model
+from ftops.providers.args import AuditEntryArgs, EvaluationGateArgs, FineTuningJobArgs
 from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
@@ -76,16 +77,16 @@ class Wiring:
             return
         AuditEntry(
             name,
-            inputs={
-                "audit": dict(self.audit),
-                "environment": self.env.name,
-                "model": key,
-                "action": action,
-                "resource": resource,
-                "to_model": to_model,
-                "evidence_digest": evidence_digest,
-                "details": dict(details or {}),
-            },
+            AuditEntryArgs(
+                audit=dict(self.audit),
+                environment=self.env.name,
+                model=key,
+                action=action,
+                resource=resource,
+                to_model=to_model,
+                evidence_digest=evidence_digest,
+                details=dict(details or {}),
+            ),
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[after]),
         )
 
@@ -154,17 +155,16 @@ def serve_through_gate(
     )
     gate = EvaluationGate(
         f"{key}-gate",
-        inputs={
-            "target": wiring.target,
-            "name": key,
-            "deployment": f"{first}-candidate",
-            "candidate_model": model,
-            "capacity": {"sku": candidate.name, "capacity": candidate.capacity},
-            **gate_request(env, key, wiring.root, first, seed).wire(),
-            "job": job,
-            "evidence_dir": wiring.evidence_dir,
-            "evidence_store": wiring.evidence_store,
-        },
+        EvaluationGateArgs(
+            target=wiring.target,
+            request=gate_request(env, key, wiring.root, first, seed),
+            deployment=f"{first}-candidate",
+            candidate_model=model,
+            capacity={"sku": candidate.name, "capacity": candidate.capacity},
+            job=job,
+            evidence_dir=wiring.evidence_dir,
+            evidence_store=wiring.evidence_store,
+        ),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[previous]),
     )
     # What `ftops promote` reads when the stack's outputs are out of reach: the model that passed,
@@ -231,24 +231,24 @@ class FineTunedModel(pulumi.ComponentResource):
         validation = files.get("validation")
         self.job = FineTuningJob(
             f"{key}-job",
-            inputs={
-                "target": wiring.target,
-                "name": key,
-                "base_model": base_model,
-                "training_file": files["training"].file_id,
-                "training_digest": files["training"].digest,
-                "validation_file": validation.file_id if validation else None,
-                "validation_digest": validation.digest if validation else None,
-                "method": method_input(spec),
-                "seed": spec.seed,
-                "suffix": spec.suffix,
-                "training_type": spec.training_type,
-                "checkpoint": spec.checkpoint,
-                "wait_timeout_minutes": spec.wait_timeout_minutes,
-                "attempt": spec.attempt,
-                "retain": spec.retain_on_delete,
-                "releases_dir": RELEASES_DIR,
-            },
+            FineTuningJobArgs(
+                target=wiring.target,
+                name=key,
+                base_model=base_model,
+                training_file=files["training"].file_id,
+                training_digest=files["training"].digest,
+                validation_file=validation.file_id if validation else None,
+                validation_digest=validation.digest if validation else None,
+                method=method_input(spec),
+                seed=spec.seed,
+                suffix=spec.suffix,
+                training_type=spec.training_type,
+                checkpoint=spec.checkpoint,
+                wait_timeout_minutes=spec.wait_timeout_minutes,
+                attempt=spec.attempt,
+                retain=spec.retain_on_delete,
+                releases_dir=RELEASES_DIR,
+            ),
             opts=child,
         )
         self.provenance = provenance = {

@@ -15,6 +15,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from ftops.auditlog import Change, open_log
+from ftops.providers.args import AuditEntryArgs
 from ftops.providers.base import inputs_of
 
 WATCHED = ("to_model", "evidence_digest")  # a change in these is a change worth a record
@@ -52,7 +53,7 @@ class AuditEntryProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         record = open_log(props["audit"]).append(
-            _change(props, props.get("from_model"), props.get("to_model"))
+            _change(props, None, props.get("to_model"))  # a first record: from nothing
         )
         pulumi.log.info(f"audit: {record.action} {record.model}: -> {record.to_model} (record {record.seq})")
         return CreateResult(
@@ -79,5 +80,5 @@ class AuditEntryProvider(ResourceProvider):
 class AuditEntry(pulumi.dynamic.Resource):
     seq: pulumi.Output[int]
 
-    def __init__(self, name: str, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(AuditEntryProvider(), name, {**inputs, "seq": None}, opts)
+    def __init__(self, name: str, args: AuditEntryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(AuditEntryProvider(), name, {**args.inputs(), "seq": None}, opts)

@@ -25,6 +25,7 @@ from pulumi.dynamic import (
 
 from ftops.azure.connection import Target, arm_call, deployment_url, same_account
 from ftops.errors import DeploymentError
+from ftops.providers.args import ModelDeploymentArgs
 from ftops.providers.base import inputs_of
 from ftops.providers.spec import canonical
 
@@ -171,6 +172,7 @@ class ModelDeployment(pulumi.dynamic.Resource):
     provisioning_state: pulumi.Output[str]
 
     def __init__(
-        self, resource_name: str, *, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+        self, resource_name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        inputs = args.inputs()
         super().__init__(ModelDeploymentProvider(), resource_name, {**inputs, **dict.fromkeys(OUTPUTS)}, opts)

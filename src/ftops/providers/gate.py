@@ -32,6 +32,7 @@ from ftops.evaluation.graders import registry
 from ftops.evaluation.live import Candidate, evaluate
 from ftops.evaluation.request import GateRequest
 from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE
+from ftops.providers.args import EvaluationGateArgs
 from ftops.providers.base import PROVIDER_KEY, inputs_of
 
 OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict", "commit")
@@ -155,6 +156,7 @@ class EvaluationGate(pulumi.dynamic.Resource):
     commit: pulumi.Output[str]
 
     def __init__(
-        self, resource_name: str, *, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+        self, resource_name: str, args: EvaluationGateArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__(EvaluationGateProvider(), resource_name, {**inputs, **dict.fromkeys(OUTPUTS)}, opts)
+        inputs = {**args.inputs(), **dict.fromkeys(OUTPUTS)}
+        super().__init__(EvaluationGateProvider(), resource_name, inputs, opts)

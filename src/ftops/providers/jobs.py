@@ -30,6 +30,7 @@ from pulumi.dynamic import (
 from ftops.azure.connection import Target, backoff, retry_after, same_account
 from ftops.config.pins import pinned_models
 from ftops.errors import JobError, PinsUnreadableError
+from ftops.providers.args import FineTuningJobArgs
 from ftops.providers.base import inputs_of
 from ftops.providers.spec import (
     METADATA_MODEL,
@@ -319,6 +320,7 @@ class FineTuningJob(pulumi.dynamic.Resource):
     drift: pulumi.Output[str]
 
     def __init__(
-        self, resource_name: str, *, inputs: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+        self, resource_name: str, args: FineTuningJobArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__(FineTuningJobProvider(), resource_name, {**inputs, **dict.fromkeys(OUTPUTS)}, opts)
+        inputs = {**args.inputs(), **dict.fromkeys(OUTPUTS)}
+        super().__init__(FineTuningJobProvider(), resource_name, inputs, opts)

@@ -15,16 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SPEC_KEYS = (
-    "base_model",
-    "training_digest",
-    "validation_digest",
-    "method",
-    "seed",
-    "suffix",
-    "training_type",
-    "attempt",
-)
+from ftops.providers.args import FineTuningJobArgs
+
+SPEC_KEYS = FineTuningJobArgs.spec_keys()
 METADATA_SPEC = "ftops-spec"
 METADATA_MODEL = "ftops-model"
 SHORT = 7
