@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ftops.config.load import load_environment
 from ftops.config.schema import Environment
-from ftops.config.yamlfiles import environment_names
+from ftops.config.yamlfiles import ENV_DIR, RELEASES_DIR, environment_names
 from ftops.gitops import git
 
 # A change here can change every environment's plan.
@@ -16,7 +16,7 @@ SHARED = ("src/", "infra/", "Pulumi.yaml", "pyproject.toml")
 
 def env_files(env: Environment) -> set[str]:
     """Repository paths whose content goes into the environment's plan."""
-    files = {f"environments/Pulumi.{env.name}.yaml", f"environments/releases/{env.name}.yaml"}
+    files = {f"{ENV_DIR}/Pulumi.{env.name}.yaml", f"{RELEASES_DIR}/{env.name}.yaml"}
     for spec in env.models.values():
         files.add(spec.training_file)
         if spec.validation_file:
