@@ -256,17 +256,13 @@ def test_deltas_without_an_azure_credential_say_so_at_once(monkeypatch: pytest.M
             raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
 
     monkeypatch.setattr("azure.identity.DefaultAzureCredential", NoCredential)
-    deltas._credential_problem.cache_clear()
-    try:
-        pin = _pin(MODEL_A, "sha256:" + "1" * 64, "a").model_copy(update={"source_environment": "dev"})
-        found = deltas.find_evidence(REPO, pin, "support-bot", [])
-    finally:
-        deltas._credential_problem.cache_clear()
+    pin = _pin(MODEL_A, "sha256:" + "1" * 64, "a").model_copy(update={"source_environment": "dev"})
+    started = time.monotonic()
+    found = deltas.find_evidence(REPO, pin, "support-bot", [])
+    assert time.monotonic() - started < 5  # not the blob client's ~85 s of retries
     assert found.evidence is None
-    assert (
-        found.where
-        == "not readable (no Azure credential on this machine: `az login`, or azure/login in the workflow)"
-    )
+    assert found.where.startswith("not readable (no Azure credential ("), found.where
+    assert "az login" in found.where
 
 
 def _evidence(model: str, answers: list[bool], safety: dict[str, list[bool]]) -> dict[str, Any]:

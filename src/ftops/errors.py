@@ -4,6 +4,9 @@ caught, at the edge (`ftops.azure`, the engine, git), never passed through raw.
 
     FtopsError                 exit 2: the command could not run as asked
     ├── UsageError             wrong arguments, a missing file, key or credential
+    │   ├── CredentialError    no usable Azure credential (never retried: it will not appear)
+    │   └── UnreachableError   a service cannot be reached (the emulator is down, no network path)
+    ├── ServiceError           a service answered with an error ftops cannot act on (HTTP status)
     ├── ConfigError            an environment declaration is invalid (every problem, a line each)
     ├── PinsUnreadableError    a release file cannot be read: a provider will not delete a model
     ├── GitError               a git command failed
@@ -47,6 +50,20 @@ class FtopsError(Exception):
 
 class UsageError(FtopsError):
     """Wrong arguments, missing files."""
+
+
+class CredentialError(UsageError):
+    """No Azure credential could be had; the message names the chain tried and what to set up.
+    Not an azure-core error on purpose: the SDKs' retry policies retry those, and a missing login
+    does not appear by waiting."""
+
+
+class UnreachableError(UsageError):
+    """Nothing answers at an endpoint (connection refused, no route, name not found)."""
+
+
+class ServiceError(FtopsError):
+    """A service answered with an error ftops cannot act on; the message has the status and why."""
 
 
 class ConfigError(FtopsError):

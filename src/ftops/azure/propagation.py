@@ -24,6 +24,7 @@ import openai
 import pulumi
 from azure.core.pipeline.transport import RequestsTransport
 
+from ftops.azure.failures import is_loopback, unreachable
 from ftops.errors import UsageError
 
 DENIALS = frozenset(
@@ -149,9 +150,14 @@ class PropagationClient(openai.DefaultHttpxClient):
         self._sleep = sleep
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        return _send_waiting(
-            lambda: super(PropagationClient, self).send(request, **kwargs), request, self._sleep
-        )
+        try:
+            return _send_waiting(
+                lambda: super(PropagationClient, self).send(request, **kwargs), request, self._sleep
+            )
+        except httpx.ConnectError as exc:
+            if is_loopback(str(request.url)):  # nothing listens here: retrying will not start it
+                raise unreachable(str(request.url), "connection refused") from exc
+            raise
 
 
 class PropagationBlobTransport(RequestsTransport):  # type: ignore[misc]
@@ -176,8 +182,18 @@ class PropagationBlobTransport(RequestsTransport):  # type: ignore[misc]
             with contextlib.suppress(Exception):
                 response.internal_response.close()
 
+        from azure.core.exceptions import ServiceRequestError
+
+        def send() -> Any:
+            try:
+                return super(PropagationBlobTransport, self).send(request, **kwargs)
+            except ServiceRequestError as exc:
+                if is_loopback(str(request.url)):  # Azurite or a local store that is not running
+                    raise unreachable(str(request.url), "connection refused") from exc
+                raise
+
         return wait_out(
-            lambda: super(PropagationBlobTransport, self).send(request, **kwargs),
+            send,
             denied,
             close,
             f"{request.method} {str(request.url).split('?', 1)[0]}",

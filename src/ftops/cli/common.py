@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
+import click
 import typer
 from rich.console import Console
 
-from ftops.errors import FtopsError, UsageError
+from ftops.azure.failures import translate
+from ftops.errors import EXIT_INVALID, FtopsError, UsageError
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -22,20 +24,34 @@ _debug = {"on": False}  # set by the --debug option before any command runs
 
 
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """An FtopsError from the command becomes one line on stderr and its exit code."""
+    """Any failure of the command becomes one line on stderr and its exit code: an FtopsError as
+    it is, a library's exception through the Azure edge's mapping (`ftops.azure.failures`), and
+    anything else as an unexpected error. `--debug` shows the traceback instead."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except FtopsError as exc:
-            # A failed stack operation names each failed resource on a line of its own first.
-            for failure in getattr(exc, "failures", []):
-                err.print(f"error: {failure}", style="red", markup=False, highlight=False, soft_wrap=True)
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # the single handler: every command comes through here
             if _debug["on"]:
                 raise
-            err.print(f"error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            error = exc if isinstance(exc, FtopsError) else translate(exc)
+            if error is None:
+                detail = " ".join(str(exc).split())[:300]
+                error = FtopsError(
+                    f"unexpected {type(exc).__name__}: {detail}",
+                    fix="rerun with --debug for the traceback, and report it",
+                )
+                error.exit_code = EXIT_INVALID
+            # A failed stack operation names each failed resource on a line of its own first.
+            for failure in getattr(error, "failures", []):
+                err.print(f"error: {failure}", style="red", markup=False, highlight=False, soft_wrap=True)
+            err.print(
+                f"error: {error.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(error.exit_code) from None
 
     return run
 

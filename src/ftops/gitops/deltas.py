@@ -11,7 +11,6 @@ environment's evidence container, and used only if it still hashes to the digest
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +116,6 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
     from ftops.azure.connection import container_client
 
     spec = site.container("evidence")
-    if not spec.get("connection_string_env") and (problem := _credential_problem()):
-        return Found(None, f"not readable ({problem})")
     blob = blob_name(pin.source_environment, key, stem)
     where = blob
     try:
@@ -127,6 +124,8 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
         body = container.get_blob_client(blob).download_blob().readall()
     except ResourceNotFoundError:
         return Found(None, f"not found at {where}")
+    except FtopsError as exc:  # no credential, nothing listening: said once, in a line
+        return Found(None, f"not readable ({exc.one_line()})")
     except Exception as exc:  # unreadable evidence is reported in the comment, not fatal to the PR
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = {
@@ -137,19 +136,6 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
         }.get(str(getattr(exc, "error_code", "") or ""), "")
         return Found(None, f"not readable at {where} ({reason[:160]}{hint})")
     return _verified(body, pin.evidence_digest, where)
-
-
-@functools.cache
-def _credential_problem() -> str | None:
-    """Why no Azure token can be had here, asked once: the blob client would retry for minutes."""
-    from azure.core.exceptions import ClientAuthenticationError
-    from azure.identity import DefaultAzureCredential
-
-    try:
-        DefaultAzureCredential().get_token("https://storage.azure.com/.default")
-    except ClientAuthenticationError:
-        return "no Azure credential on this machine: `az login`, or azure/login in the workflow"
-    return None
 
 
 def _verified(body: bytes, digest: str, where: str) -> Found:

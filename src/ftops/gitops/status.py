@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ftops.auditlog import records
 from ftops.azure.connection import Target, arm_call, deployment_url
+from ftops.azure.failures import translate
 from ftops.config.pins import load_releases
 from ftops.config.schema import Environment
 from ftops.errors import FtopsError
@@ -48,8 +49,14 @@ def status_rows(root: Path, env: Environment) -> list[Row]:
     pins = load_releases(root, env.name)
     try:
         log = records(audit_log(root, env))
-    except Exception as exc:  # an unreadable log is reported, not fatal: the other columns still help
-        raise FtopsError(f"cannot read the audit log of {env.name}: {exc}") from None
+    except Exception as exc:
+        error = exc if isinstance(exc, FtopsError) else translate(exc)
+        if error is None:
+            raise
+        # Say where, and keep the fix and the exit code (a missing credential is a usage error).
+        where = FtopsError(f"cannot read the audit log of {env.name}: {error.message}", fix=error.fix)
+        where.exit_code = error.exit_code
+        raise where from exc
     target = account_target(root, env)
     rows = []
     for name, dep in env.deployments.items():
