@@ -20,7 +20,7 @@ import openai
 
 from ftops.azure.failures import GuardedCredential
 from ftops.azure.propagation import PropagationBlobTransport, PropagationClient
-from ftops.errors import UsageError
+from ftops.errors import ServiceError, UsageError
 
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -144,6 +144,39 @@ def _http_client() -> httpx.Client:
 def deployment_url(target: Target, name: str) -> str:
     """The ARM address of a deployment on the target's account."""
     return f"{target.arm_endpoint.rstrip('/')}{target.arm_id}/deployments/{name}"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    model: str
+    capacity: int
+    sku: str
+
+
+def deployed(target: Target, name: str) -> Deployed | None:
+    """What a deployment serves now and at what capacity; None when there is no such deployment.
+    Any other answer is a ServiceError that says what came back."""
+    url = deployment_url(target, name)
+    response = arm_call("GET", url, target.arm_headers())
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        detail = " ".join(response.text[:200].split())
+        raise ServiceError(
+            f"reading deployment {name}: HTTP {response.status_code} {detail}".rstrip(),
+            fix="check that the deployment exists and this identity may read it",
+        )
+    try:
+        body = response.json()
+        sku = body.get("sku") or {}
+        return Deployed(
+            str(body["properties"]["model"]["name"]), int(sku.get("capacity") or 0), str(sku.get("name", ""))
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ServiceError(
+            f"reading deployment {name}: the answer from {url} is not a deployment "
+            f"({' '.join(response.text[:120].split()) or 'empty'})"
+        ) from None
 
 
 def retry_after(response: httpx.Response | None) -> float | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pulumi
 
-from ftops.azure.connection import Target, arm_call, deployment_url
+from ftops.azure.connection import Target, deployed
 from ftops.catalog import base_of
 from ftops.errors import GateError
 from ftops.evaluation.request import Baseline, GateRequest
@@ -30,31 +30,6 @@ def pace(capacity: Any, model: str, sku: str = "", share: float = 1.0) -> Limits
         return None
     tpm, rpm = limits_for(int(capacity), model)
     return Limits(tpm * share, rpm * share)
-
-
-@dataclass(frozen=True)
-class Deployed:
-    model: str
-    capacity: int
-    sku: str
-
-
-def deployed(target: Target, name: str) -> Deployed | None:
-    """What a deployment serves now and at what capacity; None when there is no such deployment."""
-    response = arm_call("GET", deployment_url(target, name), target.arm_headers())
-    if response.status_code == 404:
-        return None
-    if response.status_code >= 400:
-        detail = " ".join(response.text[:200].split())
-        raise GateError(
-            f"reading deployment {name}: HTTP {response.status_code} {detail}",
-            fix="check that the deployment exists and this identity may read it",
-        )
-    body = response.json()
-    sku = body.get("sku") or {}
-    return Deployed(
-        str(body["properties"]["model"]["name"]), int(sku.get("capacity") or 0), str(sku.get("name", ""))
-    )
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftops.azure.connection import deployed
 from ftops.config.gates import gate_request
 from ftops.config.schema import Environment
 from ftops.errors import UsageError
 from ftops.evaluation import evidence_files
-from ftops.evaluation.live import SERVING_SHARE, Candidate, deployed, evaluate
+from ftops.evaluation.live import SERVING_SHARE, Candidate, evaluate
 from ftops.gitops.logs import account_target
 
 

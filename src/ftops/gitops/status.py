@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftops.auditlog import records
-from ftops.azure.connection import Target, arm_call, deployment_url
+from ftops.azure.connection import Target, deployed
 from ftops.azure.failures import translate
 from ftops.config.pins import load_releases
 from ftops.config.schema import Environment
-from ftops.errors import FtopsError
+from ftops.errors import FtopsError, UsageError
 from ftops.gitops.logs import account_target, audit_log
 
 
@@ -35,14 +35,14 @@ def _serving(target: Target | None, name: str) -> tuple[str | None, str]:
     if target is None:
         return None, "unknown (stack outputs unreachable: install the Pulumi CLI and log in)"
     try:
-        response = arm_call("GET", deployment_url(target, name), target.arm_headers())
-    except (FtopsError, OSError, RuntimeError) as exc:
-        return None, f"unreachable ({exc})"
-    if response.status_code == 404:
+        found = deployed(target, name)
+    except UsageError as exc:  # no credential, nothing listening
+        return None, f"unreachable ({exc.message})"
+    except FtopsError as exc:  # it answered, with an error
+        return None, f"error ({exc.message})"
+    if found is None:
         return None, "absent (deleted? Azure removes fine-tuned deployments idle for 15 days)"
-    if response.status_code != 200:
-        return None, f"error {response.status_code}"
-    return str(response.json()["properties"]["model"]["name"]), ""
+    return found.model, ""
 
 
 def status_rows(root: Path, env: Environment) -> list[Row]:
