@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +71,18 @@ def repo_copy(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "environments", root / "environments")
     shutil.copytree(REPO / "data", root / "data")
     return root
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Azurite for the whole run (each test takes containers of its own)."""
+    from tests.azurite import running
+
+    with running(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture
+def azurite(azurite_server: Any) -> str:
+    """Azurite's connection string (the development account)."""
+    return str(azurite_server.connection_string)

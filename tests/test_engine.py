@@ -101,11 +101,12 @@ class Repo:
             check=False,
         )
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
+    def popen(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
         env.update(
             FTOPS_EMULATOR_KEY=KEY, FTOPS_ACTOR="tester", PULUMI_HOME=str(self.home), HF_HUB_OFFLINE="1"
         )
+        env.update(extra or {})
         return subprocess.Popen(
             [sys.executable, "-m", "ftops", *args],
             cwd=self.root,
@@ -442,6 +443,51 @@ def test_a_crash_mid_training_is_recovered_by_running_up_again(
         "support-bot": jobs[0].fine_tuned_model,
     }
     assert not list((repo.root / ".ftops/pulumi-state/.pulumi/locks").rglob("*.json"))
+
+
+def test_state_in_an_azure_blob_container_survives_a_crash(
+    engine: install.Engine, emu: Emulator, pulumi_home: Path, tmp_path: Path, azurite_server: Any
+) -> None:
+    """The backend CI keeps its state in (azblob://, here on Azurite through the URL form the CLI
+    itself uses): the crashed update's lock is a blob, read and cleared there, and the next up
+    adopts the running job."""
+    from azure.storage.blob import BlobServiceClient
+
+    from tests.azurite import ACCOUNT, ACCOUNT_KEY
+
+    container = BlobServiceClient.from_connection_string(azurite_server.connection_string).create_container(
+        "pulumi-state"
+    )
+    backend = {
+        "PULUMI_BACKEND_URL": azurite_server.backend_url("pulumi-state"),
+        "AZURE_STORAGE_ACCOUNT": ACCOUNT,
+        "AZURE_STORAGE_KEY": ACCOUNT_KEY,
+    }
+    repo = make(tmp_path / "repo", emu, pulumi_home, "blob-state")
+    repo.edit(DEV_FILE, "n_epochs: 1", "n_epochs: 30")
+    git(repo.root, "commit", "--quiet", "-am", "longer training")
+    proc = repo.popen("up", "--env", "local-dev", extra=backend)
+    wait_for_training(repo, proc)
+    kill_tree(proc)
+
+    def lock_blobs() -> list[str]:
+        return [b.name for b in container.list_blobs(name_starts_with=".pulumi/locks/")]
+
+    assert len(lock_blobs()) == 1, "the killed update left no lock blob: it was not crashed mid-update"
+    assert not (repo.root / ".ftops" / "pulumi-state").exists()  # nothing went to the file backend
+
+    out = ok(repo.ftops("up", "--env", "local-dev", extra=backend))
+    assert re.search(
+        r"engine: cleared the lock of a crashed update of local-dev \(\S+@\S+ pid \d+, \d+ s old\): "
+        r"its process is gone from this host",
+        out,
+    ), out
+    assert "adopting job" in out, out
+    assert [j.status for j in repo.jobs()] == ["succeeded"]
+    assert lock_blobs() == []
+    assert ".pulumi/stacks/ftops/local-dev.json" in [b.name for b in container.list_blobs()]
+    again = repo.ftops("up", "--env", "local-dev", extra=backend)
+    assert "no changes" in last_line(again), again.stdout
 
 
 def test_a_lock_held_by_a_live_update_is_never_cleared_unless_asked(

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pulumi.automation import events as ev
 
 from ftops.engine import install, locks
@@ -150,8 +151,46 @@ def test_a_lock_is_stale_only_when_its_process_is_gone_from_this_host(tmp_path: 
         ("?", True),  # unreadable: treated as held
     ]
     assert found[0].owner() == f"ci@{host} pid {dead.pid}"
-    assert locks.stack_locks("azblob://state", "ftops", "local") is None
+    assert locks.stack_locks("s3://state-bucket", "ftops", "local") is None  # not one ftops reads
     assert locks.stack_locks(tmp_path.as_uri(), "ftops", "other") == []
+
+
+def test_the_locks_of_an_azure_blob_backend_are_read_and_cleared_in_its_container(
+    azurite_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rules on the azblob:// backend CI keeps its state in (Azurite here, through the
+    URL form the Pulumi CLI itself uses)."""
+    from azure.storage.blob import BlobServiceClient
+
+    from tests.azurite import ACCOUNT, ACCOUNT_KEY
+
+    service = BlobServiceClient.from_connection_string(azurite_server.connection_string)
+    container = service.create_container("state-locks")
+    prefix = ".pulumi/locks/organization/ftops/local/"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    mine = {"pid": dead.pid, "username": "ci", "hostname": host, "timestamp": "2026-12-02T08:00:00Z"}
+    container.upload_blob(prefix + "a.json", json.dumps(mine))
+    container.upload_blob(prefix + "b.json", json.dumps({**mine, "hostname": "another-runner"}))
+    container.upload_blob(prefix + "c.json", b"{not json")
+    container.upload_blob(".pulumi/locks/organization/ftops/other/d.json", json.dumps(mine))
+    url = azurite_server.backend_url("state-locks")
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT", raising=False)
+    assert locks.stack_locks(url, "ftops", "local") is None  # no account named: not readable here
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", ACCOUNT_KEY)
+    store = locks.store_of(url)
+    assert store is not None
+    found = store.locks("ftops", "local")
+    assert [(lock.where, lock.alive()) for lock in found] == [
+        (prefix + "a.json", False),
+        (prefix + "b.json", True),  # another machine: nothing here proves it gone
+        (prefix + "c.json", True),  # unreadable: treated as held
+    ]
+    store.remove(found[0])
+    store.remove(found[0])  # already gone: not an error
+    assert [lock.where for lock in store.locks("ftops", "local")] == [prefix + "b.json", prefix + "c.json"]
 
 
 # ---------------------------------------------------------------- events

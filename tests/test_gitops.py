@@ -4,11 +4,6 @@ of promote and rollback, and the whole loop on a temporary git repository with t
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -100,61 +95,6 @@ def test_concurrent_appends_to_a_file_log_keep_one_chain(tmp_path: Path) -> None
     lines = FileAuditLog(path).lines()
     assert len(lines) == 40
     assert verify(lines) is None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real blob endpoint: Azurite from npm, installed once into .ftops/azurite."""
-    prefix = REPO / ".ftops" / "azurite"
-    binary = prefix / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        if shutil.which("npm") is None:
-            pytest.fail("the audit blob tests need Azurite: install Node.js and npm")
-        subprocess.run(
-            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", "azurite@3"],
-            check=True,
-            timeout=600,
-        )
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "--silent",
-            "--skipApiVersionCheck",
-            "--location",
-            str(tmp_path_factory.mktemp("azurite")),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-        ],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
-    else:
-        os.killpg(process.pid, signal.SIGTERM)
-        pytest.fail("Azurite did not start within 60 s")
-    # Azurite's documented development account (public, well-known; not a secret).
-    yield (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
 
 
 def test_blob_log_on_azurite_appends_concurrently_and_verifies(azurite: str) -> None:

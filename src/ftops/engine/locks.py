@@ -1,10 +1,11 @@
 """A crashed update's lock: whose it is, and whether it provably belongs to no live update.
 
-The file backend keeps one JSON file per running update under `.pulumi/locks/organization/
-<project>/<stack>/` with the CLI's pid, user, host and start time. A lock is stale when it was taken
-on this host by a process that no longer exists; only then is it cleared without being asked (for
-other backends, a CI workflow whose concurrency group proves no other update runs says so with
-`--break-lock`). Pulumi's own issues on stale locks in CI are open (pulumi/pulumi#9047, #3600).
+The file and Azure Blob backends keep one JSON object per running update under
+`.pulumi/locks/organization/<project>/<stack>/` (a file, or a blob in the state container) with
+the CLI's pid, user, host and start time. A lock is stale when it was taken on this host by a
+process that no longer exists; only then is it cleared without being asked (for other backends,
+a CI workflow whose concurrency group proves no other update runs says so with `--break-lock`).
+Pulumi's own issues on stale locks in CI are open (pulumi/pulumi#9047, #3600).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
 
 
 @dataclass(frozen=True)
 class Lock:
-    path: Path
+    where: str  # the lock file, or the lock blob's name in the state container
     pid: int
     username: str
     hostname: str
@@ -77,29 +79,115 @@ def _parse_time(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def stack_locks(backend_url: str, project: str, stack: str) -> list[Lock] | None:
-    """The locks on a stack of a file backend; None when the backend is not one ftops can read."""
-    base = file_backend_dir(backend_url)
-    if base is None:
-        return None
-    folder = base / ".pulumi" / "locks" / "organization" / project / stack
-    locks = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            locks.append(Lock(path, -1, "?", "?", None))  # unreadable: treated as held
-            continue
-        locks.append(
-            Lock(
-                path,
-                int(data.get("pid") or -1),
-                str(data.get("username", "?")),
-                str(data.get("hostname", "?")),
-                _parse_time(data.get("timestamp")),
-            )
+def _lock(where: str, raw: bytes | None) -> Lock:
+    try:
+        data = json.loads(raw or b"")
+        return Lock(
+            where,
+            int(data.get("pid") or -1),
+            str(data.get("username", "?")),
+            str(data.get("hostname", "?")),
+            _parse_time(data.get("timestamp")),
         )
-    return locks
+    except (ValueError, AttributeError, TypeError):
+        return Lock(where, -1, "?", "?", None)  # unreadable: treated as held
+
+
+def _prefix(project: str, stack: str) -> str:
+    return f".pulumi/locks/organization/{project}/{stack}/"
+
+
+class FileLocks:
+    """The locks of a `file://` backend."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def locks(self, project: str, stack: str) -> list[Lock]:
+        found = []
+        for path in sorted((self.base / _prefix(project, stack)).glob("*.json")):
+            try:
+                raw: bytes | None = path.read_bytes()
+            except OSError:
+                raw = None
+            found.append(_lock(str(path), raw))
+        return found
+
+    def remove(self, lock: Lock) -> None:
+        Path(lock.where).unlink(missing_ok=True)
+
+
+class BlobLocks:
+    """The locks of an `azblob://<container>` backend, read with the credentials the CLI takes
+    (AZURE_STORAGE_KEY or _SAS_TOKEN for the account in AZURE_STORAGE_ACCOUNT, else Entra ID) at
+    the address it would use (`domain`, `protocol` and `localemu` as the URL says: Azurite's form)."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    @classmethod
+    def of(cls, backend_url: str) -> BlobLocks | None:
+        parsed = urlparse(backend_url)
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        account = query.get("storage_account") or os.environ.get("AZURE_STORAGE_ACCOUNT", "")
+        if not parsed.netloc or not account:
+            return None
+        protocol, domain = query.get("protocol", "https"), query.get("domain", "blob.core.windows.net")
+        local = query.get("localemu", "").lower() in ("true", "1")
+        account_url = f"{protocol}://{domain}/{account}" if local else f"{protocol}://{account}.{domain}"
+        from azure.storage.blob import ContainerClient
+
+        from ftops.azure.connection import azure_credential
+
+        credential: Any
+        if os.environ.get("AZURE_STORAGE_KEY"):
+            credential = {"account_name": account, "account_key": os.environ["AZURE_STORAGE_KEY"]}
+        elif os.environ.get("AZURE_STORAGE_SAS_TOKEN"):
+            credential = os.environ["AZURE_STORAGE_SAS_TOKEN"]
+        else:
+            credential = azure_credential()
+        return cls(ContainerClient(account_url, parsed.netloc, credential=credential))
+
+    def locks(self, project: str, stack: str) -> list[Lock]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        found = []
+        for blob in sorted(
+            b.name for b in self.container.list_blobs(name_starts_with=_prefix(project, stack))
+        ):
+            if not blob.endswith(".json"):
+                continue
+            try:
+                raw: bytes | None = self.container.download_blob(blob).readall()
+            except ResourceNotFoundError:
+                continue  # released since it was listed
+            found.append(_lock(blob, raw))
+        return found
+
+    def remove(self, lock: Lock) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self.container.delete_blob(lock.where)
+
+
+LockStore = FileLocks | BlobLocks
+
+
+def store_of(backend_url: str) -> LockStore | None:
+    """Where a backend keeps its locks, when ftops can read them there (file and Azure Blob)."""
+    base = file_backend_dir(backend_url)
+    if base is not None:
+        return FileLocks(base)
+    if urlparse(backend_url).scheme == "azblob":
+        return BlobLocks.of(backend_url)
+    return None
+
+
+def stack_locks(backend_url: str, project: str, stack: str) -> list[Lock] | None:
+    """The locks on a stack; None when the backend is not one ftops can read."""
+    store = store_of(backend_url)
+    return None if store is None else store.locks(project, stack)
 
 
 def _under_a_live_cli(pid: int) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pulumi import automation as auto
 
+from ftops.azure.failures import translate
 from ftops.config.load import load_checked
 from ftops.config.schema import Environment
 from ftops.config.site import evidence_folder
@@ -196,10 +197,17 @@ def _clear_stale_lock(
 ) -> None:
     """Remove a crashed update's lock when it provably belongs to no live update; else refuse.
 
-    On a file backend only the lock files found dead are deleted (`pulumi cancel` deletes every
-    lock, which could be a live update's that started since they were read). Elsewhere only
+    On a file or Azure Blob backend only the locks found dead are deleted (`pulumi cancel` deletes
+    every lock, which could be a live update's that started since they were read). Elsewhere only
     `--break-lock` clears, through `pulumi cancel`."""
-    held = locks.stack_locks(_backend_url(extra), PROJECT, req.env)
+    try:
+        store = locks.store_of(_backend_url(extra))
+        held = None if store is None else store.locks(PROJECT, req.env)
+    except Exception as exc:  # the state container's answer, mapped at the Azure edge
+        error = translate(exc)
+        if error is None:
+            raise
+        raise EngineError(f"cannot read the locks of stack {req.env}: {error.one_line()}") from exc
     if held == []:
         return  # released since the engine refused: just try again
     owners = ", ".join(f"{lock.owner()}, {lock.age()}" for lock in held or []) or "an update"
@@ -211,12 +219,12 @@ def _clear_stale_lock(
     if not dead and not req.break_lock:
         raise EngineError(f"stack {req.env} is locked by {owners}, which may still be running", fix=fix)
     try:
-        if held is not None:
+        if store is not None and held is not None:
             for lock in held:
-                lock.path.unlink(missing_ok=True)
+                store.remove(lock)
         else:
             stack.cancel()
-    except (OSError, auto.CommandError) as exc:
+    except (OSError, auto.CommandError, FtopsError) as exc:
         raise EngineError(f"could not clear the lock on stack {req.env}: {exc}", fix=fix) from None
     reason = "its process is gone from this host" if dead else "as asked (--break-lock)"
     say(f"engine: cleared the lock of a crashed update of {req.env} ({owners}): {reason}")
