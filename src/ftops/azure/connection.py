@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 import openai
 
+from ftops.azure.credential import azure_credential
 from ftops.azure.propagation import PropagationBlobTransport, PropagationClient
 from ftops.errors import UsageError
 
@@ -89,9 +90,9 @@ class Target:
         """The v1 data plane (metadata on jobs needs it); the SDK retries 429/5xx honouring Retry-After."""
         base_url = f"{self.endpoint.rstrip('/')}/openai/v1"
         if self.auth == "entra":
-            from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+            from azure.identity import get_bearer_token_provider
 
-            token = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SCOPE)
+            token = get_bearer_token_provider(azure_credential(), COGNITIVE_SCOPE)
             return openai.OpenAI(
                 base_url=base_url, api_key=token, max_retries=max_retries, http_client=_http_client()
             )
@@ -102,9 +103,9 @@ class Target:
     def dated_client(self, max_retries: int = RETRIES) -> openai.AzureOpenAI:
         """The dated surface, for what only it has (deleting a job)."""
         if self.auth == "entra":
-            from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+            from azure.identity import get_bearer_token_provider
 
-            token = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SCOPE)
+            token = get_bearer_token_provider(azure_credential(), COGNITIVE_SCOPE)
             return openai.AzureOpenAI(
                 azure_endpoint=self.endpoint,
                 azure_ad_token_provider=token,
@@ -122,9 +123,7 @@ class Target:
 
     def arm_headers(self) -> dict[str, str]:
         if self.auth == "entra":
-            from azure.identity import DefaultAzureCredential
-
-            token = DefaultAzureCredential().get_token(MANAGEMENT_SCOPE).token
+            token = azure_credential().get_token(MANAGEMENT_SCOPE).token
             return {"Authorization": f"Bearer {token}"}
         return {"api-key": self._key()}
 
@@ -237,11 +236,9 @@ def container_client(spec: dict[str, Any]) -> Any:
         return ContainerClient.from_connection_string(
             os.environ[spec["connection_string_env"]], spec["container"], transport=PropagationBlobTransport()
         )
-    from azure.identity import DefaultAzureCredential
-
     return ContainerClient(
         spec["account_url"],
         spec["container"],
-        credential=DefaultAzureCredential(),
+        credential=azure_credential(),
         transport=PropagationBlobTransport(),
     )
