@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 import openai
 
+from ftops.azure import credential
 from ftops.azure.failures import GuardedCredential
 from ftops.azure.propagation import PropagationBlobTransport, PropagationClient
 from ftops.errors import ServiceError, UsageError
@@ -129,11 +130,10 @@ class Target:
 
 
 def azure_credential() -> GuardedCredential:
-    """Entra ID for every client ftops builds: DefaultAzureCredential's chain, failing at once
-    (one line, no retries) when none of it can sign in."""
-    from azure.identity import DefaultAzureCredential
-
-    return GuardedCredential(DefaultAzureCredential())
+    """Entra ID for every client ftops builds (GitHub OIDC refreshed on demand in Actions, else
+    DefaultAzureCredential's chain: `credential`), failing at once, in one line and without
+    retries, when it cannot sign in."""
+    return GuardedCredential(credential.azure_credential())
 
 
 def _http_client() -> httpx.Client:
