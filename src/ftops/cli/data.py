@@ -157,23 +157,20 @@ def validate(
                 if later.role == "validation" and later.method is None:
                     later.method = reports[-1].method
 
-    if output_format is Format.json:
-        print(render_json(reports))
-    elif output_format is Format.github:
-        print(render_github(reports), end="")
-    else:
-        render_text(reports, out)
-
-    invalid = any(not r.valid for r in reports) or (fail_on_warning and any(r.warnings for r in reports))
     if safety:
         from ftops.evaluation.screening import screen
 
-        for target in targets:
-            screening = screen(target.path)
-            # Beside a JSON or GitHub report the screening goes to stderr, keeping stdout parseable.
-            console = out if output_format is Format.text else err
-            console.print(screening.summary(), soft_wrap=True, markup=False, highlight=False)
-            invalid = invalid or bool(screening.flags) or (fail_on_warning and bool(screening.warnings))
+        # The screening's findings join the file's report: every format shows what decides the exit.
+        reports = [screen(t.path).added_to(r, max_lines) for t, r in zip(targets, reports, strict=True)]
+
+    if output_format is Format.json:
+        print(render_json(reports, fail_on_warning))
+    elif output_format is Format.github:
+        print(render_github(reports, fail_on_warning), end="")
+    else:
+        render_text(reports, out, fail_on_warning)
+
+    invalid = not all(r.passes(fail_on_warning) for r in reports)
     if split is not None and not invalid:
         result = split_file(targets[0].path, split, seed, out_dir)
         out.print(
