@@ -184,7 +184,10 @@ def test_env_check_and_show_and_schema() -> None:
     code, out, _ = run("env", "check")
     assert code == 0
     assert "prod       production on azure in swedencentral, promoted from staging" in out
-    assert out.rstrip().endswith("4 environment(s) valid, 0 problem(s)")
+    assert out.rstrip().endswith("4 of 4 environment(s) valid, 0 problem(s)")
+    code, out, _ = run("env", "check", "prod")  # its sources are read for the chain, not counted
+    assert code == 0
+    assert out.rstrip().endswith("1 of 1 environment(s) valid, 0 problem(s)")
     code, out, _ = run("env", "show", "prod")
     shown = json.loads(out)
     assert shown["promotion"] == {"from": "staging", "require_approval": True}
@@ -204,7 +207,59 @@ def test_env_check_reports_each_problem(repo_copy: Path) -> None:
         "environments/Pulumi.prod.yaml: ftops:environment.deployments.support-bot.sku.capacity: must be >= 1 "
         "(line 58)\n"
     )
-    assert "prod       invalid" in out
+    assert "prod       invalid (1 problem(s))" in out
+    assert out.rstrip().endswith("3 of 4 environment(s) valid, 1 problem(s)")
+
+
+def test_env_check_calls_an_environment_with_a_yaml_error_invalid_down_its_chain(repo_copy: Path) -> None:
+    staging = repo_copy / "environments" / "Pulumi.staging.yaml"
+    staging.write_text(staging.read_text() + "  broken: [\n")
+    code, out, err = run("env", "check", cwd=repo_copy)
+    assert code == 1
+    prod_problem = (
+        "environments/Pulumi.prod.yaml: ftops:environment.promotion.from: 'staging' is invalid, so this "
+        "promotion cannot be checked; fix it first (ftops env check staging)"
+    )
+    assert prod_problem in err.splitlines()
+    assert "no environment 'staging'" not in err
+    problems = err.splitlines()
+    assert len(problems) == 2
+    assert problems[1].startswith("environments/Pulumi.staging.yaml: not valid YAML")
+    # The table and the summary count the same environments and the same problems.
+    assert "prod       invalid (1 problem(s))" in out
+    assert "staging    invalid (1 problem(s))" in out
+    assert out.rstrip().endswith("2 of 4 environment(s) valid, 2 problem(s)")
+    code, out, err = run("env", "check", "prod", cwd=repo_copy)
+    assert code == 1
+    assert err.splitlines() == [prod_problem]
+    assert out.splitlines() == [
+        "prod       invalid (1 problem(s))",
+        "0 of 1 environment(s) valid, 1 problem(s)",
+    ]
+
+
+def test_env_check_lists_every_security_rule_an_environment_breaks(repo_copy: Path) -> None:
+    prod = repo_copy / "environments" / "Pulumi.prod.yaml"
+    text = prod.read_text()
+    for old, new in (
+        ("mode: private", "mode: public"),
+        ("public_network_access: Disabled", "public_network_access: Enabled"),
+        ("disable_local_auth: true", "disable_local_auth: false"),
+    ):
+        assert old in text
+        text = text.replace(old, new, 1)
+    prod.write_text(text)
+    code, out, err = run("env", "check", "prod", cwd=repo_copy)
+    assert code == 1
+    assert [line.split(": ")[1] for line in err.splitlines()] == [
+        "ftops:environment.network.mode",
+        "ftops:environment.account.public_network_access",
+        "ftops:environment.account.disable_local_auth",
+    ]
+    assert out.splitlines() == [
+        "prod       invalid (3 problem(s))",
+        "0 of 1 environment(s) valid, 3 problem(s)",
+    ]
 
 
 def test_console_script_runs_as_a_module(sft_file: Path) -> None:
