@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ftops.auditlog import BlobAuditLog, Change, FileAuditLog, records, verify
+from ftops.auditlog import BlobAuditLog, Change, FileAuditLog, context, records, verify
 from ftops.cli import app
 from ftops.config.pins import load_releases
 from ftops.providers.audit import AuditEntryProvider
@@ -436,6 +436,44 @@ def test_promote_writes_the_pin_keeping_comments_and_refuses_an_unchanged_pin(re
     assert "already pins support-bot" in again.output
 
 
+def test_promote_pr_with_a_failing_commit_hook_fails_on_one_line_and_leaves_nothing(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    started = git(repo, "branch", "--show-current").strip()
+    release = repo / "environments" / "releases" / "local-staging.yaml"
+    before = release.read_text()
+    hook = repo / ".git" / "hooks" / "commit-msg"
+    hook.write_text("#!/bin/sh\necho 'commit-msg: a ticket number is required' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    failed = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging", "--pr")
+    assert failed.exit_code == 2, failed.output
+    assert failed.stderr.count("\n") == 1, failed.stderr
+    assert failed.stderr.startswith("error: git commit --quiet --file=- -- environments/releases/")
+    assert failed.stderr.endswith(": commit-msg: a ticket number is required\n")
+    assert git(repo, "branch", "--show-current").strip() == started
+    assert git(repo, "branch", "--list", "promote/*").strip() == ""
+    assert release.read_text() == before
+    assert git(repo, "status", "--porcelain", "--", "environments").strip() == ""
+    # Without the hook it commits; the message names the audit log by its repository path.
+    hook.unlink()
+    done = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging", "--pr")
+    assert done.exit_code == 0, done.output
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "From local-dev (.ftops/audit/local-dev.jsonl record 1)." in message
+    assert str(repo) not in message
+    assert str(repo.resolve()) not in message
+
+
+def test_the_actor_is_git_s_user_name_where_no_variable_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FTOPS_ACTOR", "GITHUB_ACTOR", "USER", "LOGNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.name")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Ada Lovelace")
+    assert context()["actor"] == "Ada Lovelace"
+    monkeypatch.setenv("USER", "ada")
+    assert context()["actor"] == "ada"
+
+
 def test_promote_from_stack_outputs_pins_the_commit_the_gate_ran_at(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -767,7 +805,11 @@ def test_rollback_needs_a_pr_where_approval_is_required_and_never_undoes_a_rollb
     assert load_releases(repo, "local-staging")["support-bot"].model == MODEL_A
     again = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "again", "--pr")
     assert again.exit_code == 2
-    assert "has no earlier pin" in again.output  # B was rolled back from: never the default target
+    # B was rolled back from: never the default target, and the refusal says so and what to do.
+    assert again.stderr == (
+        f"error: support-bot in local-staging: the earlier pin {MODEL_B} was rolled back from, so it is "
+        "never the default target; pass --to MODEL or --to REF to restore a pin on purpose\n"
+    )
 
 
 def test_env_changed_names_environments_in_promotion_order(repo: Path) -> None:
@@ -781,6 +823,13 @@ def test_env_changed_names_environments_in_promotion_order(repo: Path) -> None:
     assert (
         json.loads(cli(repo, "env", "changed", "--base", base, "--json").output) == []
     )  # local ones skipped
+    # A base git does not know fails on one line, as `deltas` does; it is not "everything changed".
+    unknown = cli(repo, "env", "changed", "--base", "nosuchref", "--local", "--json")
+    assert unknown.exit_code == 2, unknown.output
+    assert unknown.stdout == ""
+    assert unknown.stderr == (
+        "error: --base nosuchref: not a commit in this repository; git fetch, then pass the PR's base\n"
+    )
 
 
 def test_env_changed_since_each_deployed_tag_keeps_a_superseded_run_s_changes(repo: Path) -> None:
