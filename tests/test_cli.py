@@ -90,12 +90,27 @@ def test_unknown_base_model_and_unsupported_method(sft_file: Path) -> None:
 
 
 def test_reinforcement_needs_a_validation_file(tmp_path: Path) -> None:
+    lines = [line_of(good_rft(i)) for i in range(10)]
+    lines[3] = b'{"messages": [{"role": "user"'  # the file's own finding is shown beside the missing file
+    train = write_lines(tmp_path / "rft.jsonl", lines)
+    code, out, err = run("validate", str(train), "--base-model", "o4-mini-2025-04-16")
+    assert (code, err) == (1, "")
+    assert f"{train}:4: error [invalid_json] " in out
+    assert (
+        f"{train}: error [missing_validation_file] reinforcement fine-tuning needs a validation file; "
+        "fix: pass --validation-file PATH; Azure requires one for reinforcement"
+    ) in out
+    code, out, _ = run("validate", str(train), "--method", "reinforcement", "--format", "json")
+    assert code == 1
+    [report] = json.loads(out)["files"]
+    # --method reinforcement alone picks the base model that offers it.
+    assert (report["base_model"], report["method"]) == ("o4-mini-2025-04-16", "reinforcement")
+    assert [e["code"] for e in report["errors"]] == [
+        "invalid_json",
+        "too_few_examples",
+        "missing_validation_file",
+    ]
     train = write_lines(tmp_path / "rft.jsonl", [line_of(good_rft(i)) for i in range(10)])
-    code, _, err = run("validate", str(train), "--base-model", "o4-mini-2025-04-16")
-    assert (code, err) == (
-        2,
-        "error: reinforcement fine-tuning needs a validation file (Azure requires one); pass --validation-file PATH\n",
-    )
     valid = write_lines(tmp_path / "rft-valid.jsonl", [line_of(good_rft(i + 50)) for i in range(10)])
     code, out, _ = run(
         "validate", str(train), "--base-model", "o4-mini-2025-04-16", "--validation-file", str(valid)
@@ -169,6 +184,41 @@ def test_split_is_deterministic_and_complete(tmp_path: Path) -> None:
     assert a != (tmp_path / "c" / "all.valid.jsonl").read_bytes()
     both = (tmp_path / "a" / "all.train.jsonl").read_bytes().splitlines() + a.splitlines()
     assert sorted(both) == sorted(lines)
+
+
+def test_split_refuses_a_bad_fraction_a_mistyped_folder_and_an_earlier_split_before_reading(
+    tmp_path: Path,
+) -> None:
+    src = write_lines(tmp_path / "all.jsonl", [line_of(good_example(i)) for i in range(40)])
+    for fraction in ("1.5", "0", "-0.2"):
+        code, out, err = run("validate", str(src), "--split", fraction)
+        assert (code, out) == (2, "")  # refused up front: no report of the file at all
+        assert err == f"error: --split {float(fraction)}: must be between 0 and 1; e.g. --split 0.1\n"
+    deep = tmp_path / "no" / "such" / "folder"
+    code, out, err = run("validate", str(src), "--split", "0.2", "--out-dir", str(deep))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: --out-dir {deep}: neither it nor its parent folder exists")
+    assert not (tmp_path / "no").exists()
+    code, out, _ = run("validate", str(src), "--split", "0.2", "--out-dir", str(tmp_path / "a"))
+    assert code == 0, out
+    assert f"{tmp_path / 'a' / 'all.valid.jsonl'} (created {tmp_path / 'a'})" in out
+    written = (tmp_path / "a" / "all.train.jsonl").read_bytes()
+    code, out, err = run("validate", str(src), "--split", "0.5", "--out-dir", str(tmp_path / "a"))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {tmp_path / 'a' / 'all.train.jsonl'} exists (an earlier split?); pass --overwrite to "
+        "replace it, or another --out-dir\n"
+    )
+    assert (tmp_path / "a" / "all.train.jsonl").read_bytes() == written
+    code, out, _ = run(
+        "validate", str(src), "--split", "0.5", "--out-dir", str(tmp_path / "a"), "--overwrite"
+    )
+    assert code == 0, out
+    assert "20 -> " in out
+    assert "(replaced the earlier split)" in out
+    code, _, err = run("validate", str(src), "--out-dir", str(tmp_path / "a"))
+    assert code == 2
+    assert "--out-dir and --overwrite go with --split" in err
 
 
 def test_split_refuses_invalid_data_and_writes_nothing(tmp_path: Path) -> None:

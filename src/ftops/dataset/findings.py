@@ -139,3 +139,9 @@ SCREENING_RULES: dict[str, Rule] = {
         Rule(HARM_VOCABULARY, _W, "check those assistant turns; the words alone may be harmless"),
     )
 }
+
+# Decided by `ftops validate` from its arguments, not by a line of the file: an error of the
+# training file's report, so the file's own findings are still shown beside it.
+MISSING_VALIDATION_FILE = Rule(
+    "missing_validation_file", _E, "pass --validation-file PATH; Azure requires one for reinforcement"
+)
