@@ -332,3 +332,18 @@ def test_each_training_file_is_detected_on_its_own(tmp_path: Path) -> None:
     code, out, _ = run("validate", str(sft), str(dpo), "--format", "json")
     assert code == 0, out
     assert [f["method"] for f in json.loads(out)["files"]] == ["supervised", "dpo"]
+
+
+def test_version_option_and_help_without_a_type_after_flags() -> None:
+    from ftops import __version__
+
+    code, out, _ = run("--version")
+    assert (code, out) == (0, f"ftops {__version__}\n")
+    code, out, _ = run("--version", "validate", "no-such-file")  # eager: before anything else runs
+    assert (code, out) == (0, f"ftops {__version__}\n")
+    result = runner.invoke(app, ["validate", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "<bool>" not in result.stdout  # flags take no value
+    flag = next(line for line in result.stdout.splitlines() if "--safety" in line)
+    assert flag.split("--safety", 1)[1].split()[:3] == ["Also", "screen", "what"]
+    assert "<int range>" in result.stdout  # options that take a value keep their type

@@ -255,6 +255,18 @@ def test_each_model_a_region_cannot_train_is_named(repo_copy: Path) -> None:
     ]
 
 
+def test_pricing_declares_only_rates_a_command_reads(repo_copy: Path) -> None:
+    """A hosting rate was documented and never read; the schema now refuses it like any unknown key."""
+    _edit(
+        repo_copy,
+        "dev",
+        "training_per_million_tokens: 5.0\n",
+        "training_per_million_tokens: 5.0\n      hosting_per_hour: 1.7\n",
+    )
+    [problem] = _problems(repo_copy, "dev")
+    assert problem.startswith(D + "pricing.hosting_per_hour: unknown key;"), problem
+
+
 def test_several_mistakes_are_all_reported(repo_copy: Path) -> None:
     _edit(repo_copy, "prod", "capacity: 50", "capacity: 0")
     _edit(repo_copy, "prod", "repeats: 5", "repeats: 50")

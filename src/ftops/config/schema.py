@@ -448,8 +448,9 @@ class Promotion(Strict):
 
 
 class Pricing(Strict):
+    # Only what a command prices: `ftops validate` estimates training cost. (Hosting is not
+    # estimated anywhere, so there is no hosting rate to declare and forget.)
     training_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
-    hosting_per_hour: Annotated[float, Field(ge=0)] | None = None
 
 
 # ---------------------------------------------------------------- the environment
