@@ -347,3 +347,28 @@ def test_version_option_and_help_without_a_type_after_flags() -> None:
     flag = next(line for line in result.stdout.splitlines() if "--safety" in line)
     assert flag.split("--safety", 1)[1].split()[:3] == ["Also", "screen", "what"]
     assert "<int range>" in result.stdout  # options that take a value keep their type
+
+
+def test_selftest_fails_when_training_did_not_move_the_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision only: no emulator, no training (that path is tests/test_emulator_api.py)."""
+    from ftops.emulator import selftest
+
+    model = "gpt-4.1-mini-2025-04-14.ft-" + "a" * 32
+    worse = selftest.Outcome("ftjob-1", model, 1000, 42.0, 3.1, 2.0, 0.41, 0.30, 0, 6)
+    better = selftest.Outcome("ftjob-1", model, 1000, 42.0, 3.1, 2.0, 0.30, 0.41, 4, 6)
+    assert not worse.moved
+    assert better.moved
+    assert better.summary().startswith(f"selftest: ok: {model} trained 1,000 tokens in 42 s")
+    monkeypatch.setattr(selftest, "run", lambda *args, **kwargs: worse)
+    code, out, err = run("emulator", "selftest", "--api-key", "k", "--env", "local")
+    assert code == 1
+    assert "selftest: ok" not in out
+    assert err == (
+        f"error: selftest: {model} trained 1,000 tokens in 42 s (loss 3.10 -> 2.00), but answers did not "
+        "move toward the training answers: closer to the training answers on 0/6 prompts (word F1 0.41 -> "
+        "0.30); raise n_epochs or learning_rate_multiplier of the model, or check the stand-in\n"
+    )
+    monkeypatch.setattr(selftest, "run", lambda *args, **kwargs: better)
+    code, out, _ = run("emulator", "selftest", "--api-key", "k", "--env", "local")
+    assert code == 0
+    assert out.startswith("selftest: ok: ")
