@@ -463,6 +463,54 @@ def test_promote_pr_with_a_failing_commit_hook_fails_on_one_line_and_leaves_noth
     assert str(repo.resolve()) not in message
 
 
+def test_audit_is_readable_in_ci_as_full_width_lines_or_markdown(repo: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    _gate(repo, MODEL_A)
+    _gate(repo, MODEL_B, job="b" * 32)
+    # CliRunner's stdout is not a terminal: each record stays on one line, not wrapped at 80 columns.
+    plain = cli(repo, "audit", "--env", "local-dev")
+    assert plain.exit_code == 0, plain.output
+    rows = [line for line in plain.stdout.splitlines() if " gate " in line]
+    assert len(rows) == 2, plain.stdout
+    assert all("support-bot" in row and "sha256:eeeeeeeeeeee" in row for row in rows), plain.stdout
+    assert max(len(line) for line in plain.stdout.splitlines()) > 80
+    # Markdown for a job summary: a heading and a real table, as a markdown parser reads it.
+    md = cli(repo, "audit", "--env", "local-dev", "--format", "markdown")
+    assert md.exit_code == 0, md.output
+    tokens = MarkdownIt("commonmark").enable("table").parse(md.stdout)
+    assert [t.type for t in tokens[:3]] == ["heading_open", "inline", "heading_close"]
+    assert tokens[1].content.startswith("audit log of local-dev (")
+    cells = [t.content for t in tokens if t.type == "inline"][1:]
+    assert cells[:9] == [
+        "#",
+        "time",
+        "actor",
+        "action",
+        "model",
+        "resource",
+        "from -> to",
+        "evidence",
+        "commit",
+    ]
+    body = cells[9:]
+    assert len(body) == 18  # two records of nine cells
+    assert body[2:5] == [context()["actor"], "gate", "support-bot"]
+    assert body[6] == "- -> …" + "a" * 20
+
+
+def test_markdown_table_escapes_what_would_break_a_row() -> None:
+    from markdown_it import MarkdownIt
+
+    from ftops.cli.gitops import markdown_table
+
+    text = markdown_table("t", ["a", "b"], [["x | y", "line\nbreak"], ["", "ok"]])
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    cells = [t.content for t in tokens if t.type == "inline"][1:]
+    assert cells == ["a", "b", "x | y", "line break", "", "ok"]  # one cell each, as written
+    assert sum(t.type == "tr_open" for t in tokens) == 3
+
+
 def test_the_actor_is_git_s_user_name_where_no_variable_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("FTOPS_ACTOR", "GITHUB_ACTOR", "USER", "LOGNAME"):
         monkeypatch.delenv(name, raising=False)
