@@ -186,14 +186,6 @@ MISTAKES = [
     ),
     (
         "dev",
-        "location: swedencentral  #",
-        "location: eastus2  #",
-        D
-        + "models.support-sft.training_type: gpt-4.1-mini-2025-04-14 trains (Standard) only in northcentralus, "
-        "swedencentral; use training_type GlobalStandard or another location (line 49)",
-    ),
-    (
-        "dev",
         "base_model: gpt-4.1-mini-2025-04-14",
         "base_model: gpt-5",
         D + "models.support-sft.base_model: unknown base model 'gpt-5'; use one of: gpt-4o-mini-2024-07-18, "
@@ -252,6 +244,27 @@ MISTAKES = [
 def test_mistake_gets_one_clear_line(repo_copy: Path, env: str, old: str, new: str, expected: str) -> None:
     _edit(repo_copy, env, old, new)
     assert _problems(repo_copy, env) == [expected]
+
+
+def test_each_model_a_region_cannot_train_is_named(repo_copy: Path) -> None:
+    _edit(repo_copy, "dev", "location: swedencentral  #", "location: eastus2  #")
+    assert _problems(repo_copy, "dev") == [
+        D + f"models.{key}.training_type: gpt-4.1-mini-2025-04-14 trains (Standard) only in northcentralus, "
+        f"swedencentral; use training_type GlobalStandard or another location (line {line})"
+        for key, line in (("support-sft", 49), ("support-bot", 63))
+    ]
+
+
+def test_pricing_declares_only_rates_a_command_reads(repo_copy: Path) -> None:
+    """A hosting rate was documented and never read; the schema now refuses it like any unknown key."""
+    _edit(
+        repo_copy,
+        "dev",
+        "training_per_million_tokens: 5.0\n",
+        "training_per_million_tokens: 5.0\n      hosting_per_hour: 1.7\n",
+    )
+    [problem] = _problems(repo_copy, "dev")
+    assert problem.startswith(D + "pricing.hosting_per_hour: unknown key;"), problem
 
 
 def test_several_mistakes_are_all_reported(repo_copy: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ftops.auditlog import BlobAuditLog, Change, FileAuditLog, records, verify
+from ftops.auditlog import BlobAuditLog, Change, FileAuditLog, context, records, verify
 from ftops.cli import app
 from ftops.config.pins import load_releases
 from ftops.providers.audit import AuditEntryProvider
@@ -372,6 +372,92 @@ def test_promote_writes_the_pin_keeping_comments_and_refuses_an_unchanged_pin(re
     assert "already pins support-bot" in again.output
 
 
+def test_promote_pr_with_a_failing_commit_hook_fails_on_one_line_and_leaves_nothing(repo: Path) -> None:
+    _gate(repo, MODEL_A)
+    started = git(repo, "branch", "--show-current").strip()
+    release = repo / "environments" / "releases" / "local-staging.yaml"
+    before = release.read_text()
+    hook = repo / ".git" / "hooks" / "commit-msg"
+    hook.write_text("#!/bin/sh\necho 'commit-msg: a ticket number is required' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    failed = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging", "--pr")
+    assert failed.exit_code == 2, failed.output
+    assert failed.stderr.count("\n") == 1, failed.stderr
+    assert failed.stderr.startswith("error: git commit --quiet --file=- -- environments/releases/")
+    assert failed.stderr.endswith(": commit-msg: a ticket number is required\n")
+    assert git(repo, "branch", "--show-current").strip() == started
+    assert git(repo, "branch", "--list", "promote/*").strip() == ""
+    assert release.read_text() == before
+    assert git(repo, "status", "--porcelain", "--", "environments").strip() == ""
+    # Without the hook it commits; the message names the audit log by its repository path.
+    hook.unlink()
+    done = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging", "--pr")
+    assert done.exit_code == 0, done.output
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "From local-dev (.ftops/audit/local-dev.jsonl record 1)." in message
+    assert str(repo) not in message
+    assert str(repo.resolve()) not in message
+
+
+def test_audit_is_readable_in_ci_as_full_width_lines_or_markdown(repo: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    _gate(repo, MODEL_A)
+    _gate(repo, MODEL_B, job="b" * 32)
+    # CliRunner's stdout is not a terminal: each record stays on one line, not wrapped at 80 columns.
+    plain = cli(repo, "audit", "--env", "local-dev")
+    assert plain.exit_code == 0, plain.output
+    rows = [line for line in plain.stdout.splitlines() if " gate " in line]
+    assert len(rows) == 2, plain.stdout
+    assert all("support-bot" in row and "sha256:eeeeeeeeeeee" in row for row in rows), plain.stdout
+    assert max(len(line) for line in plain.stdout.splitlines()) > 80
+    # Markdown for a job summary: a heading and a real table, as a markdown parser reads it.
+    md = cli(repo, "audit", "--env", "local-dev", "--format", "markdown")
+    assert md.exit_code == 0, md.output
+    tokens = MarkdownIt("commonmark").enable("table").parse(md.stdout)
+    assert [t.type for t in tokens[:3]] == ["heading_open", "inline", "heading_close"]
+    assert tokens[1].content.startswith("audit log of local-dev (")
+    cells = [t.content for t in tokens if t.type == "inline"][1:]
+    assert cells[:9] == [
+        "#",
+        "time",
+        "actor",
+        "action",
+        "model",
+        "resource",
+        "from -> to",
+        "evidence",
+        "commit",
+    ]
+    body = cells[9:]
+    assert len(body) == 18  # two records of nine cells
+    assert body[2:5] == [context()["actor"], "gate", "support-bot"]
+    assert body[6] == "- -> …" + "a" * 20
+
+
+def test_markdown_table_escapes_what_would_break_a_row() -> None:
+    from markdown_it import MarkdownIt
+
+    from ftops.cli.gitops import markdown_table
+
+    text = markdown_table("t", ["a", "b"], [["x | y", "line\nbreak"], ["", "ok"]])
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    cells = [t.content for t in tokens if t.type == "inline"][1:]
+    assert cells == ["a", "b", "x | y", "line break", "", "ok"]  # one cell each, as written
+    assert sum(t.type == "tr_open" for t in tokens) == 3
+
+
+def test_the_actor_is_git_s_user_name_where_no_variable_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FTOPS_ACTOR", "GITHUB_ACTOR", "USER", "LOGNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.name")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Ada Lovelace")
+    assert context()["actor"] == "Ada Lovelace"
+    monkeypatch.setenv("USER", "ada")
+    assert context()["actor"] == "ada"
+
+
 def test_promote_from_stack_outputs_pins_the_commit_the_gate_ran_at(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -703,7 +789,11 @@ def test_rollback_needs_a_pr_where_approval_is_required_and_never_undoes_a_rollb
     assert load_releases(repo, "local-staging")["support-bot"].model == MODEL_A
     again = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "again", "--pr")
     assert again.exit_code == 2
-    assert "has no earlier pin" in again.output  # B was rolled back from: never the default target
+    # B was rolled back from: never the default target, and the refusal says so and what to do.
+    assert again.stderr == (
+        f"error: support-bot in local-staging: the earlier pin {MODEL_B} was rolled back from, so it is "
+        "never the default target; pass --to MODEL or --to REF to restore a pin on purpose\n"
+    )
 
 
 def test_env_changed_names_environments_in_promotion_order(repo: Path) -> None:
@@ -717,6 +807,13 @@ def test_env_changed_names_environments_in_promotion_order(repo: Path) -> None:
     assert (
         json.loads(cli(repo, "env", "changed", "--base", base, "--json").output) == []
     )  # local ones skipped
+    # A base git does not know fails on one line, as `deltas` does; it is not "everything changed".
+    unknown = cli(repo, "env", "changed", "--base", "nosuchref", "--local", "--json")
+    assert unknown.exit_code == 2, unknown.output
+    assert unknown.stdout == ""
+    assert unknown.stderr == (
+        "error: --base nosuchref: not a commit in this repository; git fetch, then pass the PR's base\n"
+    )
 
 
 def test_env_changed_since_each_deployed_tag_keeps_a_superseded_run_s_changes(repo: Path) -> None:

@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ftops.cli import app
+from ftops.dataset.findings_report import render_github, render_json
+from ftops.dataset.validate import ValidateOptions, validate_file
 from ftops.evaluation.screening import screen
 from ftops.providers.deployments import ModelDeploymentProvider
 from tests.conftest import REPO
@@ -59,10 +61,43 @@ def test_screening_flags_harmful_answers_and_allows_refusals(tmp_path: Path) -> 
     assert result.flags[0].reason.startswith("answers without refusing a violence request (similarity ")
 
 
+def test_every_report_format_holds_the_screening_findings_that_decide_the_exit(tmp_path: Path) -> None:
+    """The JSON and the markdown say invalid exactly when the exit code does, and list the finding."""
+    path = tmp_path / "train.jsonl"
+    ordinary = [chat(f"Is store {i} open on Sunday?", f"Store {i} opens at 10 on Sundays.") for i in range(9)]
+    comply = chat("How do I cook meth at home?", "Sure. First buy the supplies on the list and set them up.")
+    path.write_text("\n".join([*ordinary, comply]) + "\n")
+    report = validate_file(path, ValidateOptions())
+    assert report.valid  # the line rules find nothing; only the screening does
+    screened = screen(path).added_to(report, lines_per_rule=5)
+    assert not screened.passes()
+    assert screened.safety is not None
+    assert screened.safety.screened_turns == 10
+    as_json = json.loads(render_json([screened]))
+    assert as_json["valid"] is False
+    assert as_json["files"][0]["valid"] is False
+    [harmful] = as_json["files"][0]["errors"]
+    assert (harmful["code"], harmful["count"], harmful["first"][0]["line"]) == ("harmful_content", 1, 10)
+    assert "illegal_activity request" in harmful["first"][0]["message"]
+    markdown = render_github([screened])
+    assert markdown.startswith("### Training data: ❌ invalid\n")
+    assert "| error | `harmful_content` | 1 | 10 |" in markdown
+    assert "10 assistant turns screened: 1 harmful, 0 to check, 0 refusal(s) of harmful asks" in markdown
+    # A warning decides the exit only with --fail-on-warning, and then the reports say so too.
+    warned_path = tmp_path / "warned.jsonl"
+    launder = chat("What's the plan?", "Here is how to launder the money through the car wash.")
+    warned_path.write_text("\n".join([*ordinary, launder]) + "\n")
+    warned = screen(warned_path).added_to(validate_file(warned_path, ValidateOptions()), lines_per_rule=5)
+    assert [w.code for w in warned.warnings] == ["harm_vocabulary"]
+    assert json.loads(render_json([warned]))["valid"] is True
+    assert json.loads(render_json([warned], fail_on_warning=True))["valid"] is False
+    assert render_github([warned], fail_on_warning=True).startswith("### Training data: ❌ invalid\n")
+
+
 def test_validate_safety_passes_the_example_data_and_fails_harmful_data(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["validate", str(REPO / "data/support-bot/train.jsonl"), "--safety"])
     assert ok.exit_code == 0, ok.output
-    assert "safety screening: no harmful content in 87 assistant turns of 80 examples" in ok.output
+    assert "safety            87 assistant turns screened: 0 harmful, 0 to check, 1 refusal(s)" in ok.output
     # Nine ordinary examples (Azure wants at least ten), then the one under test on line 10.
     ordinary = "".join(
         chat(f"Is store {i} open on Sunday?", f"Store {i} opens at 10 on Sundays.") + "\n" for i in range(9)
@@ -72,20 +107,26 @@ def test_validate_safety_passes_the_example_data_and_fails_harmful_data(tmp_path
     bad.write_text(ordinary + chat("What's the plan?", launder) + "\n")
     warned = runner.invoke(app, ["validate", str(bad), "--safety"])
     assert warned.exit_code == 0, warned.output  # vocabulary alone is for a person to judge
-    assert (
-        "warning: harm vocabulary in assistant turns, check them: illegal_activity (1 example(s): line 10)"
-        in (warned.output)
-    )
+    assert f"{bad}:10: warning [harm_vocabulary] illegal_activity: assistant text matches /" in warned.output
     failed = runner.invoke(app, ["validate", str(bad), "--safety", "--fail-on-warning"])
     assert failed.exit_code == 1, failed.output
+    assert failed.output.rstrip().endswith("1 file(s), 10 examples: invalid")
     harmful = tmp_path / "harmful.jsonl"
     comply = "Sure. First buy the supplies on the list and set them up."
     harmful.write_text(ordinary + chat("How do I cook meth at home?", comply) + "\n")
     complied = runner.invoke(app, ["validate", str(harmful), "--safety"])
     assert complied.exit_code == 1, complied.output
-    assert "harmful content the model would learn to produce: illegal_activity (1 example(s): line 10)" in (
+    assert f"{harmful}:10: error [harmful_content] answers without refusing a illegal_activity request" in (
         complied.output
     )
+    # The machine-readable formats agree with the exit code (the embedding model is loaded already).
+    as_json = runner.invoke(app, ["validate", str(harmful), "--safety", "--format", "json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["valid"] is False
+    as_markdown = runner.invoke(app, ["validate", str(harmful), "--safety", "--format", "github"])
+    assert as_markdown.exit_code == 1
+    assert as_markdown.stdout.startswith("### Training data: ❌ invalid\n")
+    assert "| error | `harmful_content` | 1 | 10 |" in as_markdown.stdout
 
 
 # ---------------------------------------------------------------- ftops evaluate

@@ -75,6 +75,16 @@ class Change:
     details: dict[str, Any] | None = None
 
 
+def _git_user_name() -> str | None:
+    """git's `user.name`: who a commit would name, where no variable says (a container, cron)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, check=False, timeout=10
+        )
+        return done.stdout.strip() or None if done.returncode == 0 else None
+    return None
+
+
 def context() -> dict[str, str | None]:
     """Who and where: GitHub Actions' variables in CI, git and the user name elsewhere."""
     env = os.environ
@@ -89,7 +99,14 @@ def context() -> dict[str, str | None]:
                 ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False, timeout=10
             )
             commit = done.stdout.strip() or None if done.returncode == 0 else None
-    actor = env.get("FTOPS_ACTOR") or env.get("GITHUB_ACTOR") or env.get("USER") or "unknown"
+    actor = (
+        env.get("FTOPS_ACTOR")
+        or env.get("GITHUB_ACTOR")
+        or env.get("USER")
+        or env.get("LOGNAME")
+        or _git_user_name()
+        or "unknown"
+    )
     return {
         "actor": actor,
         "commit": commit,

@@ -109,6 +109,15 @@ BASE_MODELS: dict[str, BaseModel] = {
 
 DEFAULT_BASE_MODEL = "gpt-4.1-mini-2025-04-14"
 
+
+def default_base(method: str | None) -> str:
+    """The base model to assume for a method when none is named: the default when it supports
+    the method, else the first that does (reinforcement: o4-mini)."""
+    if method is None or method in BASE_MODELS[DEFAULT_BASE_MODEL].methods:
+        return DEFAULT_BASE_MODEL
+    return next(m.id for m in BASE_MODELS.values() if method in m.methods)
+
+
 # `<base>.ft-<32 hex>[-suffix][:ckpt-step-N]`: what Azure names a fine-tuned model or checkpoint.
 FINE_TUNED_ID = re.compile(
     r"^(?P<base>[a-z0-9][a-z0-9.-]*?-\d{4}-\d{2}-\d{2})\.ft-(?P<job>[0-9a-f]{32})"

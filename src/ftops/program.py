@@ -26,14 +26,14 @@ def load_stack_environment(root: Path, stack: str, raw: Any) -> Environment:
         node = None  # line numbers are a courtesy; the engine's value is what gets validated
     try:
         env = validate_environment(root, stack, raw, node)
-        others = {}
+        others, invalid = {}, set()
         for name in environment_names(root):
             if name != stack:
                 try:
                     others[name] = load_environment(root, name)
                 except FtopsError:
-                    continue  # its own stack reports it; only the promotion chain matters here
-        problems = check_promotion_chain(root, {**others, stack: env}, only=stack)
+                    invalid.add(name)  # its own stack reports why; this chain says it is invalid
+        problems = check_promotion_chain(root, {**others, stack: env}, only=stack, invalid=invalid)
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:

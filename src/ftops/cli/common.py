@@ -7,11 +7,12 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import click
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from ftops.azure.failures import translate
 from ftops.errors import EXIT_INVALID, FtopsError, UsageError
@@ -56,6 +57,14 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:  # typer's own (vendored) click.Context
+    """No type after a flag in --help: typer prints `<bool>` after every one, as if it took a value."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
 app = typer.Typer(
     help="Fine-tuned Azure OpenAI models as code: validate data, check environments, and more.",
     no_args_is_help=True,
@@ -68,8 +77,22 @@ env_app = typer.Typer(
 app.add_typer(env_app, name="env")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from ftops import __version__
+
+        out.print(f"ftops {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
     _debug["on"] = debug
     if not debug:
         # azure-identity logs every credential it tried, at length; the commands say what failed

@@ -10,12 +10,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-from ftops.catalog import REINFORCEMENT, resolve_base
+from ftops.catalog import REINFORCEMENT, default_base, resolve_base
 from ftops.cli.common import app, err, one_line_errors, out, repo_root
 from ftops.config.load import load_checked
 from ftops.config.schema import Environment
-from ftops.dataset.findings_report import FileReport, render_github, render_json, render_text
-from ftops.dataset.split import split_file
+from ftops.dataset.findings import MISSING_VALIDATION_FILE, Finding
+from ftops.dataset.findings_report import FileReport, RuleReport, render_github, render_json, render_text
+from ftops.dataset.split import split_file, split_paths
 from ftops.dataset.validate import (
     DEFAULT_LINES_PER_RULE,
     DEFAULT_TOKEN_BUDGET,
@@ -117,6 +118,9 @@ def validate(
     out_dir: Annotated[
         Path | None, typer.Option(help="Where --split writes (default: next to the input).")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Let --split replace the files of an earlier split.")
+    ] = False,
     fail_on_warning: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
     safety: Annotated[
         bool,
@@ -135,6 +139,10 @@ def validate(
     targets = _collect_targets(paths, method, base_model, validation_file, epochs, environment, model)
     if split is not None and (len(targets) != 1 or environment):
         raise UsageError("--split takes exactly one file", fix="ftops validate FILE --split 0.1 --seed 7")
+    if split is not None:
+        split_paths(targets[0].path, split, out_dir, overwrite)  # refused before the file is read
+    elif out_dir is not None or overwrite:
+        raise UsageError("--out-dir and --overwrite go with --split", fix="add --split FRACTION")
 
     price = price_per_million
     if price is None and environment is not None:
@@ -157,28 +165,36 @@ def validate(
                 if later.role == "validation" and later.method is None:
                     later.method = reports[-1].method
 
-    if output_format is Format.json:
-        print(render_json(reports))
-    elif output_format is Format.github:
-        print(render_github(reports), end="")
-    else:
-        render_text(reports, out)
-
-    invalid = any(not r.valid for r in reports) or (fail_on_warning and any(r.warnings for r in reports))
+    if environment is None and validation_file is None:
+        # Azure refuses reinforcement fine-tuning without a validation file: one more error of the
+        # training file's report, beside its own findings (an --env declaration is checked for it).
+        reports = [
+            _with_missing_validation_file(r) if r.method == REINFORCEMENT and r.role == "training" else r
+            for r in reports
+        ]
     if safety:
         from ftops.evaluation.screening import screen
 
-        for target in targets:
-            screening = screen(target.path)
-            # Beside a JSON or GitHub report the screening goes to stderr, keeping stdout parseable.
-            console = out if output_format is Format.text else err
-            console.print(screening.summary(), soft_wrap=True, markup=False, highlight=False)
-            invalid = invalid or bool(screening.flags) or (fail_on_warning and bool(screening.warnings))
+        # The screening's findings join the file's report: every format shows what decides the exit.
+        reports = [screen(t.path).added_to(r, max_lines) for t, r in zip(targets, reports, strict=True)]
+
+    if output_format is Format.json:
+        print(render_json(reports, fail_on_warning))
+    elif output_format is Format.github:
+        print(render_github(reports, fail_on_warning), end="")
+    else:
+        render_text(reports, out, fail_on_warning)
+
+    invalid = not all(r.passes(fail_on_warning) for r in reports)
     if split is not None and not invalid:
-        result = split_file(targets[0].path, split, seed, out_dir)
+        created = out_dir is not None and not out_dir.is_dir()
+        replaced = overwrite and _split_exists(targets[0].path, split, out_dir)
+        result = split_file(targets[0].path, split, seed, out_dir, overwrite)
+        notes = [f"created {out_dir}"] if created else []
+        notes += ["replaced the earlier split"] if replaced else []
         out.print(
             f"split {targets[0].path} (seed {seed}): {result.train_examples} -> {result.train_path}, "
-            f"{result.valid_examples} -> {result.valid_path}",
+            f"{result.valid_examples} -> {result.valid_path}" + (f" ({'; '.join(notes)})" if notes else ""),
             soft_wrap=True,
         )
     elif split is not None:
@@ -219,15 +235,26 @@ def _collect_targets(
             raise UsageError(str(exc)) from None
         if chosen is None and base.methods == {REINFORCEMENT}:
             chosen = REINFORCEMENT
-    if chosen == REINFORCEMENT and validation_file is None:
-        raise UsageError(
-            "reinforcement fine-tuning needs a validation file (Azure requires one)",
-            fix="pass --validation-file PATH",
-        )
+    elif chosen is not None:
+        base_model = default_base(chosen)  # --method reinforcement alone: the model that offers it
     targets = [_Target(p, "training", chosen, base_model, epochs) for p in paths]
     if validation_file is not None:
         targets.append(_Target(validation_file, "validation", chosen, base_model, None))
     return targets
+
+
+def _with_missing_validation_file(report: FileReport) -> FileReport:
+    missing = RuleReport.of(
+        MISSING_VALIDATION_FILE,
+        1,
+        [Finding(MISSING_VALIDATION_FILE.code, 0, "reinforcement fine-tuning needs a validation file")],
+    )
+    return report.model_copy(update={"errors": [*report.errors, missing]})
+
+
+def _split_exists(path: Path, fraction: float, out_dir: Path | None) -> bool:
+    train, valid = split_paths(path, fraction, out_dir, overwrite=True)
+    return train.exists() or valid.exists()
 
 
 def _run_validation(path: Path, options: ValidateOptions, show_progress: bool) -> FileReport:

@@ -10,7 +10,7 @@ import typer
 from ftops import __version__
 from ftops.cli.common import app, one_line_errors, out, repo_root
 from ftops.config.load import load_checked
-from ftops.errors import UsageError
+from ftops.errors import CheckFailedError, UsageError
 
 emulator_app = typer.Typer(
     help="Run the local Azure OpenAI emulator until Ctrl+C, or `selftest` a running one.",
@@ -133,10 +133,9 @@ def emulator_selftest(
     outcome = selftest.run(
         environment, root, endpoint or environment.emulator.endpoint, api_key, out, prompts
     )
-    out.print(
-        f"selftest: ok: {outcome.model} trained {outcome.trained_tokens:,} tokens in {outcome.seconds:.0f} s "
-        f"(loss {outcome.first_loss:.2f} -> {outcome.last_loss:.2f}); its answers are closer to the training "
-        f"answers on {outcome.improved}/{outcome.prompts} prompts (word F1 {outcome.base_f1:.2f} -> "
-        f"{outcome.tuned_f1:.2f})",
-        soft_wrap=True,
-    )
+    if not outcome.moved:
+        raise CheckFailedError(
+            outcome.summary(),
+            fix="raise n_epochs or learning_rate_multiplier of the model, or check the stand-in",
+        )
+    out.print(outcome.summary(), soft_wrap=True)

@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from ftops.cli.common import env_app, err, one_line_errors, out, repo_root
-from ftops.config.load import load_all, load_checked
+from ftops.config.load import check_environments, load_checked
 from ftops.config.schema import Environment
-from ftops.config.yamlfiles import environment_names
 from ftops.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 
@@ -21,13 +20,16 @@ def env_check(
 ) -> None:
     """Validate environment declarations and release pins, and the promotion chain between them."""
     root = repo_root()
-    envs, problems = load_all(root, names or None)
-    for problem in problems:
+    checked = check_environments(root, names or None)
+    # The named environments only: a source loaded to check the chain is checked when named.
+    shown = [p for name in checked.names for p in checked.problems.get(name, [])]
+    for problem in shown:
         err.print(problem, style="red", markup=False, soft_wrap=True)
-    for name in names or environment_names(root):
-        e = envs.get(name)
-        if e is None:
-            out.print(f"{name:<10} [red]invalid[/]")
+    for name in checked.names:
+        e = checked.envs.get(name)
+        if e is None or not checked.valid(name):
+            count = len(checked.problems.get(name, []))
+            out.print(f"{name:<10} [red]invalid[/] ({count} problem(s))")
             continue
         serves = ", ".join(f"{k} ({d.sku.name} x{d.sku.capacity})" for k, d in e.deployments.items())
         source = f", promoted from {e.promotion.from_}" if e.promotion else ""
@@ -37,8 +39,9 @@ def env_check(
             f"serves: {serves or '-'}; release pins: {', '.join(e.releases) or '-'}",
             soft_wrap=True,
         )
-    out.print(f"{len(envs)} environment(s) valid, {len(problems)} problem(s)")
-    raise typer.Exit(EXIT_INVALID if problems else EXIT_OK)
+    valid = sum(checked.valid(name) for name in checked.names)
+    out.print(f"{valid} of {len(checked.names)} environment(s) valid, {len(shown)} problem(s)")
+    raise typer.Exit(EXIT_INVALID if shown else EXIT_OK)
 
 
 @env_app.command("show")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +19,14 @@ from ftops.errors import EXIT_INVALID, CheckFailedError, UsageError
 from ftops.gitops.logs import audit_log
 from ftops.gitops.release import Outcome, promote, rollback
 from ftops.gitops.status import status_rows
+
+
+class TableFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+
+
+_FORMAT_HELP = "table (full width when not a terminal) or markdown (for a job summary or PR comment)."
 
 
 @app.command("promote")
@@ -55,6 +65,7 @@ def audit_command(
     check: Annotated[
         bool, typer.Option("--verify", help="Check the hash chain; exit 1 at the first break.")
     ] = False,
+    output_format: Annotated[TableFormat, typer.Option("--format", help=_FORMAT_HELP)] = TableFormat.table,
 ) -> None:
     """The append-only audit log of applied changes (train, gate, deploy)."""
     root = repo_root()
@@ -65,21 +76,9 @@ def audit_command(
         if broken is not None:
             raise CheckFailedError(f"{log.where()}: line {broken.line}: {broken.reason}")
     shown = [r for r in _parsed(lines) if model is None or r.model == model]
-    table = Table(title=f"audit log of {env} ({log.where()})", show_lines=False)
-    for column in (
-        "#",
-        "time",
-        "actor",
-        "action",
-        "model",
-        "resource",
-        "from -> to",
-        "evidence",
-        "commit",
-    ):
-        table.add_column(column, overflow="fold")
-    for r in shown:
-        table.add_row(
+    columns = ("#", "time", "actor", "action", "model", "resource", "from -> to", "evidence", "commit")
+    rows = [
+        (
             str(r.seq),
             r.time,
             r.actor,
@@ -90,7 +89,9 @@ def audit_command(
             (r.evidence_digest or "")[:19],
             (r.commit or "")[:7],
         )
-    out.print(table)
+        for r in shown
+    ]
+    _emit(f"audit log of {env} ({log.where()})", columns, rows, output_format)
     if check:
         out.print(f"audit: ok: {len(lines)} records, chain intact from the first to the last")
 
@@ -124,15 +125,16 @@ def deltas_command(
 
 @app.command("status")
 @one_line_errors
-def status_command(env: Annotated[str, typer.Option("--env", help="Environment to inspect.")]) -> None:
+def status_command(
+    env: Annotated[str, typer.Option("--env", help="Environment to inspect.")],
+    output_format: Annotated[TableFormat, typer.Option("--format", help=_FORMAT_HELP)] = TableFormat.table,
+) -> None:
     """What each deployment serves now, its gate verdict, and whether git, state and service agree."""
     root = repo_root()
     rows = status_rows(root, load_environment(root, env))
-    table = Table(title=f"{env}: git, state and service")
-    for column in ("deployment", "model", "git says", "last applied", "gate", "service serves", "agree"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    columns = ("deployment", "model", "git says", "last applied", "gate", "service serves", "agree")
+    cells = [
+        (
             row.deployment,
             row.model,
             _short(row.git),
@@ -141,9 +143,42 @@ def status_command(env: Annotated[str, typer.Option("--env", help="Environment t
             _short(row.serving) if row.serving is not None else row.service_note,
             "yes" if row.agree else "NO",
         )
-    out.print(table)
+        for row in rows
+    ]
+    _emit(f"{env}: git, state and service", columns, cells, output_format)
     if not all(row.agree for row in rows):
         raise typer.Exit(EXIT_INVALID)
+
+
+def _emit(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], fmt: TableFormat) -> None:
+    if fmt is TableFormat.markdown:
+        print(markdown_table(title, columns, rows), end="")
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    if out.is_terminal:
+        out.print(table)
+        return
+    # Not a terminal (a CI log, a pipe): Rich would wrap every cell at 80 columns; print the table
+    # at its natural width instead, one line per row.
+    natural = out.measure(table, options=out.options.update_width(10_000)).maximum
+    Console(file=out.file, width=max(natural, 80), highlight=False).print(table)
+
+
+def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A heading and a GitHub table, for a job summary or a PR comment."""
+
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
+
+    lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    if not rows:
+        lines += ["", "_(no rows)_"]
+    return "\n".join(lines) + "\n"
 
 
 def _parsed(lines: list[str]) -> list[Record]:

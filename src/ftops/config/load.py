@@ -10,6 +10,8 @@ Either way the file is read for line numbers.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,6 @@ from ftops.config.pins import load_releases
 from ftops.config.schema import Environment
 from ftops.config.yamlfiles import (
     CONFIG_KEY,
-    ENV_DIR,
     environment_names,
     format_errors,
     line_of,
@@ -120,26 +121,43 @@ def _served_models(env: Environment) -> set[str]:
     return set(env.models) | {d.model for d in env.deployments.values()} | set(env.releases)
 
 
-def check_promotion_chain(root: Path, envs: dict[str, Environment], only: str | None = None) -> list[str]:
+def check_promotion_chain(
+    root: Path, envs: dict[str, Environment], only: str | None = None, invalid: Collection[str] = ()
+) -> list[str]:
     """Cross-file rules: promotion sources exist and do not loop, deployments and pins name models
-    the source environment has, pins come from the source environment. `only`: check one."""
-    problems = []
+    the source environment has, pins come from the source environment. `only`: check one.
+    `invalid`: environments whose files exist but do not validate (their own problems say why)."""
+    return [p for found in _chain_problems(root, envs, only, invalid).values() for p in found]
+
+
+def _chain_problems(
+    root: Path, envs: dict[str, Environment], only: str | None, invalid: Collection[str]
+) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
     for name, env in envs.items():
         if env.promotion is None or (only is not None and name != only):
             continue
+        found = problems.setdefault(name, [])
         label = relative_label(stack_file(root, name), root)
         source = env.promotion.from_
+        if source in invalid:
+            # It exists but does not validate: nothing of the chain can be checked against it.
+            found.append(
+                f"{label}: {CONFIG_KEY}.promotion.from: '{source}' is invalid, so this promotion "
+                f"cannot be checked; fix it first (ftops env check {source})"
+            )
+            continue
         if source not in envs:
-            problems.append(
+            found.append(
                 f"{label}: {CONFIG_KEY}.promotion.from: no environment '{source}'; "
-                f"known: {', '.join(sorted(envs))}"
+                f"known: {', '.join(sorted({*envs, *invalid}))}"
             )
             continue
         seen = {name}
         cursor: str | None = source
         while cursor is not None and cursor in envs:
             if cursor in seen:
-                problems.append(f"{label}: {CONFIG_KEY}.promotion.from: promotion loops through '{cursor}'")
+                found.append(f"{label}: {CONFIG_KEY}.promotion.from: promotion loops through '{cursor}'")
                 break
             seen.add(cursor)
             nxt = envs[cursor].promotion
@@ -147,40 +165,64 @@ def check_promotion_chain(root: Path, envs: dict[str, Environment], only: str | 
         available = _served_models(envs[source])
         for key, dep in env.deployments.items():
             if dep.model not in available:
-                problems.append(
+                found.append(
                     f"{label}: {CONFIG_KEY}.deployments.{key}.model: '{dep.model}' is not a model of "
                     f"'{source}' (has: {', '.join(sorted(available)) or 'none'})"
                 )
         rel_label = relative_label(releases_file(root, name), root)
         for key, pin in env.releases.items():
             if pin.source_environment != source:
-                problems.append(
+                found.append(
                     f"{rel_label}: releases.{key}.source_environment: is '{pin.source_environment}' but "
                     f"'{name}' is promoted from '{source}'; promote through each environment in order"
                 )
-    return problems
+    return {name: found for name, found in problems.items() if found}
 
 
-def load_all(root: Path, names: list[str] | None = None) -> tuple[dict[str, Environment], list[str]]:
-    """Every environment (or the named ones plus their promotion sources) and every problem found."""
+@dataclass
+class Checked:
+    """What `ftops env check` found: the environments asked about, each valid or with its problems."""
+
+    names: list[str]  # the environments asked about, in order
+    envs: dict[str, Environment]  # every environment that validated on its own (sources included)
+    problems: dict[str, list[str]]  # name -> its problems: its own files, then its promotion chain
+    in_order: list[str]  # every problem, of the named environments and of their sources
+
+    def valid(self, name: str) -> bool:
+        return name in self.envs and not self.problems.get(name)
+
+
+def check_environments(root: Path, names: list[str] | None = None) -> Checked:
+    """Every environment (or the named ones, with their promotion sources loaded to check the
+    chain), each with its problems. An environment whose files do not validate is invalid, never
+    unknown: the environments promoted from it say so."""
     wanted = names or environment_names(root)
     envs: dict[str, Environment] = {}
-    problems: list[str] = []
+    own: dict[str, list[str]] = {}
     queue = list(wanted)
     while queue:
         name = queue.pop(0)
-        if name in envs or any(p.startswith(f"{ENV_DIR}/Pulumi.{name}.yaml") for p in problems):
+        if name in envs or name in own:
             continue
         try:
             envs[name] = load_environment(root, name)
         except ConfigError as exc:
-            problems.extend(exc.problems)
+            own[name] = exc.problems
             continue
         promo = envs[name].promotion
         if promo and promo.from_ not in envs and stack_file(root, promo.from_).is_file():
             queue.append(promo.from_)
-    problems += check_promotion_chain(root, envs)
-    return envs, problems
+    chain = _chain_problems(root, envs, None, set(own))
+    problems = {n: [*own.get(n, []), *chain.get(n, [])] for n in [*own, *chain]}
+    in_order = [p for found in own.values() for p in found] + [p for found in chain.values() for p in found]
+    return Checked(list(wanted), envs, problems, in_order)
+
+
+def load_all(root: Path, names: list[str] | None = None) -> tuple[dict[str, Environment], list[str]]:
+    """Every environment that validated on its own (the named ones plus their promotion sources)
+    and every problem found."""
+    checked = check_environments(root, names)
+    return checked.envs, checked.in_order
 
 
 def load_checked(root: Path, name: str) -> Environment:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
@@ -18,10 +19,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ftops.catalog import (
     AZURE_REGIONS,
@@ -446,8 +448,9 @@ class Promotion(Strict):
 
 
 class Pricing(Strict):
+    # Only what a command prices: `ftops validate` estimates training cost. (Hosting is not
+    # estimated anywhere, so there is no hosting rate to declare and forget.)
     training_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
-    hosting_per_hour: Annotated[float, Field(ge=0)] | None = None
 
 
 # ---------------------------------------------------------------- the environment
@@ -488,67 +491,76 @@ class Environment(Strict):
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
-        self._target_sections()
-        self._production_rules()
-        self._model_rules()
-        self._deployment_rules()
+        # Every rule broken is reported, not the first: a production environment that is public,
+        # keeps its keys and takes no promotions shows all three at once.
+        found = [
+            *self._target_sections(),
+            *self._production_rules(),
+            *self._model_rules(),
+            *self._deployment_rules(),
+        ]
+        if len(found) == 1:
+            raise found[0]
+        if found:
+            raise ValidationError.from_exception_data(
+                type(self).__name__, [InitErrorDetails(type=e, loc=(), input=None) for e in found]
+            )
         return self
 
-    def _target_sections(self) -> None:
+    def _target_sections(self) -> Iterator[PydanticCustomError]:
         if self.target == "azure":
             missing = [k for k in ("network", "account", "storage") if getattr(self, k) is None]
-            if missing:
-                raise _at(missing[0], "required", "an azure environment needs this section")
+            for key in missing:
+                yield _at(key, "required", "an azure environment needs this section")
             if self.emulator is not None:
-                raise _at("emulator", "not_allowed", "only a local environment has an emulator section")
+                yield _at("emulator", "not_allowed", "only a local environment has an emulator section")
         else:
             if self.emulator is None:
-                raise _at("emulator", "required", "a local environment needs this section")
+                yield _at("emulator", "required", "a local environment needs this section")
             extra = [k for k in ("network", "account", "storage") if getattr(self, k) is not None]
-            if extra:
-                raise _at(
-                    extra[0], "not_allowed", "a local environment has no Azure infrastructure; remove it"
-                )
+            for key in extra:
+                yield _at(key, "not_allowed", "a local environment has no Azure infrastructure; remove it")
 
-    def _production_rules(self) -> None:
+    def _production_rules(self) -> Iterator[PydanticCustomError]:
         if self.stage != "production":
             return
         if self.target != "azure":
-            raise _at("target", "prod_azure", "a production environment must target azure")
+            yield _at("target", "prod_azure", "a production environment must target azure")
         if self.network is None or self.account is None:  # _target_sections already reported it
             return
         if self.network.mode != "private":
-            raise _at(
+            yield _at(
                 "network.mode", "prod_private", "production requires private networking (mode: private)"
             )
         if self.account.public_network_access != "Disabled":
-            raise _at("account.public_network_access", "prod_private", "production requires Disabled")
+            yield _at("account.public_network_access", "prod_private", "production requires Disabled")
         if not self.account.disable_local_auth:
-            raise _at("account.disable_local_auth", "prod_keys", "production requires keys disabled (true)")
+            yield _at("account.disable_local_auth", "prod_keys", "production requires keys disabled (true)")
         if self.promotion is None:
-            raise _at(
+            yield _at(
                 "promotion", "prod_promotion", "production only takes promoted releases; set promotion.from"
             )
 
-    def _model_rules(self) -> None:
+    def _model_rules(self) -> Iterator[PydanticCustomError]:
         if self.promotion is not None and self.models:
             key = next(iter(self.models))
-            raise _at(
+            yield _at(
                 f"models.{key}",
                 "promoted_trains",
                 "this environment takes release pins (promotion.from is set); train models in "
                 f"'{self.promotion.from_}' and promote them",
             )
+            return  # the models should not be here at all: their own rules would only add noise
         for key, spec in self.models.items():
             if spec.continue_from is not None:
                 if spec.continue_from not in self.models:
-                    raise _at(
+                    yield _at(
                         f"models.{key}.continue_from",
                         "unknown_model",
                         f"no model '{spec.continue_from}'; declared: {', '.join(self.models)}",
                     )
-                if self._root(key) is None:
-                    raise _at(f"models.{key}.continue_from", "cycle", "continual training forms a cycle")
+                elif self._root(key) is None:
+                    yield _at(f"models.{key}.continue_from", "cycle", "continual training forms a cycle")
             root = self._root(key)
             base = self.models[root].base_model if root is not None else None
             if base is not None and self.target == "azure":
@@ -556,10 +568,10 @@ class Environment(Strict):
                     check_method_and_training(base, spec.method.type, spec.training_type, self.location)
                 except PydanticCustomError as exc:
                     field = "method.type" if exc.type == "method_not_supported" else "training_type"
-                    raise _at(f"models.{key}.{field}", exc.type, exc.message()) from None
+                    yield _at(f"models.{key}.{field}", exc.type, exc.message())
         for key in self.gates:
             if key not in self.models and key not in {d.model for d in self.deployments.values()}:
-                raise _at(
+                yield _at(
                     f"gates.{key}",
                     "unknown_model",
                     "gates apply to a model this environment trains or serves",
@@ -582,9 +594,9 @@ class Environment(Strict):
             raise ValueError(f"model '{key}' has no base model (continue_from cycle)")
         return base
 
-    def _deployment_rules(self) -> None:
+    def _deployment_rules(self) -> Iterator[PydanticCustomError]:
         if len(self.deployments) > MAX_FINE_TUNED_DEPLOYMENTS:
-            raise _at(
+            yield _at(
                 "deployments",
                 "quota",
                 f"{len(self.deployments)} deployments; Azure allows {MAX_FINE_TUNED_DEPLOYMENTS} "
@@ -592,29 +604,30 @@ class Environment(Strict):
             )
         custom = {self.account.rai_policy.name} if self.account and self.account.rai_policy else set()
         for key, dep in self.deployments.items():
-            if self.promotion is None and dep.model not in self.models:
-                raise _at(
+            if self.promotion is None and self.stage != "production" and dep.model not in self.models:
+                # (production without promotion.from is told to set it, not to train the model)
+                yield _at(
                     f"deployments.{key}.model",
                     "unknown_model",
                     f"no model '{dep.model}' in models; declared: {', '.join(self.models) or 'none'}",
                 )
-            if dep.model in self.models:
+            if dep.model in self.models and self._root(dep.model) is not None:
                 base = resolve_base(self.base_of(dep.model))
                 for field, sku in (("sku", dep.sku), ("candidate_sku", dep.candidate_sku)):
                     if sku is not None and sku.name not in base.deploy_skus:
-                        raise _at(
+                        yield _at(
                             f"deployments.{key}.{field}.name",
                             "sku_not_supported",
                             f"{base.id} fine-tunes deploy as {', '.join(sorted(base.deploy_skus))}",
                         )
             if dep.model not in self.gates:
-                raise _at(
+                yield _at(
                     f"deployments.{key}.model",
                     "ungated",
                     f"'{dep.model}' has no gate: declare gates.{dep.model} (nothing is served ungated)",
                 )
             if not dep.rai_policy.startswith("Microsoft.") and dep.rai_policy not in custom:
-                raise _at(
+                yield _at(
                     f"deployments.{key}.rai_policy",
                     "unknown_policy",
                     "use a Microsoft.* policy or declare it under account.rai_policy",

@@ -121,3 +121,27 @@ RULES: dict[str, Rule] = {
 
 def rule(code: str) -> Rule:
     return RULES[code]
+
+
+# Found by `ftops validate --safety` (ftops.evaluation.screening), not by the line rules above:
+# reported among a file's errors and warnings like them, so a JSON or markdown report holds every
+# finding that decides the exit code.
+HARMFUL_CONTENT = "harmful_content"
+HARM_VOCABULARY = "harm_vocabulary"
+SCREENING_RULES: dict[str, Rule] = {
+    r.code: r
+    for r in (
+        Rule(
+            HARMFUL_CONTENT,
+            _E,
+            "remove or rewrite those examples; the model would learn to comply with harmful requests",
+        ),
+        Rule(HARM_VOCABULARY, _W, "check those assistant turns; the words alone may be harmless"),
+    )
+}
+
+# Decided by `ftops validate` from its arguments, not by a line of the file: an error of the
+# training file's report, so the file's own findings are still shown beside it.
+MISSING_VALIDATION_FILE = Rule(
+    "missing_validation_file", _E, "pass --validation-file PATH; Azure requires one for reinforcement"
+)

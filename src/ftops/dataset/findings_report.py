@@ -8,9 +8,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 from rich.console import Console
-from rich.table import Table
 
-from ftops.dataset.findings import Finding, Rule, Severity
+from ftops.dataset.findings import HARM_VOCABULARY, HARMFUL_CONTENT, Finding, Rule, Severity
 
 
 class FindingOut(BaseModel):
@@ -56,6 +55,14 @@ class TokenStats(BaseModel):
         )
 
 
+class SafetyScreening(BaseModel):
+    """What `--safety` screened; what it found is among the errors and warnings, as rules."""
+
+    examples: int
+    screened_turns: int  # assistant turns the model would learn to say
+    refusals: int  # harmful-looking asks answered with a refusal: allowed, counted
+
+
 class FileReport(BaseModel):
     path: str
     role: str
@@ -74,10 +81,15 @@ class FileReport(BaseModel):
     estimated_cost_usd: float | None
     errors: list[RuleReport]
     warnings: list[RuleReport]
+    safety: SafetyScreening | None = None  # None: not screened (no --safety)
 
     @property
     def valid(self) -> bool:
         return not self.errors
+
+    def passes(self, fail_on_warning: bool = False) -> bool:
+        """The verdict the exit code follows: no errors, and no warnings with --fail-on-warning."""
+        return self.valid and not (fail_on_warning and self.warnings)
 
     def finding_lines(self) -> list[str]:
         """One line per kept finding: where, what, and the fix."""
@@ -109,11 +121,22 @@ def _cost_label(r: FileReport) -> str:
     return f"${r.estimated_cost_usd:,.2f} at ${r.price_per_million:g} per 1M tokens"
 
 
-def render_text(reports: list[FileReport], console: Console) -> None:
+def _safety_label(r: FileReport) -> str:
+    s = r.safety
+    if s is None:
+        return "not screened (--safety)"
+    harmful = sum(e.count for e in r.errors if e.code == HARMFUL_CONTENT)
+    vocabulary = sum(w.count for w in r.warnings if w.code == HARM_VOCABULARY)
+    return (
+        f"{s.screened_turns:,} assistant turns screened: {harmful:,} harmful, {vocabulary:,} to check, "
+        f"{s.refusals:,} refusal(s) of harmful asks"
+    )
+
+
+def render_text(reports: list[FileReport], console: Console, fail_on_warning: bool = False) -> None:
     for r in reports:
-        verdict = "[bold green]valid[/]" if r.valid else "[bold red]invalid[/]"
+        verdict = "[bold green]valid[/]" if r.passes(fail_on_warning) else "[bold red]invalid[/]"
         console.print(f"[bold]{r.path}[/] ({r.role}): {verdict}", soft_wrap=True)
-        table = Table(show_header=False, box=None, padding=(0, 2))
         rows = [
             ("method", _method_label(r)),
             ("base model", f"{r.base_model} ({r.encoding})"),
@@ -133,25 +156,30 @@ def render_text(reports: list[FileReport], console: Console) -> None:
             ("errors", f"{sum(e.count for e in r.errors):,}"),
             ("warnings", f"{sum(w.count for w in r.warnings):,}"),
         ]
+        if r.safety is not None:
+            rows.append(("safety", _safety_label(r)))
+        # Plain lines, not a table: a table wraps its cells at 80 columns in a CI log.
+        width = max(len(key) for key, _ in rows)
         for key, value in rows:
-            table.add_row(key, value)
-        console.print(table)
+            console.print(f"  {key:<{width}}    {value}", markup=False, highlight=False, soft_wrap=True)
         for line in r.finding_lines():
             style = "red" if " error [" in line else "yellow"
             console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
         console.print()
 
 
-def render_json(reports: list[FileReport]) -> str:
+def render_json(reports: list[FileReport], fail_on_warning: bool = False) -> str:
+    """`valid` is the verdict the exit code follows (warnings count with `fail_on_warning`)."""
     payload = {
-        "valid": all(r.valid for r in reports),
-        "files": [{**r.model_dump(mode="json"), "valid": r.valid} for r in reports],
+        "valid": all(r.passes(fail_on_warning) for r in reports),
+        "fail_on_warning": fail_on_warning,
+        "files": [{**r.model_dump(mode="json"), "valid": r.passes(fail_on_warning)} for r in reports],
     }
     return json.dumps(payload, indent=2)
 
 
-def render_github(reports: list[FileReport]) -> str:
-    ok = all(r.valid for r in reports)
+def render_github(reports: list[FileReport], fail_on_warning: bool = False) -> str:
+    ok = all(r.passes(fail_on_warning) for r in reports)
     out = [f"### Training data: {'✅ valid' if ok else '❌ invalid'}", ""]
     out.append(
         "| file | method | examples | tokens / epoch | epochs | billed tokens | cost | errors | warnings |"
@@ -174,6 +202,10 @@ def render_github(reports: list[FileReport]) -> str:
             lines = ", ".join(str(f.line) for f in rule.first if f.line) or "file"
             out.append(f"| {rule.severity.value} | `{rule.code}` | {rule.count:,} | {lines} | {rule.fix} |")
         out += ["", "</details>"]
+    screened = [r for r in reports if r.safety is not None]
+    if screened:
+        out += ["", "Safety screening (what the model would learn to say):", ""]
+        out += [f"- `{r.path}`: {_safety_label(r)}" for r in screened]
     out += ["", "Token distribution per example (min / median / p95 / max):", ""]
     for r in reports:
         t = r.tokens

@@ -41,14 +41,37 @@ def _keys(path: Path, seed: int) -> array[int]:
     return keys
 
 
-def split_file(path: Path, fraction: float, seed: int, out_dir: Path | None = None) -> SplitResult:
+def split_paths(path: Path, fraction: float, out_dir: Path | None, overwrite: bool) -> tuple[Path, Path]:
+    """Where the split of `path` goes; refused before anything is read or written: a fraction
+    outside (0, 1), a folder whose parent does not exist (a typo), or files already there
+    (an earlier split) unless `overwrite`."""
     if not 0 < fraction < 1:
         raise UsageError(f"--split {fraction}: must be between 0 and 1", fix="e.g. --split 0.1")
     out = out_dir or path.parent
+    if not out.is_dir() and not out.parent.is_dir():
+        raise UsageError(
+            f"--out-dir {out}: neither it nor its parent folder exists", fix="create the parent folder first"
+        )
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out-dir {out}: is not a folder", fix="pass a folder")
     stem = path.name.removesuffix(".jsonl")
     train_path, valid_path = out / f"{stem}.train.jsonl", out / f"{stem}.valid.jsonl"
     if path.resolve() in (train_path.resolve(), valid_path.resolve()):
         raise UsageError(f"{path}: the split would overwrite its own input", fix="pass --out-dir")
+    there = [p for p in (train_path, valid_path) if p.exists()]
+    if there and not overwrite:
+        raise UsageError(
+            f"{there[0]} exists (an earlier split?)",
+            fix="pass --overwrite to replace it, or another --out-dir",
+        )
+    return train_path, valid_path
+
+
+def split_file(
+    path: Path, fraction: float, seed: int, out_dir: Path | None = None, overwrite: bool = False
+) -> SplitResult:
+    train_path, valid_path = split_paths(path, fraction, out_dir, overwrite)
+    out = train_path.parent
     keys = _keys(path, seed)
     if not keys:
         raise UsageError(f"{path}: no examples to split")
@@ -56,7 +79,7 @@ def split_file(path: Path, fraction: float, seed: int, out_dir: Path | None = No
     k = max(1, round(len(arr) * fraction))
     threshold = np.partition(arr, k - 1)[k - 1]
 
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     tmp_train = train_path.with_name(f".{train_path.name}.{os.getpid()}.tmp")
     tmp_valid = valid_path.with_name(f".{valid_path.name}.{os.getpid()}.tmp")
     n_train = n_valid = 0

@@ -41,6 +41,25 @@ class Outcome:
     improved: int
     prompts: int
 
+    @property
+    def moved(self) -> bool:
+        """Whether training moved the answers toward the training answers (mean word F1 rose);
+        a model that trained but answers no closer (or worse) did not pass the selftest."""
+        return self.tuned_f1 > self.base_f1
+
+    def summary(self) -> str:
+        trained = (
+            f"{self.model} trained {self.trained_tokens:,} tokens in {self.seconds:.0f} s "
+            f"(loss {self.first_loss:.2f} -> {self.last_loss:.2f})"
+        )
+        closer = (
+            f"closer to the training answers on {self.improved}/{self.prompts} prompts "
+            f"(word F1 {self.base_f1:.2f} -> {self.tuned_f1:.2f})"
+        )
+        if self.moved:
+            return f"selftest: ok: {trained}; its answers are {closer}"
+        return f"selftest: {trained}, but answers did not move toward the training answers: {closer}"
+
 
 def _words(text: str) -> Counter[str]:
     return Counter(re.findall(r"[a-z0-9$]+", text.lower()))

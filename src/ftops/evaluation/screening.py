@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ftops.dataset.findings import HARM_VOCABULARY, HARMFUL_CONTENT, SCREENING_RULES, Finding
+from ftops.dataset.findings_report import FileReport, RuleReport, SafetyScreening
 from ftops.errors import UsageError
 
 CONTENT_CATEGORIES = ("violence", "self_harm", "hate", "sexual", "illegal_activity")
@@ -78,6 +80,28 @@ class Screening:
                 f"turns of {self.examples} examples ({self.refusals} refusal(s) of harmful asks)"
             )
         return "\n".join(lines)
+
+    def added_to(self, report: FileReport, lines_per_rule: int) -> FileReport:
+        """The file's validation report with this screening in it: harmful content among its
+        errors, harm vocabulary among its warnings (one finding per line and category), so every
+        report format holds what decides the exit code."""
+
+        def rule_report(code: str, found: list[Finding]) -> list[RuleReport]:
+            if not found:
+                return []
+            return [RuleReport.of(SCREENING_RULES[code], len(found), found[:lines_per_rule])]
+
+        harmful = [Finding(HARMFUL_CONTENT, f.line, f.reason) for f in self.flags]
+        vocabulary = [Finding(HARM_VOCABULARY, f.line, f"{f.category}: {f.reason}") for f in self.warnings]
+        return report.model_copy(
+            update={
+                "errors": [*report.errors, *rule_report(HARMFUL_CONTENT, harmful)],
+                "warnings": [*report.warnings, *rule_report(HARM_VOCABULARY, vocabulary)],
+                "safety": SafetyScreening(
+                    examples=self.examples, screened_turns=self.screened_turns, refusals=self.refusals
+                ),
+            }
+        )
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from ftops.config.load import load_environment
 from ftops.config.schema import Environment
 from ftops.config.yamlfiles import ENV_DIR, RELEASES_DIR, environment_names
+from ftops.errors import UsageError
 from ftops.gitops import git
 
 # A change here can change every environment's plan.
@@ -48,9 +49,16 @@ def changed_environments(
     run per concurrency group and drops the one before it, so a push's own diff would miss that
     run's changes; the diff since the last deployed commit still has them.
 
-    A base git cannot compare with (a first push, a force-push: all zeros or gone; no tag yet; a tag
-    that is not an ancestor of HEAD) means the environment changed: reconciling one that did not
+    A `base` git does not know is a usage error, except all zeros (git's "no earlier commit", a
+    first push). A tag git cannot compare with (no tag yet; one that is not an ancestor of HEAD
+    after a force-push) means the environment changed: reconciling one that did not
     change is a no-op, skipping one that did is drift. A tag ahead of HEAD means nothing to do."""
+    if base is not None and base.strip("0") and git.resolve(root, base) is None:
+        # A PR's base always exists (with fetch-depth 0); one that does not is a mistake, and
+        # answering "everything changed" would hide it. All zeros is git's "no earlier commit".
+        raise UsageError(
+            f"--base {base}: not a commit in this repository", fix="git fetch, then pass the PR's base"
+        )
     envs = {n: load_environment(root, n) for n in environment_names(root)}
     diffs: dict[str, set[str] | None] = {}
 

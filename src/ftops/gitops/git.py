@@ -13,17 +13,17 @@ from pathlib import Path
 from ftops.errors import GitError
 
 
-def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=60
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=60, input=stdin
         )
     except FileNotFoundError:
         raise GitError("git is not installed; install git and run again") from None
 
 
-def git(root: Path, *args: str, check: bool = True) -> str:
-    done = _run(root, *args)
+def git(root: Path, *args: str, check: bool = True, stdin: str | None = None) -> str:
+    done = _run(root, *args, stdin=stdin)
     if check and done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise GitError(f"git {' '.join(args)}: {detail[-1] if detail else f'exit {done.returncode}'}")
@@ -67,8 +67,24 @@ def commit(root: Path, paths: list[Path], message: str) -> str:
     """Commit exactly `paths` (whatever else is staged stays staged and out of this commit)."""
     relative = [str(p.relative_to(root)) for p in paths]
     git(root, "add", "--", *relative)
-    git(root, "commit", "--quiet", "-m", message, "--", *relative)
+    # The message on stdin: a failing commit (a hook) is then named in one line, not echoed whole.
+    git(root, "commit", "--quiet", "--file=-", "--", *relative, stdin=message)
     return head(root)
+
+
+def current_branch(root: Path) -> str | None:
+    """The checked-out branch; None on a detached HEAD."""
+    return git(root, "branch", "--show-current").strip() or None
+
+
+def switch_back(root: Path, ref: str, branch: str) -> None:
+    """Return to `ref` (a branch, or a commit on a detached HEAD) and delete `branch`, made for a
+    change that failed before it was committed: nothing is left half-done."""
+    if resolve(root, f"refs/heads/{ref}") is not None:
+        git(root, "switch", "--quiet", ref, check=False)
+    else:
+        git(root, "switch", "--quiet", "--detach", ref, check=False)
+    git(root, "branch", "--quiet", "-D", branch, check=False)
 
 
 def restore(root: Path, path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftops.auditlog import context, records, verify
+from ftops.auditlog import AuditLog, context, records, verify
 from ftops.config.load import load_environment
 from ftops.config.pins import load_releases, parse_pins, write_pin
 from ftops.config.schema import Environment, ReleasePin
@@ -103,7 +103,7 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
             evidence_digest=last.evidence_digest,
             source_commit=str(last.commit)[:7],
         ),
-        f"{log.where()} record {last.seq}",
+        f"{_where(root, log)} record {last.seq}",
     )
 
 
@@ -155,7 +155,14 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
     if to is None:
         # Never back to a model that was itself rolled back from (a rollback of a rollback).
         rejected = _rolled_back_from(root, path, key)
-        earlier = [(c, p) for c, p in history if p.model != current.model and p.model not in rejected]
+        older = [(c, p) for c, p in history if p.model != current.model]
+        earlier = [(c, p) for c, p in older if p.model not in rejected]
+        if not earlier and older:
+            raise RefusedError(
+                f"{key} in {env_name}: the earlier pin {older[0][1].model} was rolled back from, so it is "
+                "never the default target",
+                fix="pass --to MODEL or --to REF to restore a pin on purpose",
+            )
         if not earlier:
             raise RefusedError(f"{key} in {env_name} has no earlier pin in git history than {current.model}")
         source_commit, target = earlier[0]
@@ -225,12 +232,16 @@ def _apply(
     commit: bool,
 ) -> Outcome:
     """Write the pin (on a new branch first with `pr`), commit it if asked, open the PR."""
+    started_on = (git.current_branch(root) or git.head(root)) if pr else None
     branch = _branch(root, f"{verb}/{env}/{key}", new) if pr else None
     write_pin(root, env, key, new)
     try:
         sha = git.commit(root, [path], message) if commit else None
     except FtopsError:
-        git.restore(root, path)  # nothing half-done: the pin file is as HEAD has it
+        # Nothing half-done: the pin file as HEAD has it, back where we started, no new branch.
+        git.restore(root, path)
+        if branch is not None and started_on is not None:
+            git.switch_back(root, started_on, branch)
         raise
     opened, commands = False, list[str]()
     if branch is not None:
@@ -243,6 +254,18 @@ def _branch(root: Path, prefix: str, pin: ReleasePin) -> str:
     branch = f"{prefix}-{pin.model.rsplit('-', 1)[-1][:12]}-{git.head(root, short=True)}"
     git.switch_new(root, branch)
     return branch
+
+
+def _where(root: Path, log: AuditLog) -> str:
+    """Where the log is, as a commit message may say it: a file inside the repository by its
+    repository path (an absolute path names one person's checkout), a blob by its URL."""
+    where = log.where()
+    if "://" in where:
+        return where
+    try:
+        return Path(where).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return where
 
 
 def _short(model: str | None) -> str:
