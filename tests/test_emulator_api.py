@@ -751,10 +751,17 @@ def test_selftest_trains_deploys_and_queries_the_local_model(emu: Emulator) -> N
         stdin=subprocess.DEVNULL,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("selftest: ok: gpt-4.1-mini-2025-04-14.ft-")
-    assert "its answers are closer to the training answers on" in last
+    # The emulator here trains the tiny stand-in, which knows no language: whether two prompts'
+    # answers moved toward the training answers is chance, so either verdict may come, each with
+    # its own exit code (the verdict itself is tested without training in test_cli.py).
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert "Traceback" not in proc.stdout + proc.stderr
+    if proc.returncode == 0:
+        assert lines[-1].startswith("selftest: ok: gpt-4.1-mini-2025-04-14.ft-"), lines[-1]
+        assert "its answers are closer to the training answers on" in lines[-1]
+    else:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert any("but answers did not move toward the training answers" in line for line in lines), lines
     with emu.http() as http:
         deployments = http.get(f"{emu.arm('local-dev')}/deployments?api-version=2024-10-01").json()["value"]
     assert sorted(d["name"] for d in deployments) == ["support-bot", "support-bot-base"]
