@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"auditlog", "evaluation"},
     {"config"},
     {"emulator", "providers"},
-    {"components"},
+    {"components", "bootstrap"},
     {"program", "engine"},
     {"gitops"},
     {"cli", "__main__"},

@@ -29,6 +29,8 @@ _PATTERN_HELP = {
     r"^[a-z0-9][a-z0-9-]{0,9}$": "1-10 lowercase letters, digits or '-' (ftops appends the spec hash)",
     r"^ftjob-[0-9a-f]{32}$": "'ftjob-' and 32 hex digits",
     r"^[0-9a-f]{7,40}$": "a git commit sha (7-40 hex digits)",
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$": "a GUID in lowercase, like "
+    "00000000-0000-0000-0000-000000000000",
 }
 
 

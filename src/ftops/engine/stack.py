@@ -331,3 +331,92 @@ def read_outputs(root: Path, env_name: str) -> dict[str, Any] | None:
         return {k: v.value for k, v in stack.outputs().items()}
     except (auto.CommandError, EngineError, OSError, subprocess.SubprocessError):
         return None
+
+
+BOOTSTRAP_PROJECT = "ftops-bootstrap"  # bootstrap/Pulumi.yaml's name
+
+
+def bootstrap_environment(root: Path, engine: install.Engine) -> dict[str, str]:
+    """The bootstrap's first run keeps its state on this machine (`.ftops/bootstrap-state`) until it
+    is moved into the container it made (README: One-time Azure set-up); it holds no secret, so the
+    passphrase may be empty. GITHUB_TOKEN for pulumi-github comes from `gh auth token` when unset:
+    it reaches the provider's environment, never the config or the state."""
+    extra = {
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PATH": f"{engine.plugin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    if "PULUMI_BACKEND_URL" not in os.environ:
+        folder = root / ".ftops" / "bootstrap-state"
+        folder.mkdir(parents=True, exist_ok=True)
+        extra["PULUMI_BACKEND_URL"] = folder.as_uri()
+    if not {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & os.environ.keys():
+        extra["PULUMI_CONFIG_PASSPHRASE"] = ""
+    if "GITHUB_TOKEN" not in os.environ:
+        try:
+            token = subprocess.run(
+                ["gh", "auth", "token"], capture_output=True, text=True, timeout=30, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            token = ""
+        if not token:
+            raise UsageError(
+                "no GitHub credential for the bootstrap", fix="run `gh auth login` (or set GITHUB_TOKEN)"
+            )
+        extra["GITHUB_TOKEN"] = token
+    return extra
+
+
+def run_bootstrap(
+    req: StackRequest, say: Callable[[str], None]
+) -> tuple[dict[str, int], dict[str, Any], float]:
+    """`ftops bootstrap up/preview/refresh --stack NAME`: bootstrap/__main__.py run inline, with
+    bootstrap/Pulumi.yaml; the stack is created on first use. Returns changes, outputs, seconds."""
+    from ftops.bootstrap.settings import BOOTSTRAP_DIR, load_settings
+
+    load_settings(req.root, req.env)  # file:line errors before the engine starts
+    engine = install.require(req.root)
+    extra = bootstrap_environment(req.root, engine)
+    main = req.root / BOOTSTRAP_DIR / "__main__.py"
+
+    def program() -> None:
+        runpy.run_path(str(main), run_name="__main__")
+
+    opts = _workspace(req.root / BOOTSTRAP_DIR, engine, extra)
+    try:
+        stack = auto.create_or_select_stack(
+            stack_name=req.env, project_name=BOOTSTRAP_PROJECT, program=program, opts=opts
+        )
+    except auto.CommandError as exc:
+        raise EngineError(
+            f"could not select bootstrap stack {req.env}: {_cli_error(exc)}",
+            fix=f"check the state backend ({_backend_url(extra)})",
+        ) from exc
+    if not req.debug:
+        _quiet_readers_on_interrupt()
+    started = time.monotonic()
+    renderer = Renderer(say, verb=req.operation)
+    try:
+        outputs = _run_once(stack, req, renderer)
+    except KeyboardInterrupt:
+        raise StackInterruptedError(
+            f"{req.operation} of bootstrap stack {req.env} interrupted",
+            fix=f"run `ftops bootstrap {req.operation} --stack {req.env}` again",
+        ) from None
+    except auto.ConcurrentUpdateError as exc:
+        raise EngineError(
+            f"bootstrap stack {req.env} is locked: {_cli_error(exc)}",
+            fix=f"when no other update runs, `pulumi cancel --stack {req.env} --yes` in bootstrap/",
+        ) from exc
+    except auto.CommandError as exc:
+        lines = renderer.failure_lines()
+        if not lines:
+            raise EngineError(
+                f"{req.operation} of bootstrap stack {req.env} could not start: {_cli_error(exc)}"
+            ) from exc
+        raise StackFailedError(
+            f"{req.operation} of bootstrap stack {req.env} failed",
+            failures=lines,
+            fix="--debug shows the engine's own output",
+        ) from exc
+    seconds = renderer.seconds if renderer.seconds is not None else time.monotonic() - started
+    return renderer.changes, outputs, seconds
