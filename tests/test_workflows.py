@@ -580,3 +580,42 @@ def test_no_workflow_calls_pulumi_preview_directly() -> None:
     for path in sorted(WORKFLOWS.glob("*.yml")):
         for step in pipes.run_steps(path):
             assert "pulumi preview" not in step.script, f"{path.name}: {step.job} / {step.name}"
+
+
+BOOTSTRAP_CONTEXT = {
+    **DRIFT_CONTEXT,
+    "vars.FTOPS_BOOTSTRAP_STACK": "acme",
+    "steps.app.outputs.token": "ghs_app_read_only",
+    "github.server_url": "https://github.com",
+    "github.run_id": "7",
+}
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "outputs", "said"),
+    [
+        ({"stdout": _plan(same=40)}, 0, {"result": "clean"}, "### bootstrap acme: no drift"),
+        (
+            {"stdout": _plan(same=38, update=1, create=1)},
+            0,
+            {"result": "drift"},
+            "drift: 1 to create, 1 to update",
+        ),
+        ({"stderr": "error: no Azure credential\n", "exit": 2}, 2, {}, "the preview failed (exit 2)"),
+    ],
+    ids=["clean", "drift", "failed"],
+)
+def test_the_bootstrap_is_checked_for_drift_like_the_environments(
+    runner: Runner, answer: dict[str, Any], code: int, outputs: dict[str, str], said: str
+) -> None:
+    runner.answer("ftops", args=("bootstrap", "preview"), **answer)
+    result = runner.run("drift", "bootstrap", "preview", BOOTSTRAP_CONTEXT)
+    assert (result.returncode, result.outputs) == (code, outputs), result.stderr
+    assert result.argv("ftops") == [["bootstrap", "preview", "--stack", "acme", "--json"]]
+    assert said in result.summary
+    _, job, _ = step_of("drift", "bootstrap", "preview")
+    assert job["environment"] == "readonly"  # never a deployer's identity
+    assert job["concurrency"]["group"] == "drift-bootstrap"
+    _, _, app = step_of("drift", "bootstrap", "app")
+    granted = {k: v for k, v in app["with"].items() if k.startswith("permission-")}
+    assert set(granted.values()) == {"read"}, granted  # it reads GitHub's settings, never writes them
