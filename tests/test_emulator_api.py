@@ -18,6 +18,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from ftops.emulator.settings import DATED_API_VERSIONS
 from tests.conftest import REPO, good_dpo, good_example, line_of, write_lines
 from tests.emulator_process import KEY, Emulator, start, wait_file, wait_for
 
@@ -221,16 +222,61 @@ def test_auth_is_required_on_every_surface(emu: Emulator) -> None:
 
 
 def test_unknown_api_version_gets_azures_error_shape(emu: Emulator) -> None:
-    client = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version="2023-01-01")
-    with pytest.raises(openai.NotFoundError) as info:
+    client = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version="2023-01-01", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
         client.models.list()
-    body = info.value.body
-    assert isinstance(body, dict)
-    assert body["code"] == "404"
-    assert "api-version '2023-01-01' is not supported" in body["message"]
-    for version in ("2024-10-21", "2025-04-01-preview"):
-        ok = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version=version)
-        assert ok.models.list().data
+    assert info.value.body == {"code": "BadRequest", "message": "API version not supported"}
+    assert info.value.response.json() == {
+        "error": {"code": "BadRequest", "message": "API version not supported"}
+    }
+    with emu.http() as http:
+        missing = http.get("/openai/models")
+        assert (missing.status_code, missing.json()) == (
+            404,
+            {"error": {"code": "404", "message": "Resource not found"}},
+        )
+        wrong_v1 = http.get("/openai/v1/models", params={"api-version": "2024-10-21"})
+        assert wrong_v1.status_code == 400
+        assert wrong_v1.json()["error"]["message"] == "API version not supported"
+
+
+@pytest.mark.parametrize("version", DATED_API_VERSIONS)
+def test_every_documented_api_version_is_accepted(emu: Emulator, version: str) -> None:
+    client = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version=version, max_retries=0)
+    assert any(m.id == "gpt-4o-mini-2024-07-18" for m in client.models.list().data)
+    assert client.fine_tuning.jobs.list(limit=1).has_more in (True, False)
+
+
+def test_documented_versions_include_the_ones_clients_send() -> None:
+    for version in ("2024-06-01", "2025-01-01-preview", "2025-02-01-preview", "2025-03-01-preview"):
+        assert version in DATED_API_VERSIONS
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/openai/nothing-here"),
+        ("GET", "/openai/v1/nothing/here"),
+        ("POST", "/openai/deployments/x/embeddings?api-version=2024-10-21"),
+        ("GET", "/"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+    ],
+)
+def test_unknown_routes_answer_azures_404(emu: Emulator, method: str, path: str) -> None:
+    with emu.http() as http:
+        response = http.request(method, path)
+    assert response.status_code == 404, path
+    assert response.json() == {"error": {"code": "404", "message": "Resource not found"}}
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["apim-request-id"]
+
+
+def test_unknown_arm_resource_type_answers_arm_404(emu: Emulator) -> None:
+    with emu.http() as http:
+        response = http.get(f"{emu.arm()}/raiPolicies/x", params={"api-version": "2024-10-01"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "InvalidResourceType"
 
 
 def test_oversized_json_body_is_refused(emu: Emulator) -> None:

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ftops import __version__
 from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api
@@ -24,11 +25,14 @@ from ftops.emulator.http import (
     ApiError,
     Ctx,
     Surface,
+    VersionError,
     check_key,
     check_version,
     error_response,
+    internal_error,
     json_body,
     make_ctx,
+    route_not_found,
 )
 from ftops.emulator.settings import Faults, Settings
 from ftops.emulator.state import Emulator
@@ -82,6 +86,12 @@ def _endpoint(handler: Handler, surface: Surface) -> Callable[[Request], Awaitab
             return await handler(emu, ctx, request)
         except ApiError as err:
             return error_response(ctx, err)
+        except VersionError as err:
+            return err.response()
+        except _TooLargeError:
+            raise  # BodyLimit answers 413
+        except Exception as exc:  # Azure's JSON 500 with a request id, logged with the traceback
+            return internal_error(request.method, request.url.path, exc)
 
     endpoint.__name__ = f"{surface}_{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}"
     return endpoint
@@ -242,8 +252,23 @@ def create_app(settings: Settings) -> ASGIApp:
         yield
         emulator.stop()
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 404
+        return route_not_found(request.url.path, status)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, _TooLargeError):
+            return Response(status_code=413)  # dropped: BodyLimit sends its own 413
+        return internal_error(request.method, request.url.path, exc)
+
     app = FastAPI(
-        title="ftops emulator", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="ftops emulator",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        exception_handlers={StarletteHTTPException: http_error, Exception: unexpected},
     )
     app.state.emulator = emulator
     for prefix in ACCOUNT_PREFIXES:
