@@ -22,6 +22,17 @@ _CREATED = {
     "2025-04-14": 1744588800,
     "2025-04-16": 1744761600,
 }
+# Input context of each base model family on Azure, in its own tokens (o200k_base): what a
+# prompt may take before Azure answers 400 context_length_exceeded. Fine-tuned models keep
+# their base's context. Source: learn.microsoft.com/azure/ai-foundry/openai/concepts/models.
+CONTEXT_TOKENS = {
+    "gpt-4o-mini": 128_000,
+    "gpt-4o": 128_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4.1-mini": 1_047_576,
+    "gpt-4.1-nano": 1_047_576,
+    "o4-mini": 200_000,
+}
 _RETIRE = 1798761600  # 2027-01-01: a fixed, far deprecation date for every base model
 _CAPS = {
     "fine_tune": True,
@@ -40,6 +51,10 @@ class Resolved:
     adapters: list[Path]
     base_model: str | None  # the Azure base it stands for
     account: str | None  # the account that trained it (fine-tuned models)
+
+
+def context_tokens(base_model: str) -> int:
+    return CONTEXT_TOKENS[BASE_MODELS[base_model].family]
 
 
 def base_doc(model_id: str) -> Doc:
