@@ -322,6 +322,119 @@ def test_job_validation_errors(emu: Emulator) -> None:
         client.fine_tuning.jobs.retrieve("ftjob-" + "0" * 32)
 
 
+def test_top_level_hyperparameters_beside_method_apply_as_on_azure(emu: Emulator) -> None:
+    client = emu.v1(account="hyper", max_retries=0)
+    f = upload(client, TRAIN)
+    made = []
+    # Microsoft's submit script: method names the type, the hyperparameters sit at the top level.
+    job = client.fine_tuning.jobs.create(
+        training_file=f.id,
+        model="gpt-4.1-mini-2025-04-14",
+        method={"type": "supervised"},
+        hyperparameters={"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 0.1},
+    )
+    made.append(job.id)
+    assert job.method is not None
+    assert job.method.supervised is not None
+    assert job.method.supervised.hyperparameters is not None
+    assert job.method.supervised.hyperparameters.n_epochs == 2
+    assert job.method.supervised.hyperparameters.batch_size == 4
+    assert (job.hyperparameters.n_epochs, job.hyperparameters.learning_rate_multiplier) == (2, 0.1)
+    # Both places, agreeing where they overlap: merged.
+    both = client.fine_tuning.jobs.create(
+        training_file=f.id,
+        model="gpt-4.1-mini-2025-04-14",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 3}}},
+        hyperparameters={"n_epochs": 3, "batch_size": 8},
+    )
+    made.append(both.id)
+    assert both.method is not None
+    assert both.method.dpo is not None
+    assert both.method.dpo.hyperparameters is not None
+    assert (both.method.dpo.hyperparameters.beta, both.method.dpo.hyperparameters.batch_size) == (0.2, 8)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.fine_tuning.jobs.create(
+            training_file=f.id,
+            model="gpt-4.1-mini-2025-04-14",
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+            hyperparameters={"n_epochs": 3},
+        )
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["message"] == (
+        "hyperparameters.n_epochs (3) contradicts method.supervised.hyperparameters.n_epochs (2); "
+        "give it in one place."
+    )
+    for job_id in made:
+        client.fine_tuning.jobs.cancel(job_id)
+
+
+@pytest.mark.parametrize(
+    ("undated", "dated"),
+    [
+        ("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14"),
+        ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+        ("gpt-4o", "gpt-4o-2024-08-06"),
+        ("gpt-4.1", "gpt-4.1-2025-04-14"),
+        ("gpt-4.1-nano", "gpt-4.1-nano-2025-04-14"),
+    ],
+)
+def test_undated_model_names_resolve_to_the_fine_tunable_version(
+    emu: Emulator, undated: str, dated: str
+) -> None:
+    client = emu.dated(account="undated", max_retries=0)
+    job = client.fine_tuning.jobs.create(training_file=upload(client, TRAIN).id, model=undated)
+    try:
+        assert job.model == dated  # the job records the resolved id
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id)]
+        assert f"Model '{undated}' resolved to '{dated}'." in messages
+    finally:
+        client.fine_tuning.jobs.cancel(job.id)
+
+
+def test_o4_mini_resolves_too_and_says_what_it_supports(emu: Emulator) -> None:
+    client = emu.v1(max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.fine_tuning.jobs.create(training_file=upload(client, TRAIN).id, model="o4-mini")
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["message"] == (
+        "The model 'o4-mini-2025-04-16' does not support supervised fine-tuning (it supports reinforcement)."
+    )
+
+
+def test_dated_surface_types_hyperparameters_as_numbers(emu: Emulator) -> None:
+    v1 = emu.v1(account="typed")
+    f = upload(v1, TRAIN)
+    with emu.http() as http:
+        created = http.post(
+            "/accounts/typed/openai/fine_tuning/jobs",
+            params={"api-version": "2024-10-21"},
+            json={"model": "gpt-4o-mini", "training_file": f.id, "hyperparameters": {"n_epochs": 2}},
+        )
+        assert created.status_code == 201
+        job = created.json()
+        # -1 until training resolves them, as Azure sends; numbers, never "auto", per the spec.
+        assert job["hyperparameters"] == {"n_epochs": 2, "batch_size": -1, "learning_rate_multiplier": -1}
+        assert job["method"]["supervised"]["hyperparameters"]["batch_size"] == -1
+        on_v1 = http.get(f"/accounts/typed/openai/v1/fine_tuning/jobs/{job['id']}").json()
+        assert on_v1["hyperparameters"] == {
+            "n_epochs": 2,
+            "batch_size": "auto",
+            "learning_rate_multiplier": "auto",
+        }
+    done = wait_for(v1, job["id"], ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    with emu.http() as http:
+        final = http.get(
+            f"/accounts/typed/openai/fine_tuning/jobs/{job['id']}", params={"api-version": "2024-10-21"}
+        ).json()
+    values = final["hyperparameters"]
+    assert values["n_epochs"] == 2
+    assert isinstance(values["batch_size"], int)
+    assert values["batch_size"] >= 1
+    assert isinstance(values["learning_rate_multiplier"], float)
+    assert values["learning_rate_multiplier"] > 0
+
+
 # ---------------------------------------------------------------- training, for real
 
 

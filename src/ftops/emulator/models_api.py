@@ -33,6 +33,8 @@ CONTEXT_TOKENS = {
     "gpt-4.1-nano": 1_047_576,
     "o4-mini": 200_000,
 }
+# Undated names Azure resolves to the version it currently serves (one per family here).
+UNDATED = {m.family: m.id for m in BASE_MODELS.values()}
 _RETIRE = 1798761600  # 2027-01-01: a fixed, far deprecation date for every base model
 _CAPS = {
     "fine_tune": True,
@@ -90,7 +92,8 @@ def tuned_doc(doc: Doc, internal: Doc) -> Doc:
 
 
 def resolve(emu: Emulator, name: str) -> Resolved | None:
-    """A base model, a stand-in, a fine-tuned model or one of its checkpoints."""
+    """A base model (dated or undated), a stand-in, a fine-tuned model or one of its checkpoints."""
+    name = UNDATED.get(name, name)
     if name in BASE_MODELS:
         return Resolved(emu.settings.stand_in[name], [], name, None)
     if name in STAND_INS:
