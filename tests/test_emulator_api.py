@@ -191,9 +191,20 @@ def test_invalid_file_gets_error_status_with_reasons(emu: Emulator, tmp_path: Pa
     f = upload(client, bad)
     assert f.status == "error"
     assert "line 4: messages[0].role is 'robot'" in f.status_details
-    with pytest.raises(openai.BadRequestError) as info:
-        client.fine_tuning.jobs.create(training_file=f.id, model="gpt-4o-mini-2024-07-18")
-    assert "is invalid" in info.value.message
+    # As on Azure, the job is accepted and then fails, naming the file and why.
+    job = client.fine_tuning.jobs.create(training_file=f.id, model="gpt-4o-mini-2024-07-18")
+    failed = wait_for(client, job.id, ("succeeded", "failed"), timeout=30)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error.code == "invalid_training_file"
+    assert failed.error.message.startswith(
+        f"The job failed due to an invalid training file. The training file '{f.id}' failed validation: "
+        "Invalid file format: line 4: messages[0].role is 'robot'"
+    )
+    assert failed.fine_tuned_model is None
+    v1_job = emu.v1().fine_tuning.jobs.retrieve(job.id)
+    assert v1_job.error is not None
+    assert v1_job.error.param == "training_file"
 
 
 def test_file_ids_cannot_escape_the_data_directory(emu: Emulator) -> None:
@@ -447,7 +458,7 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
         model="gpt-4.1-mini-2025-04-14",
         suffix="bot",
         seed=7,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 8}}},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 4, "batch_size": 16}}},
         metadata={"ftops-spec": "abc123"},
         extra_body={"trainingType": "GlobalStandard"},
     )
@@ -465,13 +476,19 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
     assert messages[0] == "Job succeeded."
     assert "Job started." in messages
     metrics = [e for e in events if e.type == "metrics"]
-    assert len(metrics) == 20  # 80 examples / batch 8 x 2 epochs
+    assert len(metrics) == 20  # 80 examples / batch 16 x 4 epochs
     losses = [e.data["train_loss"] for e in sorted(metrics, key=step_of)]
     assert sum(losses[-4:]) < sum(losses[:4]), losses  # real training lowers the loss
 
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
-    assert [c.step_number for c in checkpoints] == [20, 10]
-    assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-20"
+    # Azure keeps the last three epochs; the last one is the fine-tuned model itself.
+    assert [c.step_number for c in checkpoints] == [20, 15, 10]
+    assert [c.fine_tuned_model_checkpoint for c in checkpoints] == [
+        done.fine_tuned_model,
+        f"{done.fine_tuned_model}:ckpt-step-15",
+        f"{done.fine_tuned_model}:ckpt-step-10",
+    ]
+    assert "Created checkpoint at step 5 (epoch 1)." in messages  # made, then let go of
     assert checkpoints[0].id.startswith("ftckpt_")
     assert set(checkpoints[0].metrics.model_dump(exclude_none=True)) == {
         "step",

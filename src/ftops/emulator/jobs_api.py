@@ -186,9 +186,8 @@ def _training_input(emu: Emulator, ctx: Ctx, body: Doc, key: str, required: bool
         raise bad_request(f"The {key} '{value}' could not be found.", key)
     if doc["purpose"] != "fine-tune":
         raise bad_request(f"The {key} '{value}' has purpose '{doc['purpose']}', not 'fine-tune'.", key)
-    if doc["status"] == "error":
-        raise bad_request(f"The {key} '{value}' is invalid: {doc.get('status_details')}", key)
-    # A file still being processed is fine: the job waits in "created" (v1: validating_files).
+    # A file still being processed, or one that failed validation, is accepted: the job waits in
+    # "created" (v1: validating_files) and then runs, or fails with invalid_training_file as on Azure.
     return value
 
 

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ftops.catalog import BASE_MODELS, FINE_TUNED_ID
+from ftops.emulator import ids
 from ftops.emulator.http import Ctx, not_found
 from ftops.emulator.settings import STAND_INS
 from ftops.emulator.state import Emulator
@@ -104,6 +105,16 @@ def resolve(emu: Emulator, name: str) -> Resolved | None:
         return Resolved(
             internal["stand_in"], [Path(p) for p in internal["adapters"]], internal.get("base_model"), account
         )
+    if ids.valid("checkpoint", name) and (checkpoint := emu.store.checkpoint_by_id(name)) is not None:
+        name = checkpoint[0]["fine_tuned_model_checkpoint"]  # deployed by its checkpoint id
+        if (final := emu.store.get_model(name)) is not None:
+            account, _, internal = final
+            return Resolved(
+                internal["stand_in"],
+                [Path(p) for p in internal["adapters"]],
+                internal.get("base_model"),
+                account,
+            )
     model, _, step = name.partition(":ckpt-step-")
     if step and (parent := emu.store.get_model(model)) is not None:
         path = emu.store.checkpoint_path(name)

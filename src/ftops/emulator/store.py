@@ -233,6 +233,33 @@ class Store:
                 (doc["id"], doc["fine_tuning_job_id"], json.dumps(doc), str(path)),
             )
 
+    def prune_checkpoints(self, job_id: str, keep: int) -> list[Path]:
+        """Forget all but the newest `keep` checkpoints of a job; the adapter paths let go of."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT seq, path FROM checkpoints WHERE job_id = ? ORDER BY seq DESC", (job_id,)
+            ).fetchall()
+            old = rows[keep:]
+            conn.executemany("DELETE FROM checkpoints WHERE seq = ?", [(r[0],) for r in old])
+        return [Path(r[1]) for r in old]
+
+    def rename_last_checkpoint(self, job_id: str, name: str) -> None:
+        """The final checkpoint is the fine-tuned model itself: it carries the model's bare id."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT seq, doc FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
+            ).fetchone()
+            if row is None:
+                return
+            doc = json.loads(row[1])
+            doc["fine_tuned_model_checkpoint"] = name
+            conn.execute("UPDATE checkpoints SET doc = ? WHERE seq = ?", (json.dumps(doc), row[0]))
+
+    def checkpoint_by_id(self, checkpoint_id: str) -> tuple[Doc, Path] | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT doc, path FROM checkpoints WHERE id = ?", (checkpoint_id,)).fetchone()
+        return (json.loads(row[0]), Path(row[1])) if row else None
+
     def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> Page:
         with self._read() as conn:
             return self._page(conn, "checkpoints", "job_id = ?", (job_id,), after, limit)
