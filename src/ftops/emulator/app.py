@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ftops import __version__
-from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api
+from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api, responses_api
 from ftops.emulator.faults import ASGIApp, FaultInjector, Message, Receive, Scope, Send
 from ftops.emulator.http import (
     ApiError,
@@ -40,6 +40,10 @@ from ftops.emulator.state import Emulator
 Handler = Callable[[Emulator, Ctx, Request], Awaitable[Response]]
 
 ACCOUNT_PREFIXES = ("", "/accounts/{account}")
+# A Foundry project endpoint (`https://<resource>.services.ai.azure.com/api/projects/<project>`):
+# `AIProjectClient(...).get_openai_client()` calls `<project endpoint>/openai/v1/...`, the
+# same API as the account's, with Entra tokens (here: Bearer <key>).
+PROJECT = "/api/projects/{project}"
 ARM_ACCOUNT = (
     "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.CognitiveServices/"
     "accounts/{account}"
@@ -64,6 +68,10 @@ DATA_PLANE: list[tuple[str, str, Handler, tuple[Surface, ...]]] = [
     ("GET", "/models/{model:path}", models_api.retrieve, ("v1", "dated")),
     ("POST", "/chat/completions", chat_api.complete, ("v1",)),
     ("POST", "/deployments/{deployment}/chat/completions", chat_api.complete, ("dated",)),
+    ("POST", "/responses", responses_api.create, ("v1", "dated")),
+    ("GET", "/responses/{response_id}", responses_api.retrieve, ("v1", "dated")),
+    ("DELETE", "/responses/{response_id}", responses_api.delete, ("v1", "dated")),
+    ("GET", "/responses/{response_id}/input_items", responses_api.input_items, ("v1", "dated")),
 ]
 
 CONTROL_PLANE: list[tuple[str, str, Handler]] = [
@@ -276,6 +284,10 @@ def create_app(settings: Settings) -> ASGIApp:
             for surface in surfaces:
                 root = "/openai/v1" if surface == "v1" else "/openai"
                 app.add_api_route(f"{prefix}{root}{path}", _endpoint(handler, surface), methods=[method])
+                if surface == "v1":
+                    app.add_api_route(
+                        f"{prefix}{PROJECT}{root}{path}", _endpoint(handler, surface), methods=[method]
+                    )
     for method, path, handler in CONTROL_PLANE:
         app.add_api_route(f"{ARM_ACCOUNT}{path}", _endpoint(handler, "arm"), methods=[method])
     _admin_routes(app)

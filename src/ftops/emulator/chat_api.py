@@ -123,6 +123,32 @@ async def prepare_prompt(
     return Prompt(messages, tokens, None)
 
 
+def find_deployment(emu: Emulator, ctx: Ctx, name: Any) -> dict[str, Any]:
+    if not isinstance(name, str) or not name:
+        raise bad_request("model is required: the name of a deployment.", "model")
+    deployment = emu.store.get_deployment(ctx.account, name)
+    if deployment is None or not ready(deployment):
+        raise ApiError(404, "DeploymentNotFound", NOT_DEPLOYED)
+    return deployment
+
+
+def admit(
+    emu: Emulator, ctx: Ctx, name: str, deployment: dict[str, Any], tokens: int, operation: str
+) -> None:
+    """Azure's limiter: the request and its estimated tokens against the deployment's capacity."""
+    capacity = deployment["sku"]["capacity"]
+    model_name = deployment["properties"]["model"]["name"]
+    wait = emu.limiter.acquire(ctx.account, name, capacity, model_name, tokens)
+    if wait:
+        raise ApiError(
+            429,
+            "429",
+            f"Requests to the {operation} Operation under Azure OpenAI API have exceeded the rate "
+            f"limit of deployment '{name}' (capacity {capacity}). Please retry after {wait} second(s).",
+            headers={"Retry-After": str(wait), "retry-after-ms": str(wait * 1000)},
+        )
+
+
 def _completion_id() -> str:
     return "chatcmpl-" + secrets.token_urlsafe(21).replace("-", "A").replace("_", "b")
 
@@ -132,9 +158,7 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     name = request.path_params.get("deployment") or body.get("model")
     if not isinstance(name, str) or not name:
         raise bad_request("model is required: the name of a deployment.", "model")
-    deployment = emu.store.get_deployment(ctx.account, name)
-    if deployment is None or not ready(deployment):
-        raise ApiError(404, "DeploymentNotFound", NOT_DEPLOYED)
+    deployment = find_deployment(emu, ctx, name)
     messages = _messages(body)
     n = _whole(body, "n", 1, 8) or 1
     max_tokens = (
@@ -161,17 +185,7 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     model_name = deployment["properties"]["model"]["name"]
     serving = deployment["_serving"]
     prompt = await prepare_prompt(emu, serving, messages, max_tokens)
-    estimate = prompt.tokens + max_tokens * n
-    wait = emu.limiter.acquire(ctx.account, name, deployment["sku"]["capacity"], model_name, estimate)
-    if wait:
-        raise ApiError(
-            429,
-            "429",
-            "Requests to the ChatCompletions_Create Operation under Azure OpenAI API have exceeded the rate "
-            f"limit of deployment '{name}' (capacity {deployment['sku']['capacity']}). "
-            f"Please retry after {wait} second(s).",
-            headers={"Retry-After": str(wait), "retry-after-ms": str(wait * 1000)},
-        )
+    admit(emu, ctx, name, deployment, prompt.tokens + max_tokens * n, "ChatCompletions_Create")
     options: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": temperature,

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     account TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (account, name));
 CREATE TABLE IF NOT EXISTS account_writes (
     account TEXT PRIMARY KEY, busy_until REAL NOT NULL, operation TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS responses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, account TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
 CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, seq);
@@ -295,6 +297,26 @@ class Store:
                 "SELECT doc FROM models WHERE account = ? ORDER BY seq", (account,)
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ stored responses
+    def add_response(self, account: str, doc: Doc) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO responses (id, account, doc) VALUES (?, ?, ?)",
+                (doc["id"], account, json.dumps(doc)),
+            )
+
+    def get_response(self, account: str, response_id: str) -> Doc | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT doc FROM responses WHERE id = ? AND account = ?", (response_id, account)
+            ).fetchone()
+        return _doc(row)
+
+    def delete_response(self, account: str, response_id: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM responses WHERE id = ? AND account = ?", (response_id, account))
+        return cur.rowcount > 0
 
     # ------------------------------------------------------------------ deployments
     def get_deployment(self, account: str, name: str) -> Doc | None:
