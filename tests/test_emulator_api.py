@@ -18,6 +18,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from ftops.emulator.settings import DATED_API_VERSIONS
 from tests.conftest import REPO, good_dpo, good_example, line_of, write_lines
 from tests.emulator_process import KEY, Emulator, start, wait_file, wait_for
 
@@ -190,9 +191,20 @@ def test_invalid_file_gets_error_status_with_reasons(emu: Emulator, tmp_path: Pa
     f = upload(client, bad)
     assert f.status == "error"
     assert "line 4: messages[0].role is 'robot'" in f.status_details
-    with pytest.raises(openai.BadRequestError) as info:
-        client.fine_tuning.jobs.create(training_file=f.id, model="gpt-4o-mini-2024-07-18")
-    assert "is invalid" in info.value.message
+    # As on Azure, the job is accepted and then fails, naming the file and why.
+    job = client.fine_tuning.jobs.create(training_file=f.id, model="gpt-4o-mini-2024-07-18")
+    failed = wait_for(client, job.id, ("succeeded", "failed"), timeout=30)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error.code == "invalid_training_file"
+    assert failed.error.message.startswith(
+        f"The job failed due to an invalid training file. The training file '{f.id}' failed validation: "
+        "Invalid file format: line 4: messages[0].role is 'robot'"
+    )
+    assert failed.fine_tuned_model is None
+    v1_job = emu.v1().fine_tuning.jobs.retrieve(job.id)
+    assert v1_job.error is not None
+    assert v1_job.error.param == "training_file"
 
 
 def test_file_ids_cannot_escape_the_data_directory(emu: Emulator) -> None:
@@ -221,16 +233,61 @@ def test_auth_is_required_on_every_surface(emu: Emulator) -> None:
 
 
 def test_unknown_api_version_gets_azures_error_shape(emu: Emulator) -> None:
-    client = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version="2023-01-01")
-    with pytest.raises(openai.NotFoundError) as info:
+    client = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version="2023-01-01", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
         client.models.list()
-    body = info.value.body
-    assert isinstance(body, dict)
-    assert body["code"] == "404"
-    assert "api-version '2023-01-01' is not supported" in body["message"]
-    for version in ("2024-10-21", "2025-04-01-preview"):
-        ok = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version=version)
-        assert ok.models.list().data
+    assert info.value.body == {"code": "BadRequest", "message": "API version not supported"}
+    assert info.value.response.json() == {
+        "error": {"code": "BadRequest", "message": "API version not supported"}
+    }
+    with emu.http() as http:
+        missing = http.get("/openai/models")
+        assert (missing.status_code, missing.json()) == (
+            404,
+            {"error": {"code": "404", "message": "Resource not found"}},
+        )
+        wrong_v1 = http.get("/openai/v1/models", params={"api-version": "2024-10-21"})
+        assert wrong_v1.status_code == 400
+        assert wrong_v1.json()["error"]["message"] == "API version not supported"
+
+
+@pytest.mark.parametrize("version", DATED_API_VERSIONS)
+def test_every_documented_api_version_is_accepted(emu: Emulator, version: str) -> None:
+    client = openai.AzureOpenAI(azure_endpoint=emu.url, api_key=KEY, api_version=version, max_retries=0)
+    assert any(m.id == "gpt-4o-mini-2024-07-18" for m in client.models.list().data)
+    assert client.fine_tuning.jobs.list(limit=1).has_more in (True, False)
+
+
+def test_documented_versions_include_the_ones_clients_send() -> None:
+    for version in ("2024-06-01", "2025-01-01-preview", "2025-02-01-preview", "2025-03-01-preview"):
+        assert version in DATED_API_VERSIONS
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/openai/nothing-here"),
+        ("GET", "/openai/v1/nothing/here"),
+        ("POST", "/openai/deployments/x/embeddings?api-version=2024-10-21"),
+        ("GET", "/"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+    ],
+)
+def test_unknown_routes_answer_azures_404(emu: Emulator, method: str, path: str) -> None:
+    with emu.http() as http:
+        response = http.request(method, path)
+    assert response.status_code == 404, path
+    assert response.json() == {"error": {"code": "404", "message": "Resource not found"}}
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["apim-request-id"]
+
+
+def test_unknown_arm_resource_type_answers_arm_404(emu: Emulator) -> None:
+    with emu.http() as http:
+        response = http.get(f"{emu.arm()}/raiPolicies/x", params={"api-version": "2024-10-01"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "InvalidResourceType"
 
 
 def test_oversized_json_body_is_refused(emu: Emulator) -> None:
@@ -276,6 +333,119 @@ def test_job_validation_errors(emu: Emulator) -> None:
         client.fine_tuning.jobs.retrieve("ftjob-" + "0" * 32)
 
 
+def test_top_level_hyperparameters_beside_method_apply_as_on_azure(emu: Emulator) -> None:
+    client = emu.v1(account="hyper", max_retries=0)
+    f = upload(client, TRAIN)
+    made = []
+    # Microsoft's submit script: method names the type, the hyperparameters sit at the top level.
+    job = client.fine_tuning.jobs.create(
+        training_file=f.id,
+        model="gpt-4.1-mini-2025-04-14",
+        method={"type": "supervised"},
+        hyperparameters={"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 0.1},
+    )
+    made.append(job.id)
+    assert job.method is not None
+    assert job.method.supervised is not None
+    assert job.method.supervised.hyperparameters is not None
+    assert job.method.supervised.hyperparameters.n_epochs == 2
+    assert job.method.supervised.hyperparameters.batch_size == 4
+    assert (job.hyperparameters.n_epochs, job.hyperparameters.learning_rate_multiplier) == (2, 0.1)
+    # Both places, agreeing where they overlap: merged.
+    both = client.fine_tuning.jobs.create(
+        training_file=f.id,
+        model="gpt-4.1-mini-2025-04-14",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 3}}},
+        hyperparameters={"n_epochs": 3, "batch_size": 8},
+    )
+    made.append(both.id)
+    assert both.method is not None
+    assert both.method.dpo is not None
+    assert both.method.dpo.hyperparameters is not None
+    assert (both.method.dpo.hyperparameters.beta, both.method.dpo.hyperparameters.batch_size) == (0.2, 8)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.fine_tuning.jobs.create(
+            training_file=f.id,
+            model="gpt-4.1-mini-2025-04-14",
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+            hyperparameters={"n_epochs": 3},
+        )
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["message"] == (
+        "hyperparameters.n_epochs (3) contradicts method.supervised.hyperparameters.n_epochs (2); "
+        "give it in one place."
+    )
+    for job_id in made:
+        client.fine_tuning.jobs.cancel(job_id)
+
+
+@pytest.mark.parametrize(
+    ("undated", "dated"),
+    [
+        ("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14"),
+        ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+        ("gpt-4o", "gpt-4o-2024-08-06"),
+        ("gpt-4.1", "gpt-4.1-2025-04-14"),
+        ("gpt-4.1-nano", "gpt-4.1-nano-2025-04-14"),
+    ],
+)
+def test_undated_model_names_resolve_to_the_fine_tunable_version(
+    emu: Emulator, undated: str, dated: str
+) -> None:
+    client = emu.dated(account="undated", max_retries=0)
+    job = client.fine_tuning.jobs.create(training_file=upload(client, TRAIN).id, model=undated)
+    try:
+        assert job.model == dated  # the job records the resolved id
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id)]
+        assert f"Model '{undated}' resolved to '{dated}'." in messages
+    finally:
+        client.fine_tuning.jobs.cancel(job.id)
+
+
+def test_o4_mini_resolves_too_and_says_what_it_supports(emu: Emulator) -> None:
+    client = emu.v1(max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.fine_tuning.jobs.create(training_file=upload(client, TRAIN).id, model="o4-mini")
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["message"] == (
+        "The model 'o4-mini-2025-04-16' does not support supervised fine-tuning (it supports reinforcement)."
+    )
+
+
+def test_dated_surface_types_hyperparameters_as_numbers(emu: Emulator) -> None:
+    v1 = emu.v1(account="typed")
+    f = upload(v1, TRAIN)
+    with emu.http() as http:
+        created = http.post(
+            "/accounts/typed/openai/fine_tuning/jobs",
+            params={"api-version": "2024-10-21"},
+            json={"model": "gpt-4o-mini", "training_file": f.id, "hyperparameters": {"n_epochs": 2}},
+        )
+        assert created.status_code == 201
+        job = created.json()
+        # -1 until training resolves them, as Azure sends; numbers, never "auto", per the spec.
+        assert job["hyperparameters"] == {"n_epochs": 2, "batch_size": -1, "learning_rate_multiplier": -1}
+        assert job["method"]["supervised"]["hyperparameters"]["batch_size"] == -1
+        on_v1 = http.get(f"/accounts/typed/openai/v1/fine_tuning/jobs/{job['id']}").json()
+        assert on_v1["hyperparameters"] == {
+            "n_epochs": 2,
+            "batch_size": "auto",
+            "learning_rate_multiplier": "auto",
+        }
+    done = wait_for(v1, job["id"], ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    with emu.http() as http:
+        final = http.get(
+            f"/accounts/typed/openai/fine_tuning/jobs/{job['id']}", params={"api-version": "2024-10-21"}
+        ).json()
+    values = final["hyperparameters"]
+    assert values["n_epochs"] == 2
+    assert isinstance(values["batch_size"], int)
+    assert values["batch_size"] >= 1
+    assert isinstance(values["learning_rate_multiplier"], float)
+    assert values["learning_rate_multiplier"] > 0
+
+
 # ---------------------------------------------------------------- training, for real
 
 
@@ -288,7 +458,7 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
         model="gpt-4.1-mini-2025-04-14",
         suffix="bot",
         seed=7,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 8}}},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 4, "batch_size": 16}}},
         metadata={"ftops-spec": "abc123"},
         extra_body={"trainingType": "GlobalStandard"},
     )
@@ -306,13 +476,19 @@ def test_fine_tune_end_to_end_with_events_checkpoints_results(emu: Emulator) -> 
     assert messages[0] == "Job succeeded."
     assert "Job started." in messages
     metrics = [e for e in events if e.type == "metrics"]
-    assert len(metrics) == 20  # 80 examples / batch 8 x 2 epochs
+    assert len(metrics) == 20  # 80 examples / batch 16 x 4 epochs
     losses = [e.data["train_loss"] for e in sorted(metrics, key=step_of)]
     assert sum(losses[-4:]) < sum(losses[:4]), losses  # real training lowers the loss
 
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
-    assert [c.step_number for c in checkpoints] == [20, 10]
-    assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-20"
+    # Azure keeps the last three epochs; the last one is the fine-tuned model itself.
+    assert [c.step_number for c in checkpoints] == [20, 15, 10]
+    assert [c.fine_tuned_model_checkpoint for c in checkpoints] == [
+        done.fine_tuned_model,
+        f"{done.fine_tuned_model}:ckpt-step-15",
+        f"{done.fine_tuned_model}:ckpt-step-10",
+    ]
+    assert "Created checkpoint at step 5 (epoch 1)." in messages  # made, then let go of
     assert checkpoints[0].id.startswith("ftckpt_")
     assert set(checkpoints[0].metrics.model_dump(exclude_none=True)) == {
         "step",

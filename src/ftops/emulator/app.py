@@ -16,19 +16,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ftops import __version__
-from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api
+from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api, responses_api
 from ftops.emulator.faults import ASGIApp, FaultInjector, Message, Receive, Scope, Send
 from ftops.emulator.http import (
     ApiError,
     Ctx,
     Surface,
+    VersionError,
     check_key,
     check_version,
     error_response,
+    internal_error,
     json_body,
     make_ctx,
+    route_not_found,
 )
 from ftops.emulator.settings import Faults, Settings
 from ftops.emulator.state import Emulator
@@ -36,6 +40,10 @@ from ftops.emulator.state import Emulator
 Handler = Callable[[Emulator, Ctx, Request], Awaitable[Response]]
 
 ACCOUNT_PREFIXES = ("", "/accounts/{account}")
+# A Foundry project endpoint (`https://<resource>.services.ai.azure.com/api/projects/<project>`):
+# `AIProjectClient(...).get_openai_client()` calls `<project endpoint>/openai/v1/...`, the
+# same API as the account's, with Entra tokens (here: Bearer <key>).
+PROJECT = "/api/projects/{project}"
 ARM_ACCOUNT = (
     "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.CognitiveServices/"
     "accounts/{account}"
@@ -60,6 +68,10 @@ DATA_PLANE: list[tuple[str, str, Handler, tuple[Surface, ...]]] = [
     ("GET", "/models/{model:path}", models_api.retrieve, ("v1", "dated")),
     ("POST", "/chat/completions", chat_api.complete, ("v1",)),
     ("POST", "/deployments/{deployment}/chat/completions", chat_api.complete, ("dated",)),
+    ("POST", "/responses", responses_api.create, ("v1", "dated")),
+    ("GET", "/responses/{response_id}", responses_api.retrieve, ("v1", "dated")),
+    ("DELETE", "/responses/{response_id}", responses_api.delete, ("v1", "dated")),
+    ("GET", "/responses/{response_id}/input_items", responses_api.input_items, ("v1", "dated")),
 ]
 
 CONTROL_PLANE: list[tuple[str, str, Handler]] = [
@@ -82,6 +94,12 @@ def _endpoint(handler: Handler, surface: Surface) -> Callable[[Request], Awaitab
             return await handler(emu, ctx, request)
         except ApiError as err:
             return error_response(ctx, err)
+        except VersionError as err:
+            return err.response()
+        except _TooLargeError:
+            raise  # BodyLimit answers 413
+        except Exception as exc:  # Azure's JSON 500 with a request id, logged with the traceback
+            return internal_error(request.method, request.url.path, exc)
 
     endpoint.__name__ = f"{surface}_{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}"
     return endpoint
@@ -242,8 +260,23 @@ def create_app(settings: Settings) -> ASGIApp:
         yield
         emulator.stop()
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 404
+        return route_not_found(request.url.path, status)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, _TooLargeError):
+            return Response(status_code=413)  # dropped: BodyLimit sends its own 413
+        return internal_error(request.method, request.url.path, exc)
+
     app = FastAPI(
-        title="ftops emulator", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="ftops emulator",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        exception_handlers={StarletteHTTPException: http_error, Exception: unexpected},
     )
     app.state.emulator = emulator
     for prefix in ACCOUNT_PREFIXES:
@@ -251,6 +284,10 @@ def create_app(settings: Settings) -> ASGIApp:
             for surface in surfaces:
                 root = "/openai/v1" if surface == "v1" else "/openai"
                 app.add_api_route(f"{prefix}{root}{path}", _endpoint(handler, surface), methods=[method])
+                if surface == "v1":
+                    app.add_api_route(
+                        f"{prefix}{PROJECT}{root}{path}", _endpoint(handler, surface), methods=[method]
+                    )
     for method, path, handler in CONTROL_PLANE:
         app.add_api_route(f"{ARM_ACCOUNT}{path}", _endpoint(handler, "arm"), methods=[method])
     _admin_routes(app)

@@ -1,5 +1,9 @@
 """Chat completions on a deployment, non-streaming and streaming (SSE), rate-limited by the
-deployment's capacity the way Azure counts: prompt tokens plus the requested max tokens."""
+deployment's capacity the way Azure counts: prompt tokens plus the requested max tokens.
+
+A prompt is measured against the emulated model's context (Azure's 400 context_length_exceeded
+past it) and counted in its tokens for `usage`; what the stand-in then sees is the prompt fitted
+into its far smaller window (system message and latest turns), said in `x-ftops-prompt-fitted`."""
 
 from __future__ import annotations
 
@@ -8,20 +12,25 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ftops.catalog import BASE_MODELS
 from ftops.emulator.deployments_api import ready
 from ftops.emulator.http import ApiError, Ctx, bad_request, json_body
+from ftops.emulator.models_api import context_tokens
 from ftops.emulator.state import Emulator
 from ftops.tokenizer import TokenCounter
 
 DEFAULT_MAX_TOKENS = 256
 MAX_TOKENS_LIMIT = 4096
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+FITTED_HEADER = "x-ftops-prompt-fitted"
 NOT_DEPLOYED = (
     "The API deployment for this resource does not exist. If you created the deployment within the last 5 "
     "minutes, please wait a moment and try again."
@@ -57,7 +66,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _prompt_estimate(messages: list[dict[str, Any]]) -> int:
-    """Azure's limiter estimates tokens before running the model; so does this one."""
+    """The prompt's tokens for the emulated model (o200k_base), counted as OpenAI documents for
+    chat: the text of every message, 3 tokens of framing per message, 3 to prime the reply."""
     texts: list[str] = []
     for message in messages:
         content = message.get("content")
@@ -65,8 +75,78 @@ def _prompt_estimate(messages: list[dict[str, Any]]) -> int:
             texts.append(content)
         elif isinstance(content, list):
             texts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
-    counts = TokenCounter("o200k_base").count_many(texts)
-    return int(counts.sum()) + 4 * len(messages)
+        for key in ("name", "tool_calls"):
+            if message.get(key):
+                texts.append(message[key] if isinstance(message[key], str) else json.dumps(message[key]))
+    counts = TokenCounter("o200k_base").count_many(texts) if texts else [0]
+    return int(sum(counts)) + 3 * len(messages) + 3
+
+
+def context_exceeded(context: int, tokens: int) -> ApiError:
+    return ApiError(
+        400,
+        "context_length_exceeded",
+        f"This model's maximum context length is {context} tokens. However, your messages resulted in "
+        f"{tokens} tokens. Please reduce the length of the messages.",
+        param="messages",
+        kind="invalid_request_error",
+    )
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[dict[str, Any]]  # what the stand-in is shown
+    tokens: int  # usage.prompt_tokens: the prompt as sent, in the emulated model's tokens
+    note: str | None  # how it was fitted into the stand-in's window, when it had to be
+
+    def headers(self) -> dict[str, str]:
+        return {FITTED_HEADER: self.note} if self.note else {}
+
+
+async def prepare_prompt(
+    emu: Emulator, serving: dict[str, Any], messages: list[dict[str, Any]], max_tokens: int
+) -> Prompt:
+    """Check the prompt against the emulated model's context, count it, fit it to the stand-in."""
+    base, stand_in = serving.get("base_model"), serving["stand_in"]
+    if base in BASE_MODELS:
+        tokens = await run_in_threadpool(_prompt_estimate, messages)
+        context = context_tokens(base)
+        if tokens > context:
+            raise context_exceeded(context, tokens)
+        fit = await run_in_threadpool(emu.engine.fit, stand_in, messages, max_tokens)
+        return Prompt(fit.messages, tokens, fit.note() if fit.changed else None)
+    # A stand-in deployed as itself: its own window is the model's context.
+    window = await run_in_threadpool(emu.engine.window, stand_in)
+    tokens = await run_in_threadpool(emu.engine.count_prompt_tokens, stand_in, messages)
+    if tokens >= window:
+        raise context_exceeded(window, tokens)
+    return Prompt(messages, tokens, None)
+
+
+def find_deployment(emu: Emulator, ctx: Ctx, name: Any) -> dict[str, Any]:
+    if not isinstance(name, str) or not name:
+        raise bad_request("model is required: the name of a deployment.", "model")
+    deployment = emu.store.get_deployment(ctx.account, name)
+    if deployment is None or not ready(deployment):
+        raise ApiError(404, "DeploymentNotFound", NOT_DEPLOYED)
+    return deployment
+
+
+def admit(
+    emu: Emulator, ctx: Ctx, name: str, deployment: dict[str, Any], tokens: int, operation: str
+) -> None:
+    """Azure's limiter: the request and its estimated tokens against the deployment's capacity."""
+    capacity = deployment["sku"]["capacity"]
+    model_name = deployment["properties"]["model"]["name"]
+    wait = emu.limiter.acquire(ctx.account, name, capacity, model_name, tokens)
+    if wait:
+        raise ApiError(
+            429,
+            "429",
+            f"Requests to the {operation} Operation under Azure OpenAI API have exceeded the rate "
+            f"limit of deployment '{name}' (capacity {capacity}). Please retry after {wait} second(s).",
+            headers={"Retry-After": str(wait), "retry-after-ms": str(wait * 1000)},
+        )
 
 
 def _completion_id() -> str:
@@ -78,9 +158,7 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     name = request.path_params.get("deployment") or body.get("model")
     if not isinstance(name, str) or not name:
         raise bad_request("model is required: the name of a deployment.", "model")
-    deployment = emu.store.get_deployment(ctx.account, name)
-    if deployment is None or not ready(deployment):
-        raise ApiError(404, "DeploymentNotFound", NOT_DEPLOYED)
+    deployment = find_deployment(emu, ctx, name)
     messages = _messages(body)
     n = _whole(body, "n", 1, 8) or 1
     max_tokens = (
@@ -105,18 +183,9 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         raise bad_request("The emulator streams one choice at a time; use n=1 with stream.", "n")
 
     model_name = deployment["properties"]["model"]["name"]
-    estimate = _prompt_estimate(messages) + max_tokens * n
-    wait = emu.limiter.acquire(ctx.account, name, deployment["sku"]["capacity"], model_name, estimate)
-    if wait:
-        raise ApiError(
-            429,
-            "429",
-            "Requests to the ChatCompletions_Create Operation under Azure OpenAI API have exceeded the rate "
-            f"limit of deployment '{name}' (capacity {deployment['sku']['capacity']}). "
-            f"Please retry after {wait} second(s).",
-            headers={"Retry-After": str(wait), "retry-after-ms": str(wait * 1000)},
-        )
     serving = deployment["_serving"]
+    prompt = await prepare_prompt(emu, serving, messages, max_tokens)
+    admit(emu, ctx, name, deployment, prompt.tokens + max_tokens * n, "ChatCompletions_Create")
     options: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": temperature,
@@ -124,24 +193,21 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         "seed": seed,
         "stop": stop,
     }
-    from pathlib import Path
-
     adapters = [Path(p) for p in serving["adapters"]]
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            _stream(emu, serving["stand_in"], adapters, messages, options, model_name, include_usage),
+            _stream(emu, serving["stand_in"], adapters, prompt, options, model_name, include_usage),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
+            headers={"Cache-Control": "no-cache", **prompt.headers()},
         )
     choices = []
-    prompt_tokens = completion_tokens = 0
+    prompt_tokens, completion_tokens = prompt.tokens, 0
     for index in range(n):
         seeded = dict(options, seed=None if seed is None else seed + index)
         generation = await run_in_threadpool(
-            emu.engine.generate, serving["stand_in"], adapters, messages, **seeded
+            emu.engine.generate, serving["stand_in"], adapters, prompt.messages, **seeded
         )
-        prompt_tokens = generation.prompt_tokens
         completion_tokens += generation.completion_tokens
         choices.append(
             {
@@ -166,7 +232,8 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
             "prompt_filter_results": [],
-        }
+        },
+        headers=prompt.headers(),
     )
 
 
@@ -174,7 +241,7 @@ async def _stream(
     emu: Emulator,
     stand_in: str,
     adapters: list[Any],
-    messages: list[dict[str, Any]],
+    prompt: Prompt,
     options: dict[str, Any],
     model_name: str,
     include_usage: bool,
@@ -187,7 +254,7 @@ async def _stream(
 
     def work() -> None:
         try:
-            result = emu.engine.generate(stand_in, adapters, messages, on_text=on_text, **options)
+            result = emu.engine.generate(stand_in, adapters, prompt.messages, on_text=on_text, **options)
         except Exception as exc:  # reported to the client as a stream error event
             loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
         else:
@@ -224,9 +291,9 @@ async def _stream(
         yield chunk({}, finish=value.finish_reason)
         if include_usage:
             usage = {
-                "prompt_tokens": value.prompt_tokens,
+                "prompt_tokens": prompt.tokens,
                 "completion_tokens": value.completion_tokens,
-                "total_tokens": value.prompt_tokens + value.completion_tokens,
+                "total_tokens": prompt.tokens + value.completion_tokens,
             }
             yield chunk({}, usage=usage, choices=False)
         break

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,7 +19,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from ftops.emulator import ids
-from ftops.emulator.settings import DATED_API_VERSIONS
+from ftops.emulator.settings import DATED_API_VERSIONS, V1_API_VERSIONS
+
+log = logging.getLogger("ftops.emulator")
 
 Surface = Literal["v1", "dated", "arm"]
 
@@ -48,10 +51,13 @@ class ApiError(Exception):
         *,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.param = status, code, message, param
         self.headers = headers or {}
+        # Inference errors (chat, responses) come in OpenAI's shape on every surface, with a type.
+        self.kind = kind
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
@@ -80,6 +86,8 @@ class Ctx:
     def error_body(self, err: ApiError) -> dict[str, Any]:
         if self.surface == "arm":
             return {"error": {"code": err.code, "message": err.message}}
+        if err.kind is not None:
+            return {"error": {"message": err.message, "type": err.kind, "param": err.param, "code": err.code}}
         dated_code, v1_code = _CODES.get(err.code, (err.code, err.code))
         if self.dated:
             body: dict[str, Any] = {"code": dated_code, "message": err.message}
@@ -118,8 +126,8 @@ class Ctx:
         return self.json(body)
 
 
-def _request_ids() -> dict[str, str]:
-    rid = str(uuid.uuid4())
+def _request_ids(rid: str | None = None) -> dict[str, str]:
+    rid = rid or str(uuid.uuid4())
     return {"x-request-id": rid, "apim-request-id": rid}
 
 
@@ -127,6 +135,45 @@ def error_response(ctx: Ctx, err: ApiError) -> JSONResponse:
     return JSONResponse(
         ctx.error_body(err), status_code=err.status, headers={**_request_ids(), **err.headers}
     )
+
+
+# What Azure OpenAI answers a path it does not serve (and a dated path without api-version).
+ROUTE_NOT_FOUND = {"error": {"code": "404", "message": "Resource not found"}}
+VERSION_NOT_SUPPORTED = {"error": {"code": "BadRequest", "message": "API version not supported"}}
+
+
+def route_not_found(path: str, status: int = 404) -> JSONResponse:
+    """Azure's answer to a path no route serves: the data plane's `Resource not found`, or on the
+    ARM control plane the resource provider's `InvalidResourceType`."""
+    if path.startswith("/subscriptions/"):
+        body = {
+            "error": {
+                "code": "InvalidResourceType",
+                "message": "The resource type could not be found in the namespace "
+                "'Microsoft.CognitiveServices'.",
+            }
+        }
+        return JSONResponse(body, status_code=404, headers=_request_ids())
+    if status == 405:
+        body = {"error": {"code": "405", "message": "Method not allowed"}}
+        return JSONResponse(body, status_code=405, headers=_request_ids())
+    return JSONResponse(ROUTE_NOT_FOUND, status_code=404, headers=_request_ids())
+
+
+def internal_error(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """An unexpected failure, answered as Azure does (JSON, a request id to quote) and logged with
+    its traceback under that id; never a plain-text 500."""
+    rid = str(uuid.uuid4())
+    log.error("request %s %s %s failed", rid, method, path, exc_info=exc)
+    body = {
+        "error": {
+            "code": "InternalServerError",
+            "message": "The server had an error while processing your request. Sorry about that! "
+            f"You can retry your request, or contact us if the error persists, quoting the request "
+            f"ID {rid}.",
+        }
+    }
+    return JSONResponse(body, status_code=500, headers=_request_ids(rid))
 
 
 def check_key(request: Request, api_key: str) -> None:
@@ -139,21 +186,26 @@ def check_key(request: Request, api_key: str) -> None:
         raise ApiError(401, "unauthorized", AUTH_MESSAGE)
 
 
+class VersionError(Exception):
+    """An api-version Azure refuses before routing: the body is Azure's, whatever the surface."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body["error"]["message"])
+        self.status, self.body = status, body
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers=_request_ids())
+
+
 def check_version(request: Request, surface: Surface) -> None:
     version = request.query_params.get("api-version")
     if surface == "dated":
+        if version is None:
+            raise VersionError(404, ROUTE_NOT_FOUND)
         if version not in DATED_API_VERSIONS:
-            shown = "missing" if version is None else f"'{version}'"
-            raise ApiError(
-                404,
-                "404",
-                f"Resource not found: api-version {shown} is not supported here; use one of "
-                f"{', '.join(DATED_API_VERSIONS)}.",
-            )
-    elif surface == "v1" and version not in (None, "v1", "preview", "latest"):
-        raise bad_request(
-            f"api-version '{version}' is not valid on the v1 API; omit it or use v1 or preview."
-        )
+            raise VersionError(400, VERSION_NOT_SUPPORTED)
+    elif surface == "v1" and version is not None and version not in V1_API_VERSIONS:
+        raise VersionError(400, VERSION_NOT_SUPPORTED)
     elif surface == "arm" and not version:
         raise ApiError(
             400,

@@ -14,6 +14,7 @@ from ftops.catalog import BASE_MODELS, DPO, REINFORCEMENT, SUPERVISED
 from ftops.emulator import ids
 from ftops.emulator.files_api import _limit
 from ftops.emulator.http import ApiError, Ctx, bad_request, json_body, no_content, not_found, wrong_state
+from ftops.emulator.models_api import UNDATED
 from ftops.emulator.settings import STAND_INS
 from ftops.emulator.state import Emulator
 from ftops.emulator.store import ACTIVE, TERMINAL, Doc
@@ -35,9 +36,26 @@ _ALLOWED = {
 }
 
 
+# What the dated surface reports for a hyperparameter not chosen yet: the spec types them as numbers.
+UNRESOLVED = -1
+
+
+def _dated_hyper(hyper: Any) -> Any:
+    if not isinstance(hyper, dict):
+        return hyper
+    return {k: UNRESOLVED if v == "auto" else v for k, v in hyper.items()}
+
+
 def job_doc(ctx: Ctx, doc: Doc) -> Doc:
     out = dict(doc)
     if ctx.dated:
+        out["hyperparameters"] = _dated_hyper(out.get("hyperparameters"))
+        method = out.get("method")
+        if isinstance(method, dict) and isinstance(method.get(method.get("type")), dict):
+            kind = method["type"]
+            section = dict(method[kind])
+            section["hyperparameters"] = _dated_hyper(section.get("hyperparameters"))
+            out["method"] = {**method, kind: section}
         return out
     out["status"] = V1_STATUS.get(out["status"], out["status"])
     out["organization_id"] = out.pop("organisation_id", "")
@@ -92,10 +110,16 @@ def _hyperparameters(raw: Any, method: str) -> dict[str, Any]:
 
 
 def _method(body: Doc) -> tuple[str, dict[str, Any], Doc]:
-    """(method type, hyperparameters, the method object to echo)."""
+    """(method type, hyperparameters, the method object to echo).
+
+    The top-level `hyperparameters` (deprecated, still what many scripts send) apply when `method`
+    carries none, as on Azure; given in both places they merge, and only a contradiction is an error."""
     method = body.get("method")
+    top = body.get("hyperparameters")
+    if top is not None and not isinstance(top, dict):
+        raise bad_request("hyperparameters must be an object.", "hyperparameters")
     if method is None:
-        hyper = _hyperparameters(body.get("hyperparameters"), SUPERVISED)
+        hyper = _hyperparameters(top, SUPERVISED)
         return SUPERVISED, hyper, {"type": SUPERVISED, SUPERVISED: {"hyperparameters": hyper}}
     if not isinstance(method, dict) or method.get("type") not in (SUPERVISED, DPO, REINFORCEMENT):
         raise bad_request("method.type must be one of supervised, dpo, reinforcement.", "method")
@@ -106,12 +130,24 @@ def _method(body: Doc) -> tuple[str, dict[str, Any], Doc]:
             "dpo.",
             "method",
         )
-    if body.get("hyperparameters") is not None:
-        raise bad_request(
-            "Give hyperparameters under method, not at the top level, when method is set.", "hyperparameters"
-        )
     section = method.get(kind) or {}
-    hyper = _hyperparameters(section.get("hyperparameters"), kind)
+    if not isinstance(section, dict):
+        raise bad_request(f"method.{kind} must be an object.", f"method.{kind}")
+    inner = section.get("hyperparameters")
+    if inner is not None and not isinstance(inner, dict):
+        raise bad_request(
+            f"method.{kind}.hyperparameters must be an object.", f"method.{kind}.hyperparameters"
+        )
+    raw = dict(top or {})
+    for key, value in (inner or {}).items():
+        if key in raw and raw[key] != value:
+            raise bad_request(
+                f"hyperparameters.{key} ({raw[key]!r}) contradicts method.{kind}.hyperparameters.{key} "
+                f"({value!r}); give it in one place.",
+                "hyperparameters",
+            )
+        raw[key] = value
+    hyper = _hyperparameters(raw if top is not None or inner is not None else None, kind)
     return kind, hyper, {"type": kind, kind: {"hyperparameters": hyper}}
 
 
@@ -119,6 +155,7 @@ def _base(emu: Emulator, ctx: Ctx, model: Any) -> tuple[str, str | None, list[st
     """(stand-in, Azure base model or None, parent adapters, name stem of the fine-tuned model)."""
     if not isinstance(model, str) or not model:
         raise bad_request("model is required.", "model")
+    model = UNDATED.get(model, model)
     if model in BASE_MODELS:
         return emu.settings.stand_in[model], model, [], model
     if model in STAND_INS:
@@ -130,7 +167,8 @@ def _base(emu: Emulator, ctx: Ctx, model: Any) -> tuple[str, str | None, list[st
         return internal["stand_in"], internal.get("base_model"), list(internal["adapters"]), stem
     raise bad_request(
         f"The base model '{model}' does not support fine-tuning here. Use one of: "
-        f"{', '.join([*BASE_MODELS, *STAND_INS])}, or a fine-tuned model of this resource.",
+        f"{', '.join([*BASE_MODELS, *STAND_INS])} (or its undated name, {', '.join(UNDATED)}), or a "
+        "fine-tuned model of this resource.",
         "model",
     )
 
@@ -148,9 +186,8 @@ def _training_input(emu: Emulator, ctx: Ctx, body: Doc, key: str, required: bool
         raise bad_request(f"The {key} '{value}' could not be found.", key)
     if doc["purpose"] != "fine-tune":
         raise bad_request(f"The {key} '{value}' has purpose '{doc['purpose']}', not 'fine-tune'.", key)
-    if doc["status"] == "error":
-        raise bad_request(f"The {key} '{value}' is invalid: {doc.get('status_details')}", key)
-    # A file still being processed is fine: the job waits in "created" (v1: validating_files).
+    # A file still being processed, or one that failed validation, is accepted: the job waits in
+    # "created" (v1: validating_files) and then runs, or fails with invalid_training_file as on Azure.
     return value
 
 
@@ -168,6 +205,8 @@ def _metadata(raw: Any) -> dict[str, str] | None:
 async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     body = await json_body(request)
     stand_in, catalog_base, parents, stem = _base(emu, ctx, body.get("model"))
+    asked = body["model"]
+    model = UNDATED.get(asked, asked)  # the resolved id is what the job records
     kind, hyper, method = _method(body)
     if catalog_base is not None and kind not in BASE_MODELS[catalog_base].methods:
         allowed = ", ".join(sorted(BASE_MODELS[catalog_base].methods))
@@ -212,7 +251,7 @@ async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         "object": "fine_tuning.job",
         "created_at": ids.now(),
         "status": "created" if waiting else "pending",
-        "model": body["model"],
+        "model": model,
         "fine_tuned_model": None,
         "training_file": training,
         "validation_file": validation,
@@ -247,7 +286,9 @@ async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     ahead = emu.store.jobs_with_status(*ACTIVE, "created", "pending", "resuming")
     busy = any(a == ctx.account for _, a, _ in ahead)
     emu.store.add_job(ctx.account, doc, internal)
-    add_event(emu.store, job_id, f"Job created for {body['model']} ({kind}) on {training}.")
+    if model != asked:
+        add_event(emu.store, job_id, f"Model '{asked}' resolved to '{model}'.")
+    add_event(emu.store, job_id, f"Job created for {model} ({kind}) on {training}.")
     if busy:
         add_event(emu.store, job_id, "Job enqueued. Waiting for jobs ahead to complete.")
     return ctx.created(job_doc(ctx, doc), f"/openai/fine_tuning/jobs/{job_id}")

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ftops.catalog import BASE_MODELS, FINE_TUNED_ID
+from ftops.emulator import ids
 from ftops.emulator.http import Ctx, not_found
 from ftops.emulator.settings import STAND_INS
 from ftops.emulator.state import Emulator
@@ -22,6 +23,19 @@ _CREATED = {
     "2025-04-14": 1744588800,
     "2025-04-16": 1744761600,
 }
+# Input context of each base model family on Azure, in its own tokens (o200k_base): what a
+# prompt may take before Azure answers 400 context_length_exceeded. Fine-tuned models keep
+# their base's context. Source: learn.microsoft.com/azure/ai-foundry/openai/concepts/models.
+CONTEXT_TOKENS = {
+    "gpt-4o-mini": 128_000,
+    "gpt-4o": 128_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4.1-mini": 1_047_576,
+    "gpt-4.1-nano": 1_047_576,
+    "o4-mini": 200_000,
+}
+# Undated names Azure resolves to the version it currently serves (one per family here).
+UNDATED = {m.family: m.id for m in BASE_MODELS.values()}
 _RETIRE = 1798761600  # 2027-01-01: a fixed, far deprecation date for every base model
 _CAPS = {
     "fine_tune": True,
@@ -40,6 +54,10 @@ class Resolved:
     adapters: list[Path]
     base_model: str | None  # the Azure base it stands for
     account: str | None  # the account that trained it (fine-tuned models)
+
+
+def context_tokens(base_model: str) -> int:
+    return CONTEXT_TOKENS[BASE_MODELS[base_model].family]
 
 
 def base_doc(model_id: str) -> Doc:
@@ -75,7 +93,8 @@ def tuned_doc(doc: Doc, internal: Doc) -> Doc:
 
 
 def resolve(emu: Emulator, name: str) -> Resolved | None:
-    """A base model, a stand-in, a fine-tuned model or one of its checkpoints."""
+    """A base model (dated or undated), a stand-in, a fine-tuned model or one of its checkpoints."""
+    name = UNDATED.get(name, name)
     if name in BASE_MODELS:
         return Resolved(emu.settings.stand_in[name], [], name, None)
     if name in STAND_INS:
@@ -86,6 +105,16 @@ def resolve(emu: Emulator, name: str) -> Resolved | None:
         return Resolved(
             internal["stand_in"], [Path(p) for p in internal["adapters"]], internal.get("base_model"), account
         )
+    if ids.valid("checkpoint", name) and (checkpoint := emu.store.checkpoint_by_id(name)) is not None:
+        name = checkpoint[0]["fine_tuned_model_checkpoint"]  # deployed by its checkpoint id
+        if (final := emu.store.get_model(name)) is not None:
+            account, _, internal = final
+            return Resolved(
+                internal["stand_in"],
+                [Path(p) for p in internal["adapters"]],
+                internal.get("base_model"),
+                account,
+            )
     model, _, step = name.partition(":ckpt-step-")
     if step and (parent := emu.store.get_model(model)) is not None:
         path = emu.store.checkpoint_path(name)

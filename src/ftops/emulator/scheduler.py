@@ -94,12 +94,18 @@ class Scheduler:
                 for f in (doc["training_file"], doc.get("validation_file"))
                 if f
             ]
-            broken = [f for f in files if f is None or f["status"] == "error"]
+            keys = ("training_file", "validation_file")[: len(files)]
+            broken = [(k, f) for k, f in zip(keys, files, strict=True) if f is None or f["status"] == "error"]
             if broken:
-                bad = broken[0]
-                reason = "was deleted" if bad is None else f"is invalid: {bad.get('status_details')}"
-                message = f"File validation failed: a training or validation file {reason}"
-                self.store.update_job(job_id, _fail(message, "invalid_training_file"), control=None)
+                key, bad = broken[0]
+                what = key.replace("_", " ")
+                reason = (
+                    f"The {what} was deleted."
+                    if bad is None
+                    else f"The {what} '{bad['id']}' failed validation: {bad.get('status_details')}"
+                )
+                message = f"The job failed due to an invalid {what}. {reason}"
+                self.store.update_job(job_id, _fail(message, f"invalid_{key}", param=key), control=None)
                 worker.add_event(self.store, job_id, message, level="error")
             elif all(f is not None and f["status"] == "processed" for f in files):
                 self.store.update_job(job_id, _set_status("pending"))
@@ -153,13 +159,15 @@ def _set_status(status: str) -> Callable[[Doc, Doc], None]:
     return change
 
 
-def _fail(message: str, code: str = "training_interrupted") -> Callable[[Doc, Doc], None]:
+def _fail(
+    message: str, code: str = "training_interrupted", param: str | None = None
+) -> Callable[[Doc, Doc], None]:
     def change(doc: Doc, internal: Doc) -> None:
         doc.update(
             status="failed",
             finished_at=int(time.time()),
             estimated_finish=None,
-            error={"code": code, "message": message, "param": None},
+            error={"code": code, "message": message, "param": param},
         )
 
     return change

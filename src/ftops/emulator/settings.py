@@ -14,7 +14,45 @@ from ftops.catalog import BASE_MODELS
 StandIn = Literal["smollm2-135m-instruct", "tiny-test"]
 STAND_INS: tuple[StandIn, ...] = ("smollm2-135m-instruct", "tiny-test")
 DEFAULT_STAND_IN: StandIn = "smollm2-135m-instruct"
-DATED_API_VERSIONS = ("2024-10-21", "2025-04-01-preview", "2024-05-01-preview", "2024-08-01-preview")
+# Every api-version Azure documents for the dated data plane (the `/openai/...` routes the emulator
+# serves: files, fine-tuning, models, chat completions). Source: the version folders of
+# github.com/Azure/azure-rest-api-specs, specification/cognitiveservices/data-plane/AzureOpenAI/
+# inference/{stable,preview}/<version>/ and authoring/{stable,preview}/<version>/, as listed on
+# learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle. Any other value gets Azure's
+# 400 "API version not supported"; a missing one Azure's 404 "Resource not found".
+DATED_API_VERSIONS = (
+    # GA
+    "2022-12-01",
+    "2023-05-15",
+    "2024-02-01",
+    "2024-06-01",
+    "2024-10-21",
+    # previews
+    "2022-03-01-preview",
+    "2022-06-01-preview",
+    "2023-03-15-preview",
+    "2023-06-01-preview",
+    "2023-07-01-preview",
+    "2023-08-01-preview",
+    "2023-09-01-preview",
+    "2023-10-01-preview",
+    "2023-12-01-preview",
+    "2024-02-15-preview",
+    "2024-03-01-preview",
+    "2024-04-01-preview",
+    "2024-05-01-preview",
+    "2024-07-01-preview",
+    "2024-08-01-preview",
+    "2024-09-01-preview",
+    "2024-10-01-preview",
+    "2024-12-01-preview",
+    "2025-01-01-preview",
+    "2025-02-01-preview",
+    "2025-03-01-preview",
+    "2025-04-01-preview",
+)
+# The v1 surface takes no api-version, or one of these (SPEC-V1's optional `api-version` query).
+V1_API_VERSIONS = ("v1", "preview", "latest")
 
 
 def all_stand_ins(name: str) -> dict[str, StandIn]:

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     account TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (account, name));
 CREATE TABLE IF NOT EXISTS account_writes (
     account TEXT PRIMARY KEY, busy_until REAL NOT NULL, operation TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS responses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, account TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
 CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, seq);
@@ -233,6 +235,33 @@ class Store:
                 (doc["id"], doc["fine_tuning_job_id"], json.dumps(doc), str(path)),
             )
 
+    def prune_checkpoints(self, job_id: str, keep: int) -> list[Path]:
+        """Forget all but the newest `keep` checkpoints of a job; the adapter paths let go of."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT seq, path FROM checkpoints WHERE job_id = ? ORDER BY seq DESC", (job_id,)
+            ).fetchall()
+            old = rows[keep:]
+            conn.executemany("DELETE FROM checkpoints WHERE seq = ?", [(r[0],) for r in old])
+        return [Path(r[1]) for r in old]
+
+    def rename_last_checkpoint(self, job_id: str, name: str) -> None:
+        """The final checkpoint is the fine-tuned model itself: it carries the model's bare id."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT seq, doc FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
+            ).fetchone()
+            if row is None:
+                return
+            doc = json.loads(row[1])
+            doc["fine_tuned_model_checkpoint"] = name
+            conn.execute("UPDATE checkpoints SET doc = ? WHERE seq = ?", (json.dumps(doc), row[0]))
+
+    def checkpoint_by_id(self, checkpoint_id: str) -> tuple[Doc, Path] | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT doc, path FROM checkpoints WHERE id = ?", (checkpoint_id,)).fetchone()
+        return (json.loads(row[0]), Path(row[1])) if row else None
+
     def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> Page:
         with self._read() as conn:
             return self._page(conn, "checkpoints", "job_id = ?", (job_id,), after, limit)
@@ -268,6 +297,26 @@ class Store:
                 "SELECT doc FROM models WHERE account = ? ORDER BY seq", (account,)
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ stored responses
+    def add_response(self, account: str, doc: Doc) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO responses (id, account, doc) VALUES (?, ?, ?)",
+                (doc["id"], account, json.dumps(doc)),
+            )
+
+    def get_response(self, account: str, response_id: str) -> Doc | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT doc FROM responses WHERE id = ? AND account = ?", (response_id, account)
+            ).fetchone()
+        return _doc(row)
+
+    def delete_response(self, account: str, response_id: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM responses WHERE id = ? AND account = ?", (response_id, account))
+        return cur.rowcount > 0
 
     # ------------------------------------------------------------------ deployments
     def get_deployment(self, account: str, name: str) -> Doc | None:

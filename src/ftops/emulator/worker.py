@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import re
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -20,6 +21,7 @@ from ftops.emulator import ids
 from ftops.emulator.store import Doc, Store
 
 _STEP_MESSAGE = re.compile(r"^Step \d+/\d+:")
+KEPT_CHECKPOINTS = 3  # Azure keeps the checkpoints of the last three epochs
 RESULT_COLUMNS = (
     "step",
     "train_loss",
@@ -134,6 +136,8 @@ class StoreReporter:
             },
             path,
         )
+        for dropped in self.store.prune_checkpoints(self.job_id, KEPT_CHECKPOINTS):
+            shutil.rmtree(dropped, ignore_errors=True)
         add_event(self.store, self.job_id, f"Created checkpoint at step {step} (epoch {epoch}).")
 
     def control(self) -> str | None:
@@ -352,6 +356,7 @@ def _succeed(
         return None
 
     store.update_job(job_id, done, control=None)
+    store.rename_last_checkpoint(job_id, model_id)
     add_event(store, job_id, f"New fine-tuned model created: {model_id}")
     add_event(store, job_id, "The job has successfully completed.")
     add_event(store, job_id, "Job succeeded.")

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftops.emulator.ml.chatdata import prompt_ids
-from ftops.emulator.ml.localmodels import STAND_INS, load_chain, load_tokenizer
+from ftops.emulator.ml.chatdata import content_text, prompt_ids
+from ftops.emulator.ml.localmodels import STAND_INS, load_chain, load_tokenizer, model_dir
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +37,34 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+
+
+@dataclass
+class Fit:
+    """A prompt fitted into a stand-in's window: what the stand-in sees, and what was left out."""
+
+    messages: list[dict[str, Any]]
+    window: int  # the stand-in's context, in its own tokens
+    original: int  # stand-in tokens of the prompt as sent
+    tokens: int  # stand-in tokens of the fitted prompt
+    turns: int  # conversation turns as sent (system messages aside)
+    kept: int  # of them, the latest ones kept
+    truncated: tuple[str, ...] = ()  # roles whose text was cut to fit
+
+    @property
+    def changed(self) -> bool:
+        return self.kept < self.turns or bool(self.truncated)
+
+    def note(self) -> str:
+        """One line for a response header (ASCII), saying what the stand-in was shown."""
+        parts = [f"kept the system message and the latest {self.kept} of {self.turns} turns"]
+        if self.truncated:
+            parts.append(f"cut the text of the {' and '.join(self.truncated)} message")
+        parts.append(f"{self.original} -> {self.tokens} stand-in tokens (window {self.window})")
+        return "; ".join(parts)
+
+
+SYSTEM_ROLES = ("system", "developer")
 
 
 @dataclass
@@ -97,6 +125,7 @@ class ChatEngine:
         self._lock = threading.Lock()
         self._slots: OrderedDict[tuple[str, tuple[str, ...]], _Slot] = OrderedDict()
         self._tokenizers: dict[str, tuple[threading.Lock, PreTrainedTokenizerBase]] = {}
+        self._windows: dict[str, int] = {}
 
     def _slot(self, base: str, adapters: list[Path]) -> _Slot:
         key = (base, tuple(str(Path(a).resolve()) for a in adapters))
@@ -187,10 +216,7 @@ class ChatEngine:
                 on_text(text[sent:])
             return Generation(text, len(ids), len(produced), finish)
 
-    def count_prompt_tokens(
-        self, base: str, messages: list[dict[str, Any]], tools: list[Any] | None = None
-    ) -> int:
-        """Tokens the prompt of a chat request takes (without loading the model's weights)."""
+    def _tokenizer(self, base: str) -> tuple[threading.Lock, PreTrainedTokenizerBase]:
         _check_base(base)
         with self._lock:
             entry = self._tokenizers.get(base)
@@ -198,7 +224,114 @@ class ChatEngine:
             loaded = load_tokenizer(base, self._cache_dir)
             with self._lock:
                 entry = self._tokenizers.setdefault(base, (threading.Lock(), loaded))
+        return entry
+
+    def window(self, base: str) -> int:
+        """The stand-in's context length in its own tokens (from its config; no weights loaded)."""
+        with self._lock:
+            known = self._windows.get(base)
+        if known is None:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(model_dir(base, self._cache_dir))
+            known = int(getattr(config, "max_position_embeddings", 2048))
+            with self._lock:
+                self._windows[base] = known
+        return known
+
+    def count_prompt_tokens(
+        self, base: str, messages: list[dict[str, Any]], tools: list[Any] | None = None
+    ) -> int:
+        """Tokens the prompt of a chat request takes (without loading the model's weights)."""
         # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
-        lock, tokenizer = entry
+        lock, tokenizer = self._tokenizer(base)
         with lock:
             return len(prompt_ids(tokenizer, messages, tools))
+
+    def fit(
+        self,
+        base: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        tools: list[Any] | None = None,
+    ) -> Fit:
+        """Fit a prompt into the stand-in's window, leaving room to answer (up to `max_tokens`, at
+        most a quarter of the window): the leading system messages stay, then the latest turns
+        that fit; when even the system message and the last turn are too long, the system text
+        keeps its start (at most half the room) and the last turn its end."""
+        window = self.window(base)
+        budget = window - max(1, min(max_tokens, window // 4))
+        lock, tokenizer = self._tokenizer(base)
+        with lock:
+            return _fit(tokenizer, messages, tools, window, budget)
+
+
+def _fit(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    tools: list[Any] | None,
+    window: int,
+    budget: int,
+) -> Fit:
+    def count(msgs: list[dict[str, Any]]) -> int:
+        return len(prompt_ids(tokenizer, msgs, tools))
+
+    lead = 0
+    while lead < len(messages) - 1 and messages[lead].get("role") in SYSTEM_ROLES:
+        lead += 1
+    head, turns = list(messages[:lead]), list(messages[lead:])
+    original = count(messages)
+    if original <= budget:
+        return Fit(list(messages), window, original, original, len(turns), len(turns))
+    # The fewest dropped turns that fit (dropping more never makes the prompt longer).
+    low, high = 0, len(turns) - 1
+    while low < high:
+        middle = (low + high) // 2
+        if count(head + turns[middle:]) <= budget:
+            high = middle
+        else:
+            low = middle + 1
+    kept = turns[low:]
+    fitted = head + kept
+    if count(fitted) <= budget:
+        return Fit(fitted, window, original, count(fitted), len(turns), len(kept))
+
+    def tokens_of(text: str) -> list[int]:
+        return [int(i) for i in tokenizer.encode(text, add_special_tokens=False)]
+
+    def cut(message: dict[str, Any], keep: int, from_end: bool) -> dict[str, Any]:
+        ids = tokens_of(content_text(message.get("content")))
+        part = ids[-keep:] if from_end and keep > 0 else ids[:keep] if keep > 0 else []
+        return {**message, "content": str(tokenizer.decode(part, skip_special_tokens=True))}
+
+    truncated: list[str] = []
+    last = kept[-1]
+    # No token is longer than this many characters in practice: cutting the text to budget x 16
+    # characters first spares tokenizing all of a huge prompt again on every pass below.
+    chars = budget * 16
+    text = content_text(last.get("content"))
+    if len(text) > chars:
+        last = {**last, "content": text[-chars:]}
+    head = [
+        {**m, "content": content_text(m.get("content"))[:chars]}
+        if len(content_text(m.get("content"))) > chars
+        else m
+        for m in head
+    ]
+    if head and count([*head, {**last, "content": ""}]) > budget // 2:
+        share = max(1, budget // 2 // len(head) - 16)
+        head = [cut(m, share, from_end=False) for m in head]
+        truncated.append("system")
+    for _ in range(8):
+        fitted = [*head, last]
+        over = count(fitted) - budget
+        if over <= 0:
+            break
+        have = len(tokens_of(content_text(last.get("content"))))
+        last = cut(last, have - over - 4, from_end=True)
+        if str(last.get("role")) not in truncated:
+            truncated.append(str(last.get("role", "user")))
+    fitted = [*head, last]
+    if count(fitted) > budget:  # pathological templates: show the stand-in the last turn's end only
+        fitted = [cut(last, budget // 2, from_end=True)]
+    return Fit(fitted, window, original, count(fitted), len(turns), 1, tuple(truncated))
