@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,9 +16,9 @@ from ftops.catalog import short_id
 from ftops.cli.common import app, one_line_errors, out, repo_root
 from ftops.config.load import load_environment
 from ftops.errors import EXIT_INVALID, CheckFailedError, UsageError
-from ftops.gitops.logs import audit_log
-from ftops.gitops.release import Outcome, promote, rollback
-from ftops.gitops.status import status_rows
+
+if TYPE_CHECKING:  # the GitOps modules reach Azure's clients: imported by the commands that use them
+    from ftops.gitops.release import Outcome
 
 
 class TableFormat(StrEnum):
@@ -38,6 +38,8 @@ def promote_command(
     pr: Annotated[bool, typer.Option("--pr", help="Commit on a new branch and open a pull request.")] = False,
 ) -> None:
     """Pin a model that passed its gates in one environment into the next one's release file."""
+    from ftops.gitops.release import promote
+
     _report(out, "promote", promote(repo_root(), model, source, target, pr=pr))
 
 
@@ -54,6 +56,8 @@ def rollback_command(
     pr: Annotated[bool, typer.Option("--pr", help="Commit on a new branch and open a pull request.")] = False,
 ) -> None:
     """Restore an earlier release pin as a new commit (history is never rewritten)."""
+    from ftops.gitops.release import rollback
+
     _report(out, "rollback", rollback(repo_root(), model, env, to=to, reason=reason, pr=pr))
 
 
@@ -69,6 +73,8 @@ def audit_command(
 ) -> None:
     """The append-only audit log of applied changes (train, gate, deploy)."""
     root = repo_root()
+    from ftops.gitops.logs import audit_log
+
     log = audit_log(root, load_environment(root, env))
     lines = log.lines()
     if check:
@@ -131,6 +137,8 @@ def status_command(
 ) -> None:
     """What each deployment serves now, its gate verdict, and whether git, state and service agree."""
     root = repo_root()
+    from ftops.gitops.status import status_rows
+
     rows = status_rows(root, load_environment(root, env))
     columns = ("deployment", "model", "git says", "last applied", "gate", "service serves", "agree")
     cells = [

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ftops.cli.common import app, debug_on, one_line_errors, out, repo_root
-from ftops.config.site import evidence_folder
 from ftops.engine import install
 
 if TYPE_CHECKING:  # pulumi.automation is imported only by the commands that drive the engine
@@ -48,6 +47,8 @@ def _gate_lines(root: Path, result: StackResult) -> list[str]:
     lines = []
     for gate, digest in sorted((result.outputs.get("evidence") or {}).items()):
         # Evidence files are named by the hex of their digest (`sha256:<hex>` in the outputs).
+        from ftops.config.site import evidence_folder
+
         path = evidence_folder(root, result.env.name) / f"{str(digest).split(':')[-1]}.json"
         try:
             evidence = json.loads(path.read_text())
