@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -10,6 +11,14 @@ import pytest
 
 from ftops.dataset.findings_report import FileReport
 from ftops.dataset.validate import ValidateOptions, validate_file
+from tests.emulator_process import Emulator, start
+
+# Torch's OpenMP threads spin while they wait for work. The suite runs the test process, emulators,
+# their training workers and Pulumi side by side on two cores, and spinning threads then take the CPU
+# from the ones with work to do: on a busy 2-core machine, ten tiny-test training steps took 21-31 s
+# with 2 spinning threads against 1.8 s with passive ones. Passive waiting changes no result, only
+# who gets the CPU. Set before anything loads torch; the emulators and CLIs the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM = "You are Contoso Outdoor's support assistant."
@@ -86,3 +95,33 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def azurite(azurite_server: Any) -> str:
     """Azurite's connection string (the development account)."""
     return str(azurite_server.connection_string)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in models, materialized once for every emulator of the session."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
+    """One tiny-test emulator for the session. Tests keep apart by account (each test module uses
+    account names of its own); the faults, the one setting every account shares, are cleared after
+    every test that used it (`_emulator_faults_cleared`)."""
+    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.fixture(autouse=True)
+def _emulator_faults_cleared(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the session's emulator, its injected faults are off again (also when
+    the test failed before its own clean-up)."""
+    if "emu" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("emu")
+    yield
+    if server.proc.poll() is None:
+        with server.http() as http:
+            assert http.put("/admin/faults", json={}).status_code == 200

@@ -53,18 +53,6 @@ for event in events.data:
 """
 
 
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
-    yield server
-    assert server.stop() == 0
-
-
 def step_of(event: Any) -> int:
     return int(event.data["step"])
 

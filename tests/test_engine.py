@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import pytest
 from ftops.engine import install
 from ftops.engine.stack import read_outputs
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, start
+from tests.emulator_process import KEY, Emulator
 from tests.gitops_repo import git, make_repo
 
 pytestmark = pytest.mark.slow
@@ -54,13 +53,6 @@ def engine() -> install.Engine:
             pytest.fail(f"the engine tests need the engine in CI: {reason}")
         pytest.skip(reason)
     return found
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
-    yield server
-    assert server.stop() == 0
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +312,7 @@ def test_destroy_removes_deployments_and_keeps_models_and_the_audit_log(deployed
 def test_a_failing_gate_stops_the_update_on_the_gate_and_deploys_nothing(
     engine: install.Engine, emu: Emulator, pulumi_home: Path, tmp_path: Path
 ) -> None:
-    repo = make(tmp_path / "repo", emu, pulumi_home, "gatefail")
+    repo = make(tmp_path / "repo", emu, pulumi_home, "engine-gatefail")
     (repo.root / "data" / "evals.jsonl").write_text(
         '{"messages": [{"role": "user", "content": "Return window?"}], "pattern": "^never-said$", "max_tokens": 4}\n'
     )

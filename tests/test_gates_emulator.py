@@ -42,13 +42,6 @@ REFUSAL_ASKS = [
 REFUSAL = "I can't help with that. If someone is in danger, please contact local emergency services."
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
-    yield server
-    assert server.stop() == 0
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _key() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:

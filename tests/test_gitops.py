@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from ftops.providers.gate import EvaluationGateProvider
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, start, target
+from tests.emulator_process import KEY, Emulator, target
 from tests.gate_inputs import POLICY, a_check, a_policy, wire_check
 from tests.gitops_repo import DEV, git, make_repo
 from tests.provider_host import DynamicHost
@@ -539,13 +538,6 @@ def test_rollback_restores_the_previous_pin_as_a_new_commit(repo: Path) -> None:
 
 
 # ---------------------------------------------------------------- the whole loop
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
-    yield server
-    assert server.stop() == 0
 
 
 class Stack:

@@ -21,25 +21,13 @@ from ftops.providers.gate import EvaluationGateProvider
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, deployment_props, start, target, wait_for
+from tests.emulator_process import KEY, Emulator, deployment_props, target, wait_for
 from tests.gate_inputs import POLICY, wire_check
 from tests.provider_host import DynamicHost, HostError
 
 TRAIN = REPO / "data" / "support-bot" / "train.jsonl"
 VALID = REPO / "data" / "support-bot" / "valid.jsonl"
 HOST_ENV = {"FTOPS_EMULATOR_KEY": KEY}
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
-    yield server
-    assert server.stop() == 0
 
 
 @pytest.fixture
