@@ -502,17 +502,24 @@ def test_delete_keeps_pinned_models_and_deletes_only_when_asked(
         FineTuningJobProvider(), job_props(emu, account, training, retain=False, releases_dir=str(releases))
     )
     # Promoted after the last `up`: the pin is read at delete time, not from state.
-    (releases / "prod.yaml").write_text(f"releases:\n  support-bot:\n    model: {job['fine_tuned_model']}\n")
+    pin = (REPO / "environments" / "releases" / "prod.yaml").read_text()
+    shipped = pin.split("model: ", 1)[1].split("\n", 1)[0]
+    (releases / "prod.yaml").write_text(pin.replace(shipped, job["fine_tuned_model"]))
     host.delete(FineTuningJobProvider(), job_id, job)
     assert emu.v1(account=account).fine_tuning.jobs.retrieve(job_id).status == "succeeded"
     assert "release pin(s) reference it" in host.logged()
-    (releases / "prod.yaml").write_text("releases: {support-bot: [not, a, pin")  # unreadable: refuse
-    with pytest.raises(HostError) as info:
-        host.delete(FineTuningJobProvider(), job_id, job)
-    assert (
-        f"not deleting job {job_id} and model {job['fine_tuned_model']}: the release pins cannot be read"
-        in str(info.value)
-    )
+    # Unreadable, or not a valid pin (read as every other reader reads pins): refuse to delete.
+    for broken in (
+        "releases: {support-bot: [not, a, pin",
+        f"releases:\n  support-bot:\n    model: {shipped}\n",
+    ):
+        (releases / "prod.yaml").write_text(broken)
+        with pytest.raises(HostError) as info:
+            host.delete(FineTuningJobProvider(), job_id, job)
+        assert (
+            f"not deleting job {job_id} and model {job['fine_tuned_model']}: the release pins cannot be read"
+            in str(info.value)
+        )
     (releases / "prod.yaml").write_text("releases: {}\n")
     host.delete(FineTuningJobProvider(), job_id, job)
     with pytest.raises(openai.NotFoundError):
