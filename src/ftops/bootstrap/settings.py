@@ -8,16 +8,14 @@ and the same one-line errors, file: key.path: message (line)), before any resour
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from ftops.catalog import AZURE_REGIONS
-from ftops.config.schema import Guid, Name, Strict
+from ftops.config.schema import Guid, Name, Region, Strict
 from ftops.config.yamlfiles import format_errors, plain, read_yaml, relative_label
 from ftops.errors import ConfigError, UsageError
 
@@ -46,7 +44,7 @@ class DeployEnvironment(Strict):
 
     # Created here and adopted by the environment's stack (`naming.resource_group`).
     resource_group: Annotated[str, StringConstraints(pattern=r"^[\w.()-]{1,90}$")] | None = None
-    location: str | None = None  # default: the bootstrap's location
+    location: Region | None = None  # default: the bootstrap's location
     # Required reviewers on the GitHub environment (default: every environment but dev).
     require_review: bool | None = None
     containers: Containers = Containers()
@@ -157,7 +155,7 @@ def _default_environments() -> dict[str, DeployEnvironment]:
 class Bootstrap(Strict):
     subscription_id: Guid
     tenant_id: Guid
-    location: str
+    location: Region
     prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{1,9}$")]
     tags: dict[str, str] = Field(default_factory=dict)
     github: GitHub
@@ -165,19 +163,6 @@ class Bootstrap(Strict):
     state: State = State()
     network: Network = Network()
     runner: Runner
-
-    @field_validator("location")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if value not in AZURE_REGIONS:
-            close = difflib.get_close_matches(value, sorted(AZURE_REGIONS), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise PydanticCustomError(
-                "unknown_region",
-                "'{value}' is not an Azure region; {hint}use the ARM name, e.g. swedencentral",
-                {"value": value, "hint": hint},
-            )
-        return value
 
     @model_validator(mode="after")
     def _environments(self) -> Self:
@@ -187,19 +172,13 @@ class Bootstrap(Strict):
                 "name at least one environment to deploy (dev, staging, prod)",
                 {"path": "environments"},
             )
-        for name, env in self.environments.items():
+        for name in self.environments:
             if name in READ_ONLY_ENVIRONMENTS:
                 raise PydanticCustomError(
                     "at_path",
                     "'{name}' is the read-only identity's GitHub environment; deploying environments "
                     "need other names",
                     {"path": f"environments.{name}", "name": name},
-                )
-            if env.location is not None and env.location not in AZURE_REGIONS:
-                raise PydanticCustomError(
-                    "at_path",
-                    "'{value}' is not an Azure region; use the ARM name, e.g. swedencentral",
-                    {"path": f"environments.{name}.location", "value": env.location},
                 )
         return self
 

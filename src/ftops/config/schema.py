@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -39,6 +40,21 @@ Auto = Literal["auto"]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 RepoPath = Annotated[str, StringConstraints(min_length=1)]
 Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+def _known_region(value: str) -> str:
+    if value not in AZURE_REGIONS:
+        close = difflib.get_close_matches(value, sorted(AZURE_REGIONS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise PydanticCustomError(
+            "unknown_region",
+            "'{value}' is not an Azure region; {hint}use the ARM name, e.g. swedencentral",
+            {"value": value, "hint": hint},
+        )
+    return value
+
+
+Region = Annotated[str, AfterValidator(_known_region)]  # an ARM region name, e.g. swedencentral
 Guid = Annotated[
     str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]
@@ -460,7 +476,7 @@ class Environment(Strict):
     name: Name
     stage: Literal["development", "staging", "production"]
     target: Literal["azure", "local"]
-    location: str
+    location: Region
     naming: Naming
     tags: dict[str, str] = {}
     network: Network | None = None
@@ -475,19 +491,6 @@ class Environment(Strict):
     gates: dict[Name, GateSpec] = {}
     # Not part of the stack file: filled from environments/releases/<name>.yaml.
     releases: dict[Name, ReleasePin] = {}
-
-    @field_validator("location")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if value not in AZURE_REGIONS:
-            close = difflib.get_close_matches(value, sorted(AZURE_REGIONS), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise PydanticCustomError(
-                "unknown_region",
-                "'{value}' is not an Azure region; {hint}use the ARM name, e.g. swedencentral",
-                {"value": value, "hint": hint},
-            )
-        return value
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
