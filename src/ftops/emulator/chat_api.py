@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ftops.catalog import BASE_MODELS
 from ftops.emulator.deployments_api import ready
-from ftops.emulator.http import ApiError, Ctx, bad_request, json_body
+from ftops.emulator.http import ApiError, Ctx, bad_request, json_body, log
 from ftops.emulator.models_api import context_tokens
 from ftops.emulator.state import Emulator
 from ftops.tokenizer import TokenCounter
@@ -255,7 +255,8 @@ async def _stream(
     def work() -> None:
         try:
             result = emu.engine.generate(stand_in, adapters, prompt.messages, on_text=on_text, **options)
-        except Exception as exc:  # reported to the client as a stream error event
+        except Exception as exc:  # reported to the client as a stream error event, and logged
+            log.error("chat completion stream on %s failed", model_name, exc_info=exc)
             loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
         else:
             loop.call_soon_threadsafe(queue.put_nowait, ("done", result))

@@ -5,6 +5,7 @@ trained; capacity sets the deployment's rate limits."""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +64,13 @@ def render(doc: Doc) -> Doc:
 
 def ready(doc: Doc) -> bool:
     return time.time() >= float(doc["_ready_at"])
+
+
+def _retry_after(doc: Doc) -> dict[str, str]:
+    """While a deployment provisions, ARM tells pollers (azure-mgmt's begin_create_or_update, the az
+    CLI) when to look again; without it they wait their default 30 s between polls."""
+    left = float(doc["_ready_at"]) - time.time()
+    return {} if left <= 0 else {"Retry-After": str(max(1, math.ceil(left)))}
 
 
 def _source_account(model: Doc) -> str | None:
@@ -184,7 +192,7 @@ async def put(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         },
     }
     emu.store.put_deployment(ctx.account, name, doc)
-    return ctx.json(render(doc), 200 if existing else 201)
+    return ctx.json(render(doc), 200 if existing else 201, headers=_retry_after(doc))
 
 
 async def get(emu: Emulator, ctx: Ctx, request: Request) -> Response:
@@ -192,7 +200,7 @@ async def get(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     doc = emu.store.get_deployment(ctx.account, name)
     if doc is None:
         raise _arm_error(404, "DeploymentNotFound", f"Deployment '{name}' could not be found.")
-    return ctx.json(render(doc))
+    return ctx.json(render(doc), headers=_retry_after(doc))
 
 
 async def listing(emu: Emulator, ctx: Ctx, request: Request) -> Response:

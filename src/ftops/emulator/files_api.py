@@ -27,9 +27,7 @@ def file_doc(ctx: Ctx, doc: Doc) -> Doc:
     out.pop("sha256", None)  # kept for the emulator's own bookkeeping; Azure reports no digest
     if ctx.dated:
         out.pop("expires_at", None)
-    else:
-        out.setdefault("expires_at", None)
-        out.setdefault("status_details", None)
+    # v1 declares expires_at and status_details as non-null: absent until they have a value.
     return out
 
 

@@ -94,7 +94,11 @@ class Ctx:
             if err.param:
                 body["target"] = err.param
             return {"error": body}
-        return {"error": {"code": v1_code, "message": err.message, "param": err.param, "type": "error"}}
+        # SPEC-V1's AzureErrorResponse: param is a string when a parameter is at fault, else absent.
+        body = {"code": v1_code, "message": err.message, "type": "error"}
+        if err.param is not None:
+            body["param"] = err.param
+        return {"error": body}
 
     def render(self, doc: Any) -> Any:
         """The dated surface declares nothing nullable: absent values are omitted there."""

@@ -25,7 +25,9 @@ _CREATED = {
 }
 # Input context of each base model family on Azure, in its own tokens (o200k_base): what a
 # prompt may take before Azure answers 400 context_length_exceeded. Fine-tuned models keep
-# their base's context. Source: learn.microsoft.com/azure/ai-foundry/openai/concepts/models.
+# their base's context. Sources: MicrosoftDocs/azure-ai-docs articles/ai-foundry/openai/includes/
+# fine-tune-models.md (gpt-4o, gpt-4o-mini: input 128,000) and concepts/models.md (gpt-4.1 family
+# 1,047,576; o4-mini 200,000).
 CONTEXT_TOKENS = {
     "gpt-4o-mini": 128_000,
     "gpt-4o": 128_000,

@@ -89,13 +89,7 @@ def _history(emu: Emulator, ctx: Ctx, previous: Any) -> list[dict[str, Any]]:
 
 
 def _not_found(response_id: str, param: str = "response_id") -> ApiError:
-    return ApiError(
-        404,
-        "not_found",
-        f"Response with id '{response_id}' not found.",
-        param=param,
-        kind="invalid_request_error",
-    )
+    return ApiError(404, "notFound", f"Response with id '{response_id}' not found.", param=param)
 
 
 def _message_item(item_id: str, text: str | None, status: str) -> Doc:
