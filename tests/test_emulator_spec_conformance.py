@@ -101,8 +101,8 @@ class Contract:
 
 
 @pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
+def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
+    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
     yield server
     assert server.stop() == 0
 
