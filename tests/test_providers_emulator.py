@@ -567,7 +567,14 @@ def test_a_gate_without_checks_is_refused(emu: Emulator, host: DynamicHost) -> N
     _, failures = host.check(
         EvaluationGateProvider(),
         {},
-        {"target": target(emu, "x"), "deployment": "d", "candidate_model": "m", "checks": []},
+        {
+            "target": target(emu, "x"),
+            "name": "bot",
+            "deployment": "d",
+            "candidate_model": "m",
+            "checks": [],
+            "policy": POLICY,
+        },
     )
     assert failures == [
         ("checks", "a gate needs at least one check: one with nothing to check would let any model through")
