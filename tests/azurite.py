@@ -3,6 +3,7 @@ append blob, the evidence container, the engine's azblob:// state backend)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -50,14 +51,26 @@ def running(location: Path) -> Iterator[Azurite]:
     """Azurite from npm, installed once into .ftops/azurite, serving blobs on a free port."""
     prefix = REPO / ".ftops" / "azurite"
     binary = prefix / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        if shutil.which("npm") is None:
-            pytest.fail("the blob tests need Azurite: install Node.js and npm")
-        subprocess.run(
-            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", "azurite@3"],
-            check=True,
-            timeout=600,
-        )
+    prefix.mkdir(parents=True, exist_ok=True)
+    with (prefix / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers: one installs, the others wait for it
+        if not binary.exists():
+            if shutil.which("npm") is None:
+                pytest.fail("the blob tests need Azurite: install Node.js and npm")
+            subprocess.run(
+                [
+                    "npm",
+                    "install",
+                    "--prefix",
+                    str(prefix),
+                    "--no-audit",
+                    "--no-fund",
+                    "--silent",
+                    "azurite@3",
+                ],
+                check=True,
+                timeout=600,
+            )
     port = free_port()
     process = subprocess.Popen(
         [
