@@ -3,7 +3,7 @@
 Every model forbids unknown keys and names the allowed ones; cross-field rules (DPO only on
 bases that support it, RFT needs a validation file, prod is private with keys off, ...) run
 here, before any Pulumi resource is declared. Paths are checked against the repository by
-`ftops.config_load`, which also turns pydantic's errors into one line per problem.
+`ftops.config.load`, which turns pydantic's errors into one line per problem (`ftops.config.yamlfiles`).
 """
 
 from __future__ import annotations
