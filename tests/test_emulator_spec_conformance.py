@@ -19,7 +19,7 @@ import pytest
 from tests.emulator_process import KEY, Emulator, start, wait_for
 from tests.test_emulator_api import TRAIN, VALID, deploy
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "specs"
+SPECS = Path(__file__).resolve().parent / "specs"  # vendored, with their provenance
 DATED_SPEC = SPECS / "2024-10-21_azureopenai.json"
 V1_SPEC = SPECS / "azure-v1-v1-generated.json"
 
@@ -48,8 +48,6 @@ def _nullable(node: Any) -> Any:
 
 
 def _spec(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        pytest.skip(f"{path} (the reference specs) is not on this machine")
     doc: dict[str, Any] = json.loads(path.read_text())
     return doc
 
