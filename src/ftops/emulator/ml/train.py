@@ -586,8 +586,7 @@ def train(req: TrainRequest, reporter: Reporter) -> TrainResult:
         path = save_adapter(
             model, work_dir / "checkpoints" / f"step-{done}", {**meta, "step": done, "epoch": epoch + 1}
         )
-        reporter.checkpoint(epoch + 1, done, path, metrics)
-        reporter.event(f"Created checkpoint at step {done}.")
+        reporter.checkpoint(epoch + 1, done, path, metrics)  # the reporter says so in the job's events
 
     model.eval()
     adapter = save_adapter(model, work_dir / "adapter", {**meta, "step": done, "epoch": epochs})
