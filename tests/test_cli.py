@@ -372,3 +372,24 @@ def test_selftest_fails_when_training_did_not_move_the_answers(monkeypatch: pyte
     code, out, _ = run("emulator", "selftest", "--api-key", "k", "--env", "local")
     assert code == 0
     assert out.startswith("selftest: ok: ")
+
+
+def test_a_usage_error_raised_inside_a_command_keeps_its_own_exit_code() -> None:
+    """typer vendors click: its BadParameter is not click's ClickException, and the single
+    handler must still let it print as a usage error (exit 2), not as an unexpected error."""
+    import typer
+    from typer.testing import CliRunner
+
+    from ftops.cli.common import one_line_errors
+
+    demo = typer.Typer()
+
+    @demo.command()
+    @one_line_errors
+    def pick(size: int = 1) -> None:
+        raise typer.BadParameter("must be even", param_hint="--size")
+
+    result = CliRunner().invoke(demo, ["--size", "3"])
+    assert result.exit_code == 2, result.output
+    assert "unexpected" not in result.output
+    assert "must be even" in result.output

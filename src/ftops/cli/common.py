@@ -13,6 +13,7 @@ import click
 import typer
 from rich.console import Console
 from typer.core import TyperOption
+from typer.exceptions import TyperException
 
 from ftops.azure.failures import translate
 from ftops.errors import EXIT_INVALID, FtopsError, UsageError
@@ -22,6 +23,13 @@ err = Console(stderr=True, highlight=False)
 P = ParamSpec("P")
 R = TypeVar("R")
 _debug = {"on": False}  # set by the --debug option before any command runs
+PASS_THROUGH = (
+    typer.Exit,
+    typer.Abort,
+    TyperException,
+    click.exceptions.ClickException,
+    click.exceptions.Abort,
+)
 
 
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -33,8 +41,14 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
-            raise
+        except (
+            typer.Exit,
+            typer.Abort,
+            TyperException,
+            click.exceptions.ClickException,
+            click.exceptions.Abort,
+        ):
+            raise  # typer's own (it vendors click) and click's: their usage errors print as they do
         except Exception as exc:  # the single handler: every command comes through here
             if _debug["on"]:
                 raise
