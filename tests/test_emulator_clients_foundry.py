@@ -5,7 +5,6 @@ calls the project endpoint's `/openai/v1/...`, and a deployment is tried with th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -32,8 +31,8 @@ class EmulatorKeyCredential:
 
 
 @pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
     deploy(server, "gpt-4.1-mini", "gpt-4.1-mini", version="2025-04-14", capacity=500)
     yield server
     assert server.stop() == 0

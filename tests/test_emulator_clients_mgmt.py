@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -34,8 +33,8 @@ class BearerOverHttp(SansIOHTTPPolicy):  # type: ignore[type-arg]
 
 
 @pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
     yield server
     assert server.stop() == 0
 

@@ -24,8 +24,8 @@ from tests.test_emulator_api import TRAIN, VALID
 
 
 @pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
     yield server
     assert server.stop() == 0
 

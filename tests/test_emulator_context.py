@@ -55,8 +55,8 @@ def honest_count(messages: list[dict[str, Any]]) -> int:
 
 
 @pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
-    server = start(tmp_path_factory.mktemp("emulator"), model_cache)
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
     deploy(server, "judge", "gpt-4o-mini", version="2024-07-18", capacity=1000)
     deploy(server, "wide", "gpt-4.1-mini", version="2025-04-14", capacity=1000)
     deploy(server, "raw", "tiny-test", capacity=1000)
