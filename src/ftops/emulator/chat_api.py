@@ -237,15 +237,12 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     )
 
 
-async def _stream(
-    emu: Emulator,
-    stand_in: str,
-    adapters: list[Any],
-    prompt: Prompt,
-    options: dict[str, Any],
-    model_name: str,
-    include_usage: bool,
-) -> AsyncIterator[str]:
+async def generated(
+    emu: Emulator, stand_in: str, adapters: list[Any], prompt: Prompt, options: dict[str, Any], what: str
+) -> AsyncIterator[tuple[str, Any]]:
+    """A generation run in a worker thread, as it comes: ("text", piece) for each piece, then one
+    ("done", result) or ("error", exception); the error is logged as `what` failing. For the chat
+    and the Responses streams alike."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -255,13 +252,30 @@ async def _stream(
     def work() -> None:
         try:
             result = emu.engine.generate(stand_in, adapters, prompt.messages, on_text=on_text, **options)
-        except Exception as exc:  # reported to the client as a stream error event, and logged
-            log.error("chat completion stream on %s failed", model_name, exc_info=exc)
+        except Exception as exc:  # reported to the client in its stream, and logged
+            log.error("%s failed", what, exc_info=exc)
             loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
         else:
             loop.call_soon_threadsafe(queue.put_nowait, ("done", result))
 
     task = loop.run_in_executor(None, work)
+    while True:
+        kind, value = await queue.get()
+        yield kind, value
+        if kind != "text":
+            break
+    await task
+
+
+async def _stream(
+    emu: Emulator,
+    stand_in: str,
+    adapters: list[Any],
+    prompt: Prompt,
+    options: dict[str, Any],
+    model_name: str,
+    include_usage: bool,
+) -> AsyncIterator[str]:
     base = {
         "id": _completion_id(),
         "object": "chat.completion.chunk",
@@ -280,23 +294,20 @@ async def _stream(
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    while True:
-        kind, value = await queue.get()
+    what = f"chat completion stream on {model_name}"
+    async for kind, value in generated(emu, stand_in, adapters, prompt, options, what):
         if kind == "text":
             if value:
                 yield chunk({"content": value})
-            continue
-        if kind == "error":
+        elif kind == "error":
             yield f"data: {json.dumps({'error': {'code': 'internalFailure', 'message': str(value)}})}\n\n"
-            break
-        yield chunk({}, finish=value.finish_reason)
-        if include_usage:
-            usage = {
-                "prompt_tokens": prompt.tokens,
-                "completion_tokens": value.completion_tokens,
-                "total_tokens": prompt.tokens + value.completion_tokens,
-            }
-            yield chunk({}, usage=usage, choices=False)
-        break
+        else:
+            yield chunk({}, finish=value.finish_reason)
+            if include_usage:
+                usage = {
+                    "prompt_tokens": prompt.tokens,
+                    "completion_tokens": value.completion_tokens,
+                    "total_tokens": prompt.tokens + value.completion_tokens,
+                }
+                yield chunk({}, usage=usage, choices=False)
     yield "data: [DONE]\n\n"
-    await task

@@ -8,7 +8,6 @@ against the emulated model's context, fitted into the stand-in's window, rate-li
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
@@ -28,9 +27,10 @@ from ftops.emulator.chat_api import (
     _whole,
     admit,
     find_deployment,
+    generated,
     prepare_prompt,
 )
-from ftops.emulator.http import ApiError, Ctx, bad_request, json_body, log
+from ftops.emulator.http import ApiError, Ctx, bad_request, json_body
 from ftops.emulator.ml.chatdata import content_text
 from ftops.emulator.state import Emulator
 from ftops.emulator.store import Doc
@@ -212,8 +212,6 @@ async def _events(
     finish: Any,
 ) -> AsyncIterator[str]:
     """The Responses streaming events, in OpenAI's order, each with its sequence number."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     sequence = 0
 
     def event(kind: str, **fields: Any) -> str:
@@ -222,19 +220,6 @@ async def _events(
         sequence += 1
         return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
 
-    def on_text(text: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, ("text", text))
-
-    def work() -> None:
-        try:
-            result = emu.engine.generate(stand_in, adapters, prompt.messages, on_text=on_text, **options)
-        except Exception as exc:  # reported to the client as a stream error event, and logged
-            log.error("response %s failed while streaming", doc["id"], exc_info=exc)
-            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-        else:
-            loop.call_soon_threadsafe(queue.put_nowait, ("done", result))
-
-    task = loop.run_in_executor(None, work)
     yield event("response.created", response=doc)
     yield event("response.in_progress", response=doc)
     yield event(
@@ -242,12 +227,9 @@ async def _events(
     )
     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     yield event("response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=part)
-    text = ""
-    while True:
-        kind, value = await queue.get()
+    async for kind, value in generated(emu, stand_in, adapters, prompt, options, f"response {doc['id']}"):
         if kind == "text":
             if value:
-                text += value
                 yield event(
                     "response.output_text.delta",
                     item_id=item_id,
@@ -260,7 +242,7 @@ async def _events(
         if kind == "error":
             failed = dict(doc, status="failed", error={"code": "server_error", "message": str(value)})
             yield event("response.failed", response=failed)
-            break
+            continue
         done = finish(value.text, value.finish_reason, value.completion_tokens)
         item = done["output"][0]
         yield event(
@@ -282,8 +264,6 @@ async def _events(
         yield event(
             f"response.{'completed' if done['status'] == 'completed' else 'incomplete'}", response=done
         )
-        break
-    await task
 
 
 async def retrieve(emu: Emulator, ctx: Ctx, request: Request) -> Response:
