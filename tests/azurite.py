@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's documented development account key (public, well-known; not a secret).
@@ -38,12 +38,6 @@ class Azurite:
     def backend_url(self, container: str) -> str:
         """The Pulumi CLI's azblob:// backend on this Azurite (gocloud's local-emulator form)."""
         return f"azblob://{container}?domain=127.0.0.1:{self.port}&protocol=http&localemu=true"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ def validate(path: Path, **options: Any) -> FileReport:
 
 def findings(report: FileReport) -> list[tuple[str, int, str]]:
     return [(r.code, f.line, f.message) for r in [*report.errors, *report.warnings] for f in r.first]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a server to take, or to find nothing at)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 # No retry storm, no RBAC wait: a failure must come back in seconds, not after minutes of waiting
 # (the bound is loose on purpose: it tells a few retries from the 85 s ones, not speed).
@@ -82,12 +83,6 @@ def stand() -> Iterator[tuple[str, type[Stand]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def point_local_at(repo: Path, endpoint: str) -> None:
