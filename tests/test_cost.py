@@ -166,3 +166,13 @@ def test_unpriced_jobs_and_hosting_over_budget_are_reported() -> None:
     assert line.startswith(
         "the deployments cost $1,241.00 per month, over budget.hosting_usd_per_month $1,000.00"
     )
+
+
+def test_a_deployment_billed_by_the_hour_that_nobody_calls_is_idle() -> None:
+    from ftops.gitops.status import Row
+
+    row = Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=0)
+    assert row.idle
+    assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=3).idle
+    assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=0.0, requests=0).idle  # Developer tier
+    assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=None).idle  # unknown
