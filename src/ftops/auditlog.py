@@ -28,7 +28,8 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 GENESIS = "sha256:" + "0" * 64
-Action = Literal["train", "gate", "deploy", "promote", "rollback"]
+# canary: a check of what serves against its gate evidence (it changes nothing, it is recorded)
+Action = Literal["train", "gate", "deploy", "promote", "rollback", "canary"]
 
 
 class Record(BaseModel):
