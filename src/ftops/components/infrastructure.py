@@ -1,6 +1,6 @@
 """Everything an Azure environment needs around its models, composed in dependency order:
 
-    resource group -> Monitoring -> Network -> OpenAIAccount -> Storage -> Access
+    resource group -> Monitoring -> Network -> [CustomerManagedKey] -> OpenAIAccount -> Storage -> Access
 
 and what the model chain needs from it: the provider target of the account (endpoint + ARM id,
 Entra auth: no key ever), the deployer, and the resources that must exist before the data plane
@@ -9,6 +9,7 @@ is reachable (the account, its private endpoint, the role that lets the deployer
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ import pulumi_azure_native as an
 from ftops.components.access import Access
 from ftops.components.account import OpenAIAccount
 from ftops.components.azure_deployer import azure_deployer
+from ftops.components.encryption import CustomerManagedKey
 from ftops.components.model import Deployer
 from ftops.components.monitoring import Monitoring
 from ftops.components.network import Network
@@ -51,12 +53,18 @@ class AzureInfrastructure:
         self.monitoring = Monitoring(
             names, self.resource_group, env.location, env.account.log_retention_days, tags
         )
+        cmk = env.encryption is not None and env.encryption.mode == "customer_managed"
+        own_vault = cmk and env.encryption is not None and env.encryption.key_vault.existing_id is None
         self.network = (
-            Network(env.network, names, self.resource_group, env.location, tags)
+            Network(env.network, names, self.resource_group, env.location, tags, key_vault=own_vault)
             if env.network.mode == "private"
             else None
         )
         place = Placement(env, names, self.resource_group, self.network, self.monitoring.workspace_id, tags)
+        # identity -> role on the key -> the account's and the storage's encryption (`key.ready`)
+        self.encryption = CustomerManagedKey(place) if cmk else None
+        if self.encryption is not None:
+            place = dataclasses.replace(place, encryption=self.encryption.key)
         self.account = OpenAIAccount(place)
         self.storage = Storage(place)
         self.access = Access(
