@@ -510,3 +510,92 @@ def test_an_existing_vault_is_used_and_none_is_created() -> None:
     (account,) = result.of_type(ACCOUNT)
     vault_uri = account.inputs["properties"]["encryption"]["keyVaultProperties"]["keyVaultUri"]
     assert vault_uri == "https://kv-central.vault.azure.net/", account.urn
+
+
+# ---------------------------------------------------------------- alerts
+
+ALERT = "azure-native:monitor:MetricAlert"
+# Valid for Microsoft.CognitiveServices/accounts (Azure Monitor's supported-metrics reference);
+# the legacy Cognitive Services metrics (Latency, ServerErrors, BlockedCalls) say "do not use for
+# Azure OpenAI" there.
+OPENAI_METRICS = {
+    "AzureOpenAIRequests",
+    "AzureOpenAITimeToResponse",
+    "RAIRejectedRequests",
+    "TokenTransaction",
+    "AzureOpenAIProvisionedManagedUtilizationV2",
+}
+
+
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_every_serving_deployment_has_its_alerts_scoped_to_the_account(stack: str) -> None:
+    from ftops.ratelimit import limits_for
+
+    env = load_environment(REPO, stack)
+    result = stack_run(stack)
+    (account,) = result.of_type(ACCOUNT)
+    alerts = result.of_type(ALERT)
+    for name, dep in env.deployments.items():
+        mine = {
+            a.name.removeprefix(f"alert-{name}-"): a for a in alerts if a.name.startswith(f"alert-{name}-")
+        }
+        assert set(mine) == {"throttled", "server-errors", "latency", "content-filter", "capacity"}, stack
+        for kind, alert in mine.items():
+            assert alert.inputs["scopes"] == [account.outputs["id"]], alert.urn
+            assert alert.inputs["windowSize"] == f"PT{env.alerts.window_minutes}M", alert.urn
+            (criterion,) = alert.inputs["criteria"]["allOf"]
+            assert criterion["metricName"] in OPENAI_METRICS, alert.urn
+            assert criterion["metricNamespace"] == "Microsoft.CognitiveServices/accounts", alert.urn
+            dims = {d["name"]: d["values"] for d in criterion["dimensions"]}
+            assert dims["ModelDeploymentName"] == [name], alert.urn
+            if kind == "throttled":
+                assert dims["StatusCode"] == ["429"], alert.urn
+                _, rpm = limits_for(dep.sku.capacity, "gpt-4.1-mini")
+                expected = max(1, -(-rpm * env.alerts.window_minutes * env.alerts.throttled_percent // 100))
+                assert criterion["threshold"] == expected, alert.urn
+            if kind == "capacity":
+                tpm = dep.sku.capacity * 1000
+                assert criterion["metricName"] == "TokenTransaction", alert.urn
+                assert (
+                    criterion["threshold"]
+                    == tpm * env.alerts.window_minutes * env.alerts.token_usage_percent / 100
+                )
+            if kind == "latency":
+                assert (criterion["metricName"], criterion["timeAggregation"]) == (
+                    "AzureOpenAITimeToResponse",
+                    "Average",
+                ), alert.urn
+    groups = result.of_type("azure-native:monitor:ActionGroup")
+    if env.alerts.emails or env.alerts.webhooks:
+        (group,) = groups
+        assert [r["emailAddress"] for r in group.inputs["emailReceivers"]] == env.alerts.emails, group.urn
+        for alert in alerts:
+            assert alert.inputs["actions"] == [{"actionGroupId": group.outputs["id"]}], alert.urn
+    else:
+        assert groups == [], stack
+    (query,) = result.of_type("azure-native:operationalinsights:SavedSearch")
+    assert "modelDeploymentName" in query.inputs["query"], query.urn
+    assert "percentile(DurationMs, 95)" in query.inputs["query"], query.urn
+
+
+def test_provisioned_deployments_alert_on_utilisation_and_alerts_can_be_off() -> None:
+    def provisioned(raw: dict[str, Any]) -> None:
+        raw["deployments"]["support-bot"]["sku"] = {"name": "ProvisionedManaged", "capacity": 50}
+        raw["alerts"]["webhooks"] = ["https://hooks.example.com/ftops"]
+
+    result = edited("prod", provisioned)
+    (capacity,) = [a for a in result.of_type(ALERT) if a.name.endswith("-capacity")]
+    (criterion,) = capacity.inputs["criteria"]["allOf"]
+    assert (criterion["metricName"], criterion["threshold"]) == (
+        "AzureOpenAIProvisionedManagedUtilizationV2",
+        80.0,
+    )
+    (group,) = result.of_type("azure-native:monitor:ActionGroup")
+    assert [w["serviceUri"] for w in group.inputs["webhookReceivers"]] == ["https://hooks.example.com/ftops"]
+
+    def off(raw: dict[str, Any]) -> None:
+        raw["alerts"] = {"enabled": False}
+
+    quiet = edited("dev", off)
+    assert quiet.of_type(ALERT) == []
+    assert quiet.of_type("azure-native:monitor:ActionGroup") == []

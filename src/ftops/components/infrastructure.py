@@ -1,6 +1,7 @@
 """Everything an Azure environment needs around its models, composed in dependency order:
 
     resource group -> Monitoring -> Network -> [CustomerManagedKey] -> OpenAIAccount -> Storage -> Access
+    -> Alerts (metric alerts per serving deployment, the action group, the traffic query)
 
 and what the model chain needs from it: the provider target of the account (endpoint + ARM id,
 Entra auth: no key ever), the deployer, and the resources that must exist before the data plane
@@ -18,6 +19,7 @@ import pulumi_azure_native as an
 
 from ftops.components.access import Access
 from ftops.components.account import OpenAIAccount
+from ftops.components.alerts import Alerts
 from ftops.components.azure_deployer import azure_deployer
 from ftops.components.encryption import CustomerManagedKey
 from ftops.components.model import Deployer
@@ -74,6 +76,19 @@ class AzureInfrastructure:
             {role: c.id for role, c in self.storage.containers.items()},
         )
         self.ready: list[pulumi.Resource] = [*self.account.ready, *self.access.assignments]
+        self.alerts = (
+            Alerts(
+                env,
+                names,
+                self.resource_group,
+                self.account.account_id,
+                self.monitoring.workspace,
+                served(env),
+                tags,
+            )
+            if env.alerts.enabled and env.deployments
+            else None
+        )
 
     def target(self) -> Mapping[str, pulumi.Input[str]]:
         return {
@@ -98,3 +113,14 @@ class AzureInfrastructure:
                 "containers": {role: c.name for role, c in self.storage.containers.items()},
             },
         }
+
+
+def served(env: Environment) -> dict[str, tuple[str, str, int]]:
+    """deployment -> (the base model it serves, SKU, capacity): what the alert thresholds scale with.
+    (The fine-tuned id is known only after training or from the pin; its base is enough here.)"""
+    out: dict[str, tuple[str, str, int]] = {}
+    for name, dep in env.deployments.items():
+        pin = env.releases.get(dep.model)
+        base = env.base_of(dep.model) if dep.model in env.models else pin.model if pin else ""
+        out[name] = (base, dep.sku.name, dep.sku.capacity)
+    return out

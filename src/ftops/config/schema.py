@@ -480,6 +480,22 @@ class Encryption(Strict):
     opt_out_reason: Annotated[str, StringConstraints(min_length=10)] | None = None
 
 
+class Alerts(Strict):
+    """Azure Monitor metric alerts on every serving deployment; on by default in Azure environments.
+    Rates are shares of the deployment's own allowance (its capacity) over `window_minutes`."""
+
+    enabled: bool = True
+    emails: list[Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+    webhooks: list[Annotated[str, StringConstraints(pattern=r"^https://\S+$")]] = []
+    severity: Literal[0, 1, 2, 3, 4] = 2  # 0 critical .. 4 verbose
+    window_minutes: Literal[5, 15, 30, 60] = 15
+    throttled_percent: Annotated[float, Field(gt=0, le=100)] = 5.0  # 429s, of the requests allowed
+    server_errors: Annotated[int, Field(ge=1)] = 5  # 5xx answers in the window
+    latency_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000  # average time to response
+    content_filter_percent: Annotated[float, Field(gt=0, le=100)] = 10.0  # blocked, of the requests allowed
+    token_usage_percent: Annotated[float, Field(gt=0, le=100)] = 80.0  # tokens, of the capacity
+
+
 class Access(Strict):
     """Principals that get data-plane roles; object ids are not secrets."""
 
@@ -523,6 +539,7 @@ class Environment(Strict):
     account: Account | None = None
     storage: Storage | None = None
     encryption: Encryption | None = None  # None: Azure's platform-managed keys
+    alerts: Alerts = Alerts()  # Azure environments only; a local one has no Azure Monitor
     access: Access = Access()
     emulator: Emulator | None = None
     promotion: Promotion | None = None
