@@ -6,6 +6,7 @@ fault) it fails with the numbers, the rollback command and an audit record, chan
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,26 +222,32 @@ def test_an_unchanged_serving_model_passes_and_the_run_is_audited(
     assert _deployment(emu) == before  # a canary never writes a deployment
 
 
+@pytest.mark.parametrize("drift", ["base", "noise"])
 def test_a_drifted_serving_model_fails_with_the_numbers_and_the_rollback(
-    emu: Emulator, served: tuple[Path, str]
+    emu: Emulator, served: tuple[Path, str], drift: str
 ) -> None:
     root, _model = served
     before = _deployment(emu)
     with emu.http() as http:
         # The serving deployment answers with the base model's weights; its name and model id stay.
         assert (
-            http.put(
-                "/admin/faults", json={"drift": "base", "drift_deployments": ["support-bot"]}
-            ).status_code
+            http.put("/admin/faults", json={"drift": drift, "drift_deployments": ["support-bot"]}).status_code
             == 200
         )
     result = cli(root, "canary", "--env", "canary", "--issue")
     assert result.exit_code == 1, result.output
     assert "Canary `canary/support-bot`: ❌ regression" in result.output
-    assert (
-        "refunds: pass rate 0.000 now vs 1.000 at the gate (delta -1.000); 12 items regressed, 0 improved"
-        in (result.output)
-    ), result.output
+    # base: the base weights never say "30 days"; noise: sampling at temperature 2 seldom does.
+    found = re.search(
+        r"refunds: pass rate ([0-9.]+) now vs 1\.000 at the gate .*?(\d+) items regressed", result.output
+    )
+    assert found is not None, result.output
+    assert float(found[1]) <= 0.5, result.output
+    assert int(found[2]) >= 6, result.output
+    if drift == "base":
+        assert "pass rate 0.000 now vs 1.000 at the gate (delta -1.000); 12 items regressed, 0 improved" in (
+            result.output
+        )
     assert 'ftops rollback support-bot --env canary --reason "canary: ' in result.output
     assert "--pr" in result.output  # the environment requires approval: the rollback is a PR
     log = records(FileAuditLog(root / ".ftops" / "audit" / "canary.jsonl"))
