@@ -529,6 +529,7 @@ OPENAI_METRICS = {
 
 @pytest.mark.parametrize("stack", AZURE_STACKS)
 def test_every_serving_deployment_has_its_alerts_scoped_to_the_account(stack: str) -> None:
+    from ftops.components.alerts import rules_for
     from ftops.ratelimit import limits_for
 
     env = load_environment(REPO, stack)
@@ -565,6 +566,8 @@ def test_every_serving_deployment_has_its_alerts_scoped_to_the_account(stack: st
                     "AzureOpenAITimeToResponse",
                     "Average",
                 ), alert.urn
+        # What the README prices: 8 monitored time series per deployment (server errors: 4 codes).
+        assert sum(r.series for r in rules_for(env.alerts, "", dep.sku.name, dep.sku.capacity)) == 8
     groups = result.of_type("azure-native:monitor:ActionGroup")
     if env.alerts.emails or env.alerts.webhooks:
         (group,) = groups

@@ -57,6 +57,11 @@ class Rule:
     status_codes: tuple[str, ...] = ()
     description: str = ""
 
+    @property
+    def series(self) -> int:
+        """Metric time series it monitors (what Azure bills alerts by): one per status code."""
+        return max(1, len(self.status_codes))
+
 
 def rules_for(spec: AlertsSpec, model: str, sku: str, capacity: int) -> list[Rule]:
     """The rules of a deployment of `model` (a base or fine-tuned id) at `capacity` of `sku`."""
