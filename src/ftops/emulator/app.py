@@ -24,6 +24,7 @@ from ftops.emulator import (
     deployments_api,
     files_api,
     jobs_api,
+    metrics_api,
     models_api,
     responses_api,
     stored_api,
@@ -93,6 +94,7 @@ CONTROL_PLANE: list[tuple[str, str, Handler]] = [
     ("PUT", "/deployments/{deployment}", deployments_api.put),
     ("GET", "/deployments/{deployment}", deployments_api.get),
     ("DELETE", "/deployments/{deployment}", deployments_api.delete),
+    ("GET", "/providers/Microsoft.Insights/metrics", metrics_api.metrics),
 ]
 
 

@@ -91,6 +91,17 @@ class AuditEntryArgs(Args):
 
 
 @dataclass(frozen=True)
+class BudgetArgs(Args):
+    environment: str
+    training_limit_usd: float | None
+    hosting_limit_usd: float | None
+    override: Mapping[str, Any] | None  # {"reason", "up_to_usd"}
+    jobs: Mapping[str, Mapping[str, Any]]  # model key -> {"identity", "usd", "basis"}
+    hosting: Mapping[str, Any]  # {"usd_per_month", "basis"}
+    audit: Mapping[str, Any] | None  # where an override's use is recorded
+
+
+@dataclass(frozen=True)
 class DistillationDatasetArgs(Args):
     target: Target  # the student's account
     name: str  # the student's key in the environment
