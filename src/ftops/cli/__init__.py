@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ftops import __version__
-from ftops.cli import bootstrap, costs, data, emulator, environments, evaluate, gitops, stack
+from ftops.cli import bootstrap, costs, data, distill, emulator, environments, evaluate, gitops, stack
 from ftops.cli.common import app, err, out
 
 __all__ = ["app", "main"]
@@ -13,6 +13,7 @@ _COMMANDS = (
     bootstrap,
     costs,
     data,
+    distill,
     emulator,
     environments,
     evaluate,

@@ -262,14 +262,25 @@ def _line(example: Example) -> str:
     return json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True)
 
 
-def _heldout_line(example: Example) -> str:
-    """A held-out prompt as an eval item whose reference is the teacher's answer."""
-    item = {"id": example.digest[:16], "messages": example.messages, "reference": example.answer}
+def _heldout_line(example: Example, max_tokens: int) -> str:
+    """A held-out prompt as an eval item whose reference is the teacher's answer (the student
+    answers in the teacher's token budget)."""
+    item = {
+        "id": example.digest[:16],
+        "messages": example.messages,
+        "reference": example.answer,
+        "max_tokens": max_tokens,
+    }
     return json.dumps(item, ensure_ascii=False, sort_keys=True)
 
 
 def write(
-    folder: Path, examples: Sequence[Example], roles: dict[str, str], seed: int, student_base: str
+    folder: Path,
+    examples: Sequence[Example],
+    roles: dict[str, str],
+    seed: int,
+    student_base: str,
+    max_tokens: int = 256,
 ) -> Dataset:
     """Write train/valid/heldout JSONL in split order; then `ftops validate`'s rules (for the
     student's base model) and the training-data safety screen must pass, or nothing is used."""
@@ -281,8 +292,8 @@ def write(
     for role in ROLES:
         if not by_role[role]:
             continue
-        render = _heldout_line if role == "heldout" else _line
-        body = "".join(render(e) + "\n" for e in by_role[role]).encode()
+        lines = [_heldout_line(e, max_tokens) if role == "heldout" else _line(e) for e in by_role[role]]
+        body = "".join(line + "\n" for line in lines).encode()
         path = folder / f"{role}.jsonl"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(body)
@@ -293,16 +304,16 @@ def write(
             f"{folder}: no training examples left", fix="add prompts or loosen the quality filter"
         )
     for role in ("train", "valid"):
-        if role in files:
-            report = validate_file(
-                files[role],
-                ValidateOptions(method="supervised", base_model=student_base, role="training"),
+        if role not in files:
+            continue
+        report = validate_file(
+            files[role], ValidateOptions(method="supervised", base_model=student_base, role="training")
+        )
+        if not report.valid:
+            raise DataError(
+                f"the teacher's answers do not make valid training data: {report.finding_lines()[0]}",
+                fix="change the prompts, the teacher's max_tokens, or add a quality filter",
             )
-            if not report.valid:
-                raise DataError(
-                    f"the teacher's answers do not make valid training data: {report.finding_lines()[0]}",
-                    fix="change the prompts, the teacher's max_tokens, or add a quality filter",
-                )
         screening = screen(files[role])
         if screening.flags:
             raise DataError(

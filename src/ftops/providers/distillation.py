@@ -138,7 +138,9 @@ def build(props: dict[str, Any]) -> dict[str, Any]:
                 examples, str(quality["grader"]), float(quality.get("min_similarity") or 0.75)
             )
             dropped["quality_filter"] = failed
-    dataset = distill.write(folder, examples, roles, seed, str(props["student_base"]))
+    dataset = distill.write(
+        folder, examples, roles, seed, str(props["student_base"]), int(sampling.get("max_tokens") or 256)
+    )
     dataset.dropped, dataset.usage = dropped, usage
     (folder / "manifest.json").write_text(json.dumps(dataset.manifest(), indent=2, sort_keys=True))
     pulumi.log.info(
