@@ -91,7 +91,7 @@ def test_every_environment_is_priced_and_hosting_is_per_month() -> None:
         payload = json.loads(cost.as_json(lines))
         assert payload["totals"]["month"] == pytest.approx(sum(ln.usd or 0 for ln in hosting))
     dev = load_environment(REPO, "dev")
-    [candidate] = [ln for ln in cost.plan_lines(dev, REPO) if "candidate" in ln.item]
+    [candidate] = [ln for ln in cost.plan_lines(dev, REPO) if "support-bot candidate" in ln.item]
     assert candidate.usd == 0.0
     assert "Developer" in candidate.item
 

@@ -64,6 +64,7 @@ def distill_command(
         out.print(
             f"  split: {planned.count('train')} train, {planned.count('valid')} validation, "
             f"{planned.count('heldout')} held out for the gate's teacher-agreement check",
+            soft_wrap=True,
             highlight=False,
         )
         out.print(

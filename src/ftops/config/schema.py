@@ -185,16 +185,17 @@ class DistillFilter(Strict):
     grader: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
     min_similarity: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_SIMILARITY
 
-    @model_validator(mode="after")
-    def _grader(self) -> Self:
+    @field_validator("grader")
+    @classmethod
+    def _grader(cls, value: str) -> str:
         known = registry()
-        if self.grader not in known or self.grader == "llm_judge":
+        if value not in known or value == "llm_judge":
             raise PydanticCustomError(
                 "unknown_grader",
                 "unknown grader '{grader}' for a distillation filter; use one of {known}",
-                {"grader": self.grader, "known": ", ".join(sorted(set(known) - {"llm_judge"}))},
+                {"grader": value, "known": ", ".join(sorted(set(known) - {"llm_judge"}))},
             )
-        return self
+        return value
 
 
 class DistillFrom(Strict):

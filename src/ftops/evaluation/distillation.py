@@ -250,7 +250,11 @@ def quality_filter(
     grader = make(grader_name, GraderContext(min_similarity=min_similarity))
     kept, failed = [], 0
     for example in examples:
-        if example.item is not None and not grader.grade(example.answer, example.item).passed:
+        item = example.item
+        # A prompt that declares nothing to check against (no reference, pattern or schema) is kept:
+        # the filter is for the answers a prompt set can tell wrong, not a reason to drop the rest.
+        declared = item is not None and (item.reference, item.pattern, item.schema_) != (None, None, None)
+        if item is not None and declared and not grader.grade(example.answer, item).passed:
             failed += 1
             continue
         kept.append(example)
