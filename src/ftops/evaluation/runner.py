@@ -311,7 +311,8 @@ class Runner:
                     fix="check that the deployment exists and this identity may call it",
                 ) from None
             choice = reply.choices[0]
-            usage = (reply.usage.prompt_tokens, reply.usage.completion_tokens) if reply.usage else (0, 0)
+            counted = getattr(reply, "usage", None)  # absent from some replies (and test doubles)
+            usage = (counted.prompt_tokens, counted.completion_tokens) if counted else (0, 0)
             if choice.finish_reason == "content_filter":
                 return self._done(item, repeat, FILTERED, sent, filtered=True, usage=usage)
             return self._done(item, repeat, choice.message.content or "", sent, usage=usage)
