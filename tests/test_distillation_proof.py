@@ -14,13 +14,18 @@ from typing import Any
 
 import pytest
 
+from ftops import cost
 from ftops.azure.connection import Target
 from ftops.components.distill import AGREEMENT_CHECK, AGREEMENT_GRADER
+from ftops.config.load import load_environment
 from ftops.evaluation.distillation import agreement
+from ftops.evaluation.evalset import load
 from ftops.evaluation.live import Candidate, evaluate
 from ftops.evaluation.request import Baseline, GateRequest
+from ftops.evaluation.runner import Runner, RunOptions
 from ftops.providers.distillation import build
 from ftops.providers.spec import sha256_file
+from tests.conftest import REPO
 from tests.emulator_process import KEY, Emulator, target, wait_file, wait_for
 from tests.gate_inputs import a_check, a_policy
 from tests.test_distillation_emulator import ASKS, PRODUCTS
@@ -171,6 +176,31 @@ def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one
     result = agreement(ours, untrained)
     assert result.rate > result.baseline_rate
     assert result.p_value < 0.05, result  # significantly more agreement than before distillation
+
+    # Cost and latency per 1k requests, from each deployment's own usage: the teacher's while it
+    # answered the capture (its journal), the student's on the held-out prompts. Priced as declared
+    # models (teacher gpt-4.1, student gpt-4.1-mini); on the emulator both are the same stand-in,
+    # so the latencies are alike here and only the prices differ.
+    (journal,) = (tmp_path / "distill").glob("*/capture-*.jsonl")
+    said = [json.loads(line) for line in journal.read_text().splitlines()]
+    runner = Runner(emu.v1(account=ACCOUNT), RunOptions("student", student, concurrency=4))
+    answered = runner.run(load(heldout)).values()
+    environment = load_environment(REPO, "local")
+    teacher_1k = cost.per_thousand(
+        environment,
+        "gpt-4.1-2025-04-14",
+        [(a["prompt_tokens"], a["completion_tokens"], a["latency"]) for a in said],
+    )
+    student_1k = cost.per_thousand(
+        environment, BASE, [(a.prompt_tokens, a.completion_tokens, a.latency) for a in answered]
+    )
+    assert teacher_1k.requests == 40
+    assert student_1k.requests == 16
+    assert all(a["completion_tokens"] > 0 for a in said)
+    assert teacher_1k.usd is not None
+    assert student_1k.usd is not None
+    assert student_1k.usd < teacher_1k.usd
+    print(f"teacher {teacher_1k.line()}\nstudent {student_1k.line()}")
 
     failed = gate(emu, heldout, "corrupted", corrupted, baseline=None)
     assert failed["verdict"] == "fail"

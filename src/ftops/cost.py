@@ -394,3 +394,37 @@ def distillation_line(environment: Environment, key: str, spec: ModelSpec, root:
         f"{estimate.prompts:,} prompts to {base_of(distill.teacher.model)}: {estimate.input_tokens:,} prompt "
         f"tokens + at most {estimate.output_tokens_max:,} answer tokens ({rates.source})",
     )
+
+
+@dataclass(frozen=True)
+class PerThousand:
+    """What 1,000 requests like the measured ones cost and how long each took (distillation's
+    promise: the student answers cheaper and faster than the teacher)."""
+
+    model: str
+    requests: int  # measured
+    usd: float | None  # per 1,000 requests, at the model's inference rates
+    latency_mean_s: float
+    latency_p95_s: float
+
+    def line(self) -> str:
+        return (
+            f"{self.model}: {usd(self.usd)} per 1k requests; latency {self.latency_mean_s:.3f} s mean, "
+            f"{self.latency_p95_s:.3f} s p95 ({self.requests} requests measured)"
+        )
+
+
+def per_thousand(
+    environment: Environment, model: str, measured: Iterable[tuple[int, int, float]]
+) -> PerThousand:
+    """From (prompt tokens, completion tokens, latency seconds) of requests a deployment answered,
+    as its own usage counted them."""
+    rows = list(measured)
+    if not rows:
+        raise ValueError("no measured requests")
+    n = len(rows)
+    rates = rates_for(environment, model)
+    spent = rates.inference_usd(sum(r[0] for r in rows), sum(r[1] for r in rows))
+    latencies = sorted(r[2] for r in rows)
+    p95 = latencies[min(n - 1, int(0.95 * n))]
+    return PerThousand(model, n, None if spent is None else spent / n * 1000, sum(latencies) / n, p95)
