@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -194,3 +195,48 @@ def test_a_capture_killed_half_way_resumes_and_asks_each_prompt_once(emu: Emulat
     items = [json.loads(line)["item"] for line in journal.read_text().splitlines() if line.strip()]
     assert sorted(set(items)) == sorted(items)  # no prompt answered twice in the journal
     assert len(items) == 40
+
+
+def test_ftops_distill_captures_now_and_a_second_run_asks_nothing(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ftops.cli import app
+    from tests.conftest import REPO
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "environments", repo / "environments")
+    shutil.copytree(REPO / "data", repo / "data")
+    (repo / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    local = repo / "environments" / "Pulumi.local.yaml"
+    text = local.read_text().replace("http://127.0.0.1:8790", emu.url)
+    student = """        wait_timeout_minutes: 30
+      support-mini:
+        base_model: gpt-4.1-nano-2025-04-14
+        distill_from:
+          teacher:
+            deployment: teacher
+            model: gpt-4.1-2025-04-14
+            capacity: 100
+          prompts: data/support-bot-distill/prompts.jsonl
+          sampling:
+            max_tokens: 12
+          held_out: 10
+"""
+    assert text.count("        wait_timeout_minutes: 30\n") == 1
+    local.write_text(text.replace("        wait_timeout_minutes: 30\n", student))
+    monkeypatch.setenv("FTOPS_EMULATOR_KEY", KEY)
+    monkeypatch.chdir(repo)
+    deploy(emu, "teacher", "gpt-4.1", version="2025-04-14", account="local-dev", capacity=100)
+    before = chat_requests(emu, "local-dev")
+    runner = CliRunner()
+    first = runner.invoke(app, ["distill", "--env", "local", "--model", "support-mini"])
+    assert first.exit_code == 0, first.output
+    assert "82 prompt(s) to ask teacher teacher" in first.output
+    assert "62 train, 10 validation, 10 held out" in first.output
+    assert chat_requests(emu, "local-dev") - before == 82
+    again = runner.invoke(app, ["distill", "--env", "local", "--model", "support-mini"])
+    assert again.exit_code == 0, again.output
+    assert chat_requests(emu, "local-dev") - before == 82  # every answer came from the journal
+    assert first.output.splitlines()[-1] == again.output.splitlines()[-1]  # the same dataset
