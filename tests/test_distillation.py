@@ -194,3 +194,23 @@ def test_distill_dry_run_prints_prompts_tokens_and_costs_before_anything_runs() 
     assert unknown.exit_code == 2
     assert "no distilled model 'support-bot'" in unknown.output
     assert "distilled models there: support-mini" in unknown.output
+
+
+def test_the_budget_prices_a_distilled_job_and_a_new_prompt_set_is_a_new_job(repo_copy: Path) -> None:
+    from ftops.config.schema import Budget
+    from ftops.program import job_identity
+
+    env = load_environment(REPO, "dev").model_copy(update={"budget": Budget(training_usd_per_change=100.0)})
+    before = job_identity(env, "support-mini", REPO)
+    assert job_identity(env, "support-bot", REPO) == job_identity(env, "support-bot", repo_copy)
+    prompts = repo_copy / "data" / "support-bot-distill" / "prompts.jsonl"
+    prompts.write_text(
+        prompts.read_text() + prompts.read_text().splitlines(keepends=True)[0].replace("p001", "p999")
+    )
+    assert job_identity(env, "support-mini", repo_copy) != before
+    # The capture is a training-kind cost line of its own: the budget still finds each model's job
+    # line (it paired lines with models by position, and a distilled model put them out of step).
+    stack_run("dev")  # leaves Pulumi's mocks in place, under which the budget resource is declared
+    from ftops.program import declare_budget
+
+    assert declare_budget(env, REPO, None) is not None
