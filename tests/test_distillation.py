@@ -214,3 +214,41 @@ def test_the_budget_prices_a_distilled_job_and_a_new_prompt_set_is_a_new_job(rep
     from ftops.program import declare_budget
 
     assert declare_budget(env, REPO, None) is not None
+
+
+def test_a_preview_before_the_capture_checks_what_it_can_and_leaves_the_rest_for_create() -> None:
+    from pulumi.runtime.rpc import UNKNOWN
+
+    from ftops.providers.files import TrainingFileProvider
+    from ftops.providers.gate import EvaluationGateProvider
+
+    where = {
+        "endpoint": "http://127.0.0.1:8790/accounts/a",
+        "auth": "env:K",
+        "arm_id": "",
+        "arm_endpoint": "",
+    }
+    pending = {"target": where, "path": UNKNOWN, "digest": UNKNOWN, "purpose": "fine-tune"}
+    assert TrainingFileProvider().check({}, pending).failures == []
+    missing = {**pending, "path": "/nowhere/train.jsonl", "digest": "0" * 64}
+    assert [f.property for f in TrainingFileProvider().check({}, missing).failures] == ["path"]
+    check = {"name": "teacher-agreement", "kind": "quality", "grader": "similarity", "threshold": 0.8}
+    gate = {
+        "target": where,
+        "name": "m",
+        "policy": {
+            "confidence": 0.95,
+            "repeats": 1,
+            "temperature": 0.0,
+            "fail_on_uncertainty": True,
+            "max_regression": 0.0,
+            "concurrency": 1,
+        },
+        "deployment": "m-candidate",
+        "candidate_model": UNKNOWN,
+    }
+    assert EvaluationGateProvider().check({}, {**gate, "checks": [{**check, "path": UNKNOWN}]}).failures == []
+    failures = (
+        EvaluationGateProvider().check({}, {**gate, "checks": [{**check, "path": "/nowhere.jsonl"}]}).failures
+    )
+    assert [f.property for f in failures] == ["checks[0].path"]

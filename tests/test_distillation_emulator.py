@@ -119,6 +119,12 @@ def test_capture_writes_a_content_addressed_dataset_and_replans_only_on_change(
     _, again = host.create(DistillationDatasetProvider(), props)
     assert again["train_digest"] == outs["train_digest"]
     assert chat_requests(emu, account) - before == 40
+    # On a machine without the files or the journal (a fresh CI runner) the answers are read back
+    # from the teacher's stored completions: still nothing asked, the same bytes.
+    shutil.rmtree(tmp_path / "out")
+    _, fresh = host.create(DistillationDatasetProvider(), props)
+    assert fresh["train_digest"] == outs["train_digest"]
+    assert chat_requests(emu, account) - before == 40
 
     # A changed prompt set is a new dataset: replaced, so the training file and job follow.
     changed = prompt_set(tmp_path / "prompts.jsonl", n=41)
