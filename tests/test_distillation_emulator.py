@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -242,6 +243,10 @@ def test_ftops_distill_captures_now_and_a_second_run_asks_nothing(
     assert "82 prompt(s) to ask teacher teacher" in first.output
     assert "62 train, 10 validation, 10 held out" in first.output
     assert chat_requests(emu, "local-dev") - before == 82
+    assert re.search(
+        r"teacher gpt-4\.1-2025-04-14: \$\d+\.\d\d per 1k requests, \d+\.\d{3} s mean latency \(82 ",
+        first.output,
+    )
     again = runner.invoke(app, ["distill", "--env", "local", "--model", "support-mini"])
     assert again.exit_code == 0, again.output
     assert chat_requests(emu, "local-dev") - before == 82  # every answer came from the journal

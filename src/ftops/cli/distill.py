@@ -98,3 +98,17 @@ def distill_command(
         soft_wrap=True,
         highlight=False,
     )
+    usage = outputs.get("usage") or {}
+    if usage.get("requests"):
+        # What the teacher cost and how long it took per request, from its own usage counts: the
+        # figures a distilled student is meant to beat.
+        n = int(usage["requests"])
+        spent = cost.rates_for(environment, teacher.model).inference_usd(
+            int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        )
+        out.print(
+            f"  teacher {teacher.model}: {cost.usd(None if spent is None else spent / n * 1000)} per 1k "
+            f"requests, {float(usage['mean_latency_s']):.3f} s mean latency ({n} requests measured)",
+            soft_wrap=True,
+            highlight=False,
+        )
