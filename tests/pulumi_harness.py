@@ -131,6 +131,12 @@ class Mocks(pulumi.runtime.Mocks):
         kind = kind_of(args.typ, outputs)
         if kind == "TrainingFileProvider":
             outputs.update(file_id=f"file-{args.name}", status="processed", drift="")
+        elif kind == "DistillationDatasetProvider":
+            # The captured files, named by role, with digests of their own.
+            for role, mark in (("train", "1"), ("valid", "2"), ("heldout", "3")):
+                outputs.update(
+                    {f"{role}_path": f"/distill/{args.name}/{role}.jsonl", f"{role}_digest": mark * 64}
+                )
         elif kind == "FineTuningJobProvider":
             model = f"{outputs['base_model']}.ft-{args.name}"
             outputs.update(

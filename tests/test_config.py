@@ -166,7 +166,7 @@ MISTAKES = [
         "continue_from: support-sft",
         "continue_from: support-sfx",
         D
-        + "models.support-bot.continue_from: no model 'support-sfx'; declared: support-sft, support-bot (line 53)",
+        + "models.support-bot.continue_from: no model 'support-sfx'; declared: support-sft, support-bot, support-mini (line 53)",
     ),
     (
         "dev",
@@ -204,15 +204,15 @@ MISTAKES = [
         "name: ProvisionedManaged",
         D
         + "deployments.support-bot.candidate_sku.name: gpt-4.1-mini-2025-04-14 fine-tunes deploy as Developer, "
-        "GlobalStandard, Standard (line 73)",
+        "GlobalStandard, Standard (line 95)",
     ),
     (
         "dev",
         "      support-bot:\n        model: support-bot",
         "      support-bot:\n        model: support-bat",
         D
-        + "deployments.support-bot.model: no model 'support-bat' in models; declared: support-sft, support-bot "
-        "(line 68)",
+        + "deployments.support-bot.model: no model 'support-bat' in models; declared: support-sft, support-bot, "
+        "support-mini (line 90)",
     ),
     (
         "dev",
@@ -220,7 +220,7 @@ MISTAKES = [
         "    gates:\n      support-sft:",
         D
         + "deployments.support-bot.model: 'support-bot' has no gate: declare gates.support-bot (nothing is served "
-        "ungated) (line 68)",
+        "ungated) (line 90)",
     ),
     (
         "dev",
@@ -249,9 +249,13 @@ def test_mistake_gets_one_clear_line(repo_copy: Path, env: str, old: str, new: s
 def test_each_model_a_region_cannot_train_is_named(repo_copy: Path) -> None:
     _edit(repo_copy, "dev", "location: swedencentral  #", "location: eastus2  #")
     assert _problems(repo_copy, "dev") == [
-        D + f"models.{key}.training_type: gpt-4.1-mini-2025-04-14 trains (Standard) only in northcentralus, "
+        D + f"models.{key}.training_type: {base} trains (Standard) only in northcentralus, "
         f"swedencentral; use training_type GlobalStandard or another location (line {line})"
-        for key, line in (("support-sft", 49), ("support-bot", 63))
+        for key, base, line in (
+            ("support-sft", "gpt-4.1-mini-2025-04-14", 49),
+            ("support-bot", "gpt-4.1-mini-2025-04-14", 63),
+            ("support-mini", "gpt-4.1-nano-2025-04-14", 86),
+        )
     ]
 
 
@@ -362,7 +366,7 @@ def test_promotion_chain_rules(repo_copy: Path) -> None:
         "environments/Pulumi.prod.yaml: ftops:environment.promotion.from: no environment 'qa'; known: dev, local, "
         "prod, staging",
         "environments/Pulumi.staging.yaml: ftops:environment.deployments.support-bot.model: 'helpdesk' is not a "
-        "model of 'dev' (has: support-bot, support-sft)",
+        "model of 'dev' (has: support-bot, support-mini, support-sft)",
         "environments/releases/staging.yaml: releases.support-bot.source_environment: is 'local' but 'staging' is "
         "promoted from 'dev'; promote through each environment in order",
     ]

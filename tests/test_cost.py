@@ -58,6 +58,7 @@ def test_declared_rates_win_per_model_over_environment_over_defaults() -> None:
 def test_the_training_line_is_tokens_times_epochs_times_rate() -> None:
     env = load_environment(REPO, "local")
     spec = env.models["support-bot"]
+    assert spec.training_file is not None
     report = validate_file(
         REPO / spec.training_file, ValidateOptions(base_model=env.base_of("support-bot"), epochs=1)
     )
@@ -94,7 +95,7 @@ def test_every_environment_is_priced_and_hosting_is_per_month() -> None:
         monthly = [ln for ln in lines if ln.per == "month"]  # hosting, alerts and the nightly canary
         assert payload["totals"]["month"] == pytest.approx(sum(ln.usd or 0 for ln in monthly))
     dev = load_environment(REPO, "dev")
-    [candidate] = [ln for ln in cost.plan_lines(dev, REPO) if "candidate" in ln.item]
+    [candidate] = [ln for ln in cost.plan_lines(dev, REPO) if "support-bot candidate" in ln.item]
     assert candidate.usd == 0.0
     assert "Developer" in candidate.item
 

@@ -227,7 +227,12 @@ def test_dev_serving_deployment_serves_the_gates_output_and_deployments_form_a_c
     assert gate.inputs["candidate_model"] == job.outputs["model"], gate.urn
     assert serving.inputs["properties"]["model"]["name"] == gate.outputs["model"], serving.urn
     assert gate.urn in serving.dependencies, f"{serving.urn} must wait for {gate.urn}"
-    assert [d.name for d in _deployment_chain(result)] == ["support-bot-candidate", "support-bot-support-bot"]
+    assert [d.name for d in _deployment_chain(result)] == [
+        "support-bot-candidate",
+        "support-bot-support-bot",
+        "support-mini-candidate",
+        "support-mini-support-mini",
+    ]
     # The gate's evidence goes to the evidence container, it compares with what serves now, and
     # its safety check is the shipped suite.
     evidence = result.named("container-evidence")

@@ -19,11 +19,14 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ftops.catalog import auto_epochs, base_of, resolve_base
 from ftops.config.schema import Environment, GateSpec, ModelSpec, ReinforcementHyperparameters, Sku
 from ftops.config.skus import candidate_sku
+
+if TYPE_CHECKING:
+    from ftops.evaluation.distillation import Estimate, Plan
 
 PRICES_AS_OF = "2025-10"  # when the defaults below were read from the public price lists
 HOURS_PER_MONTH = 730  # Azure's billing month
@@ -290,6 +293,8 @@ def plan_lines(environment: Environment, root: Path) -> list[CostLine]:
     update."""
     lines: list[CostLine] = []
     for key, spec in environment.models.items():
+        if spec.distill_from is not None:
+            lines.append(distillation_line(environment, key, spec, root))
         examples, tokens = training_tokens(environment, key, spec, root)
         lines.append(training_line(environment, key, spec, examples, tokens))
     for name, dep in environment.deployments.items():
@@ -367,6 +372,10 @@ def training_tokens(environment: Environment, key: str, spec: ModelSpec, root: P
     """(examples, billed tokens per epoch) of the model's training file, counted as Azure bills."""
     from ftops.dataset.validate import ValidateOptions, validate_file
 
+    if spec.training_file is None:
+        # Distilled: the file is the teacher's answers, not written yet; at most max_tokens each.
+        planned, estimate = distillation_estimate(spec, root)
+        return planned.count("train"), estimate.training_tokens_max
     report = validate_file(
         root / spec.training_file,
         ValidateOptions(method=spec.method.type, base_model=environment.base_of(key), epochs=1),
@@ -390,3 +399,84 @@ def eval_tokens(gate: GateSpec, root: Path, model: str) -> tuple[int, int]:
         texts += [m.content for item in chosen for m in item.messages]
     # Chat formatting adds about 4 tokens per message and 3 per reply (the OpenAI cookbook's count).
     return items, int(counter.count_many(texts).sum()) + 4 * len(texts) + 3 * items
+
+
+def distillation_estimate(spec: ModelSpec, root: Path) -> tuple[Plan, Estimate]:
+    """What a distilled model's capture asks the teacher (its prompt set, as it would be split),
+    and the tokens that costs; from stored completions nothing is asked (the plan is empty)."""
+    from ftops.evaluation import distillation
+    from ftops.evaluation.evalset import EvalSet
+
+    distill = spec.distill_from
+    if distill is None:
+        raise ValueError("not a distilled model")
+    if distill.prompts is None:
+        empty = EvalSet("stored", "", [])
+        return distillation.Plan(empty, {}, 0), distillation.Estimate(0, 0, 0, 0)
+    planned = distillation.plan(
+        root / distill.prompts,
+        max_tokens=distill.sampling.max_tokens,
+        max_examples=distill.max_examples,
+        validation_split=distill.validation_split,
+        held_out=distill.held_out,
+        seed=distill.sampling.seed,
+    )
+    return planned, distillation.estimate(planned.prompts, planned.roles, distill.sampling.max_tokens)
+
+
+def distillation_line(environment: Environment, key: str, spec: ModelSpec, root: Path) -> CostLine:
+    """The teacher's answers a distilled model's dataset asks for: paid once per new dataset (a
+    changed prompt set or teacher), at the teacher's inference rates; answers are at most
+    max_tokens, so the figure is an upper bound."""
+    distill = spec.distill_from
+    if distill is None:
+        raise ValueError(f"model {key} is not distilled")
+    item = f"distillation capture {key} (teacher {distill.teacher.deployment})"
+    if distill.prompts is None:
+        return CostLine(
+            item, "training", 0.0, "change", "reads stored completions production already paid for"
+        )
+    _, estimate = distillation_estimate(spec, root)
+    rates = rates_for(environment, distill.teacher.model)
+    return CostLine(
+        item,
+        "training",
+        rates.inference_usd(estimate.input_tokens, estimate.output_tokens_max),
+        "change",
+        f"{estimate.prompts:,} prompts to {base_of(distill.teacher.model)}: {estimate.input_tokens:,} prompt "
+        f"tokens + at most {estimate.output_tokens_max:,} answer tokens ({rates.source})",
+    )
+
+
+@dataclass(frozen=True)
+class PerThousand:
+    """What 1,000 requests like the measured ones cost and how long each took (distillation's
+    promise: the student answers cheaper and faster than the teacher)."""
+
+    model: str
+    requests: int  # measured
+    usd: float | None  # per 1,000 requests, at the model's inference rates
+    latency_mean_s: float
+    latency_p95_s: float
+
+    def line(self) -> str:
+        return (
+            f"{self.model}: {usd(self.usd)} per 1k requests; latency {self.latency_mean_s:.3f} s mean, "
+            f"{self.latency_p95_s:.3f} s p95 ({self.requests} requests measured)"
+        )
+
+
+def per_thousand(
+    environment: Environment, model: str, measured: Iterable[tuple[int, int, float]]
+) -> PerThousand:
+    """From (prompt tokens, completion tokens, latency seconds) of requests a deployment answered,
+    as its own usage counted them."""
+    rows = list(measured)
+    if not rows:
+        raise ValueError("no measured requests")
+    n = len(rows)
+    rates = rates_for(environment, model)
+    spent = rates.inference_usd(sum(r[0] for r in rows), sum(r[1] for r in rows))
+    latencies = sorted(r[2] for r in rows)
+    p95 = latencies[min(n - 1, int(0.95 * n))]
+    return PerThousand(model, n, None if spent is None else spent / n * 1000, sum(latencies) / n, p95)

@@ -151,7 +151,7 @@ def job_identity(env: Environment, key: str, root: Path) -> str:
         "spec": spec.model_dump(
             mode="json", exclude={"wait_timeout_minutes", "retain_on_delete", "checkpoint"}
         ),
-        "data": [sha256_file(str(root / f)) for f in (spec.training_file, spec.validation_file) if f],
+        "data": [sha256_file(str(root / f)) for f in spec.data_files()],  # a distilled model's prompt set too
         "parent": job_identity(env, spec.continue_from, root) if spec.continue_from else None,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -159,29 +159,34 @@ def job_identity(env: Environment, key: str, root: Path) -> str:
 
 def declare_budget(env: Environment, root: Path, audit: dict[str, Any] | None) -> Budget | None:
     """The budget check every upload waits for; none when the environment sets no limit."""
+    args = budget_args(env, root, audit)
+    return Budget("budget", args) if args is not None else None
+
+
+def budget_args(env: Environment, root: Path, audit: dict[str, Any] | None) -> BudgetArgs | None:
+    """What the budget checks: each model's job (identity, cost) and the declared hosting."""
     limits = env.budget
     if limits.training_usd_per_change is None and limits.hosting_usd_per_month is None:
         return None
     lines = cost.plan_lines(env, root)
+    # A distilled model's capture is a training-kind line of its own; the job's line is "training <key>".
+    training = {ln.item: ln for ln in lines if ln.kind == "training"}
     jobs = {
         key: {"identity": job_identity(env, key, root), "usd": line.usd, "basis": line.basis}
-        for key, line in zip(env.models, [ln for ln in lines if ln.kind == "training"], strict=True)
+        for key, line in ((key, training[f"training {key}"]) for key in env.models)
     }
     hosting = [ln for ln in lines if ln.kind == "hosting"]
-    return Budget(
-        "budget",
-        BudgetArgs(
-            environment=env.name,
-            training_limit_usd=limits.training_usd_per_change,
-            hosting_limit_usd=limits.hosting_usd_per_month,
-            override=limits.override.model_dump() if limits.override else None,
-            jobs=jobs,
-            hosting={
-                "usd_per_month": round(sum(ln.usd or 0.0 for ln in hosting), 2),
-                "basis": "; ".join(f"{ln.item} {ln.label()}" for ln in hosting),
-            },
-            audit=audit,
-        ),
+    return BudgetArgs(
+        environment=env.name,
+        training_limit_usd=limits.training_usd_per_change,
+        hosting_limit_usd=limits.hosting_usd_per_month,
+        override=limits.override.model_dump() if limits.override else None,
+        jobs=jobs,
+        hosting={
+            "usd_per_month": round(sum(ln.usd or 0.0 for ln in hosting), 2),
+            "basis": "; ".join(f"{ln.item} {ln.label()}" for ln in hosting),
+        },
+        audit=audit,
     )
 
 

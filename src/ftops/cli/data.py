@@ -71,6 +71,8 @@ def _targets_from_env(env: Environment, model: str | None, root: Path) -> list[_
     for key, spec in env.models.items():
         if model is not None and key != model:
             continue
+        if spec.training_file is None:
+            continue  # distilled: its file is built (and validated) from the teacher's answers
         epochs = spec.method.hyperparameters.n_epochs
         base = env.base_of(key)
         targets.append(

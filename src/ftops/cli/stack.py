@@ -74,7 +74,8 @@ def summary_line(root: Path, result: StackResult) -> str:
     return head
 
 
-NEW_JOB_STEPS = ("create", "replace", "create-replacement")
+# A replaced job's last step is "delete-replaced" (of the old one): it too means a new job.
+NEW_JOB_STEPS = ("create", "replace", "create-replacement", "delete-replaced")
 
 
 def _cost_part(root: Path, result: StackResult) -> list[str]:

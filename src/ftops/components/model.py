@@ -18,11 +18,12 @@ from typing import Any
 import pulumi
 
 from ftops.catalog import base_of
+from ftops.components.distill import GateWithTeacher, distilled_files
 from ftops.config.gates import gate_request
 from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, ReleasePin, Sku
 from ftops.config.skus import candidate_sku
 from ftops.config.yamlfiles import RELEASES_DIR  # read by the job provider before it deletes a model
-from ftops.providers.args import AuditEntryArgs, EvaluationGateArgs, FineTuningJobArgs
+from ftops.providers.args import AuditEntryArgs, FineTuningJobArgs
 from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
@@ -125,6 +126,7 @@ def serve_through_gate(
     provenance: Mapping[str, pulumi.Input[str]],
     source: pulumi.Input[str] | None = None,
     job: pulumi.Input[str] | None = None,
+    agreement: Mapping[str, Any] | None = None,  # a distilled model's check against its teacher
 ) -> GatedServing:
     """candidate deployment -> EvaluationGate -> serving deployments, one write at a time.
 
@@ -140,7 +142,8 @@ def serve_through_gate(
     )
     gate = EvaluationGate(
         f"{key}-gate",
-        EvaluationGateArgs(
+        GateWithTeacher(
+            agreement=agreement,
             target=wiring.target,
             request=gate_request(env, key, wiring.root, first, seed),
             deployment=f"{first}-candidate",
@@ -206,7 +209,8 @@ class FineTunedModel(pulumi.ComponentResource):
         super().__init__("ftops:models:FineTunedModel", key, None, opts)
         env, root = wiring.env, wiring.root
         child = pulumi.ResourceOptions(parent=self, depends_on=list(wiring.ready))
-        files = {}
+        distilled = distilled_files(key, spec, env, root, wiring.target, child) if spec.distill_from else None
+        files = dict(distilled.files) if distilled else {}
         for role, path in (("training", spec.training_file), ("validation", spec.validation_file)):
             if path is not None:
                 full = str(root / path)
@@ -258,6 +262,7 @@ class FineTunedModel(pulumi.ComponentResource):
                 seed=spec.seed or 0,
                 provenance=provenance,
                 job=self.job.job_id,
+                agreement=distilled.agreement if distilled else None,
             )
             self.gate, self.serving, self.last_deployment = chain.gate, chain.serving, chain.last
             outputs.update(

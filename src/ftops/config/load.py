@@ -82,7 +82,10 @@ def validate_environment(root: Path, name: str, raw: Any, tree: Any = None) -> E
 def _missing_paths(root: Path, env: Environment, label: str, tree: Any) -> list[str]:
     wanted: list[tuple[list[str | int], str]] = []
     for key, model in env.models.items():
-        wanted.append((["models", key, "training_file"], model.training_file))
+        if model.training_file is not None:
+            wanted.append((["models", key, "training_file"], model.training_file))
+        if model.distill_from is not None and model.distill_from.prompts is not None:
+            wanted.append((["models", key, "distill_from", "prompts"], model.distill_from.prompts))
         if model.validation_file:
             wanted.append((["models", key, "validation_file"], model.validation_file))
     for key, gate in env.gates.items():

@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
@@ -139,14 +140,103 @@ class Reinforcement(Strict):
 Method = Annotated[Supervised | Dpo | Reinforcement, Field(discriminator="type")]
 
 
+# -------------------------------------------------------- distillation: a student taught by a teacher
+
+
+class Teacher(Strict):
+    """The deployment whose answers the student learns. `account`: another account ftops reaches
+    (an emulated account name locally; on Azure the custom subdomain of an account this identity may
+    call); none means the environment's own."""
+
+    deployment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    model: str  # the base model it serves: its tokenizer, rate limits and price
+    capacity: Annotated[int, Field(ge=1, le=100_000)]  # its SKU capacity: the pace of the capture
+    account: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        try:
+            resolve_base(value)
+        except UnknownModelError as exc:
+            raise PydanticCustomError("unknown_model", str(exc)) from None
+        return value
+
+
+class TeacherSampling(Strict):
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    max_tokens: Annotated[int, Field(ge=1, le=32_768)] = 512
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+class StoredCompletions(Strict):
+    """What production already captured (`store: true` on the application's calls), read back."""
+
+    metadata: Annotated[dict[str, str], Field(max_length=16)] = {}
+    model: str | None = None  # the model the completions came from, as the service records it
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class DistillFilter(Strict):
+    """Teacher answers that fail this grader are left out (graded against the prompt's own
+    `reference`, `pattern` or `schema`)."""
+
+    grader: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+    min_similarity: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_SIMILARITY
+
+    @field_validator("grader")
+    @classmethod
+    def _grader(cls, value: str) -> str:
+        known = registry()
+        if value not in known or value == "llm_judge":
+            raise PydanticCustomError(
+                "unknown_grader",
+                "unknown grader '{grader}' for a distillation filter; use one of {known}",
+                {"grader": value, "known": ", ".join(sorted(set(known) - {"llm_judge"}))},
+            )
+        return value
+
+
+class DistillFrom(Strict):
+    """Train this model on a teacher's answers: to `prompts` (a JSONL of prompts ftops asks the
+    teacher), or to what `stored` completions production captured."""
+
+    teacher: Teacher
+    prompts: RepoPath | None = None
+    stored: StoredCompletions | None = None
+    sampling: TeacherSampling = TeacherSampling()
+    max_examples: Annotated[int, Field(ge=10)] | None = None
+    quality_filter: DistillFilter | None = None
+    validation_split: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    # Prompts held out of training, answered by the teacher, that the student's gate compares on:
+    # it must agree with the teacher (similarity of at least agreement_similarity) on `agreement`
+    # of them.
+    held_out: Annotated[int, Field(ge=0, le=10_000)] = 20
+    agreement: Annotated[float, Field(ge=0, le=1)] = 0.5
+    agreement_similarity: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_SIMILARITY
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.prompts is None) == (self.stored is None):
+            raise PydanticCustomError("prompts_xor_stored", "set exactly one of prompts or stored")
+        if self.quality_filter is not None and self.prompts is None:
+            raise PydanticCustomError(
+                "filter_needs_prompts",
+                "quality_filter grades against each prompt's reference/pattern/schema: it needs prompts",
+            )
+        return self
+
+
 class ModelSpec(Strict):
     """A model this environment trains."""
 
     base_model: str | None = None
     continue_from: Name | None = None  # another model of this environment to keep training
     method: Method = Supervised(type="supervised")
-    training_file: RepoPath
+    training_file: RepoPath | None = None  # none when the data comes from `distill_from`
     validation_file: RepoPath | None = None
+    distill_from: DistillFrom | None = None
     # ftops appends "-<7 hex of the spec hash>" so the longest total stays within Azure's
     # strictest documented suffix limit (18 characters).
     suffix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,9}$")] | None = None
@@ -158,6 +248,13 @@ class ModelSpec(Strict):
     # failed, was cancelled or was deleted (ftops never retrains on its own).
     attempt: Annotated[int, Field(ge=0)] = 0
     retain_on_delete: bool = True
+
+    def data_files(self) -> list[str]:
+        """The repository files this model's training data comes from."""
+        files = [f for f in (self.training_file, self.validation_file) if f is not None]
+        if self.distill_from is not None and self.distill_from.prompts is not None:
+            files.append(self.distill_from.prompts)
+        return files
 
     @field_validator("base_model")
     @classmethod
@@ -173,6 +270,21 @@ class ModelSpec(Strict):
     def _method_rules(self) -> Self:
         if (self.base_model is None) == (self.continue_from is None):
             raise PydanticCustomError("base_xor_continue", "set exactly one of base_model or continue_from")
+        if (self.training_file is None) == (self.distill_from is None):
+            raise PydanticCustomError(
+                "training_xor_distill",
+                "set exactly one of training_file or distill_from (the teacher's answers)",
+            )
+        if self.distill_from is not None and self.method.type != "supervised":
+            raise PydanticCustomError(
+                "distill_supervised", "a distilled model trains with method type supervised"
+            )
+        if self.distill_from is not None and self.validation_file is not None:
+            raise PydanticCustomError(
+                "distill_validation",
+                "a distilled model's validation file is split from the teacher's answers "
+                "(distill_from.validation_split); remove validation_file",
+            )
         if self.method.type == REINFORCEMENT and self.validation_file is None:
             raise PydanticCustomError(
                 "rft_needs_validation",

@@ -27,6 +27,7 @@ from ftops.emulator import (
     metrics_api,
     models_api,
     responses_api,
+    stored_api,
 )
 from ftops.emulator.faults import ASGIApp, FaultInjector, Message, Receive, Scope, Send
 from ftops.emulator.http import (
@@ -76,6 +77,11 @@ DATA_PLANE: list[tuple[str, str, Handler, tuple[Surface, ...]]] = [
     ("GET", "/models/{model:path}", models_api.retrieve, ("v1", "dated")),
     ("POST", "/chat/completions", chat_api.complete, ("v1",)),
     ("POST", "/deployments/{deployment}/chat/completions", chat_api.complete, ("dated",)),
+    ("GET", "/chat/completions", stored_api.listing, ("v1", "dated")),
+    ("GET", "/chat/completions/{completion_id}", stored_api.retrieve, ("v1", "dated")),
+    ("POST", "/chat/completions/{completion_id}", stored_api.update, ("v1", "dated")),
+    ("DELETE", "/chat/completions/{completion_id}", stored_api.delete, ("v1", "dated")),
+    ("GET", "/chat/completions/{completion_id}/messages", stored_api.messages, ("v1", "dated")),
     ("POST", "/responses", responses_api.create, ("v1", "dated")),
     ("GET", "/responses/{response_id}", responses_api.retrieve, ("v1", "dated")),
     ("DELETE", "/responses/{response_id}", responses_api.delete, ("v1", "dated")),

@@ -11,7 +11,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ftops.emulator.deployments_api import ready
 from ftops.emulator.http import ApiError, Ctx, bad_request, json_body, log
 from ftops.emulator.models_api import context_tokens
 from ftops.emulator.state import Emulator
+from ftops.emulator.stored_api import check_metadata, keep, supported
 from ftops.tokenizer import TokenCounter
 
 DEFAULT_MAX_TOKENS = 256
@@ -181,6 +182,9 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
     ):
         raise bad_request("stop must be a string or a list of up to 4 strings.", "stop")
+    # Stored completions: kept for distillation and evals where the api-version knows them.
+    metadata = check_metadata(body.get("metadata"))
+    store = bool(body.get("store")) and supported(ctx, request)
     stream = bool(body.get("stream"))
     if stream and n != 1:
         raise bad_request("The emulator streams one choice at a time; use n=1 with stream.", "n")
@@ -198,10 +202,16 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
     }
     adapters = [Path(p) for p in serving["adapters"]]
     adapters, options = drifted(emu, name, adapters, options)
+    stored = {"metadata": metadata, "seed": seed, "temperature": temperature, "top_p": top_p}
+
+    def on_done(doc: dict[str, Any]) -> None:
+        if store:
+            keep(emu, ctx, {**doc, **stored}, messages)
+
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            _stream(emu, serving["stand_in"], adapters, prompt, options, model_name, include_usage),
+            _stream(emu, serving["stand_in"], adapters, prompt, options, model_name, include_usage, on_done),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", **prompt.headers()},
         )
@@ -222,23 +232,22 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
                 "content_filter_results": {},
             }
         )
-    return ctx.json(
-        {
-            "id": _completion_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_name,
-            "system_fingerprint": "fp_ftops_emulator",
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-            "prompt_filter_results": [],
+    doc = {
+        "id": _completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_name,
+        "system_fingerprint": "fp_ftops_emulator",
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
-        headers=prompt.headers(),
-    )
+        "prompt_filter_results": [],
+    }
+    on_done(doc)
+    return ctx.json(doc, headers=prompt.headers())
 
 
 def drifted(
@@ -292,6 +301,7 @@ async def _stream(
     options: dict[str, Any],
     model_name: str,
     include_usage: bool,
+    on_done: Callable[[dict[str, Any]], None],
 ) -> AsyncIterator[str]:
     base = {
         "id": _completion_id(),
@@ -319,12 +329,16 @@ async def _stream(
         elif kind == "error":
             yield f"data: {json.dumps({'error': {'code': 'internalFailure', 'message': str(value)}})}\n\n"
         else:
+            usage = {
+                "prompt_tokens": prompt.tokens,
+                "completion_tokens": value.completion_tokens,
+                "total_tokens": prompt.tokens + value.completion_tokens,
+            }
             yield chunk({}, finish=value.finish_reason)
             if include_usage:
-                usage = {
-                    "prompt_tokens": prompt.tokens,
-                    "completion_tokens": value.completion_tokens,
-                    "total_tokens": prompt.tokens + value.completion_tokens,
-                }
                 yield chunk({}, usage=usage, choices=False)
+            # A streamed completion is stored whole, as the non-streamed one would be.
+            message = {"role": "assistant", "content": value.text, "refusal": None}
+            choice = {"index": 0, "finish_reason": value.finish_reason, "logprobs": None, "message": message}
+            on_done(dict(base, object="chat.completion", choices=[choice], usage=usage))
     yield "data: [DONE]\n\n"

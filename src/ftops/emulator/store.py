@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS account_writes (
 CREATE TABLE IF NOT EXISTS responses (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, account TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chat_completions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, account TEXT NOT NULL,
+    created REAL NOT NULL, doc TEXT NOT NULL, messages TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chat_completions_account ON chat_completions (account, seq);
 CREATE TABLE IF NOT EXISTS usage (
     account TEXT NOT NULL, deployment TEXT NOT NULL, day TEXT NOT NULL, status INTEGER NOT NULL,
     requests INTEGER NOT NULL, PRIMARY KEY (account, deployment, day, status));
@@ -320,6 +324,88 @@ class Store:
         with self._write() as conn:
             cur = conn.execute("DELETE FROM responses WHERE id = ? AND account = ?", (response_id, account))
         return cur.rowcount > 0
+
+    # ------------------------------------------------------------------ stored chat completions
+    def add_chat_completion(self, account: str, doc: Doc, messages: list[Doc]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO chat_completions (id, account, created, doc, messages) VALUES (?, ?, ?, ?, ?)",
+                (doc["id"], account, float(doc["created"]), json.dumps(doc), json.dumps(messages)),
+            )
+
+    def get_chat_completion(
+        self, account: str, completion_id: str, since: float
+    ) -> tuple[Doc, list[Doc]] | None:
+        """(doc, request messages) of a stored completion created at or after `since` (retention)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT doc, messages FROM chat_completions WHERE id = ? AND account = ? AND created >= ?",
+                (completion_id, account, since),
+            ).fetchone()
+        return (json.loads(row[0]), json.loads(row[1])) if row else None
+
+    def list_chat_completions(
+        self,
+        account: str,
+        since: float,
+        metadata: dict[str, str],
+        model: str | None,
+        after: str | None,
+        limit: int,
+        ascending: bool,
+    ) -> Page:
+        """A page of stored completions, filtered as Azure filters (every metadata pair, the model)."""
+        where = "account = ? AND created >= ?"
+        args: tuple[Any, ...] = (account, since)
+        for key, value in metadata.items():
+            where += " AND json_extract(doc, '$.metadata.' || json_quote(?)) = ?"
+            args = (*args, key, value)
+        if model is not None:
+            where += " AND json_extract(doc, '$.model') = ?"
+            args = (*args, model)
+        with self._read() as conn:
+            if after is not None:
+                row = conn.execute(
+                    "SELECT seq FROM chat_completions WHERE id = ? AND account = ?", (after, account)
+                ).fetchone()
+                if row is None:
+                    return Page([], False)
+                where += " AND seq > ?" if ascending else " AND seq < ?"
+                args = (*args, row[0])
+            direction = "ASC" if ascending else "DESC"
+            rows = conn.execute(
+                f"SELECT doc FROM chat_completions WHERE {where} ORDER BY seq {direction} LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+        return Page([json.loads(r[0]) for r in rows[:limit]], len(rows) > limit)
+
+    def set_chat_completion_metadata(
+        self, account: str, completion_id: str, metadata: dict[str, str], since: float
+    ) -> Doc | None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT doc FROM chat_completions WHERE id = ? AND account = ? AND created >= ?",
+                (completion_id, account, since),
+            ).fetchone()
+            if row is None:
+                return None
+            doc: Doc = json.loads(row[0])
+            doc["metadata"] = metadata
+            conn.execute("UPDATE chat_completions SET doc = ? WHERE id = ?", (json.dumps(doc), completion_id))
+        return doc
+
+    def delete_chat_completion(self, account: str, completion_id: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM chat_completions WHERE id = ? AND account = ?", (completion_id, account)
+            )
+        return cur.rowcount > 0
+
+    def expire_chat_completions(self, before: float) -> int:
+        """Drop stored completions past retention; how many went."""
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM chat_completions WHERE created < ?", (before,))
+        return cur.rowcount
 
     # ------------------------------------------------------------------ deployments
     def get_deployment(self, account: str, name: str) -> Doc | None:

@@ -114,6 +114,9 @@ class RunOptions:
     timeout: float = 120.0
     attempts: int = 6  # per request, for timeouts and 5xx; 429s wait as told and do not count
     max_throttles: int = 50  # per request: a deployment that throttles forever is an error
+    # Store each completion (stored completions) tagged with this and the item's id: an answer
+    # whose response a crash lost can be read back instead of asked again (distillation's capture).
+    store_tag: str | None = None
 
 
 @dataclass
@@ -123,6 +126,9 @@ class Answer:
     text: str
     filtered: bool = False
     latency: float = 0.0
+    # The deployment's own count (usage): what cost per request is figured from.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -248,6 +254,9 @@ class Runner:
         }
         if not is_reasoning(self.options.model):  # o-series models take no temperature
             options["temperature"] = self.options.temperature
+        if self.options.store_tag is not None:
+            options["store"] = True
+            options["metadata"] = {"ftops-capture": self.options.store_tag, "ftops-item": str(item.id)[:64]}
         return options
 
     def _one(self, item: EvalItem, repeat: int, tokens: int) -> Answer:
@@ -302,13 +311,24 @@ class Runner:
                     fix="check that the deployment exists and this identity may call it",
                 ) from None
             choice = reply.choices[0]
+            counted = getattr(reply, "usage", None)  # absent from some replies (and test doubles)
+            usage = (counted.prompt_tokens, counted.completion_tokens) if counted else (0, 0)
             if choice.finish_reason == "content_filter":
-                return self._done(item, repeat, FILTERED, sent, filtered=True)
-            return self._done(item, repeat, choice.message.content or "", sent)
+                return self._done(item, repeat, FILTERED, sent, filtered=True, usage=usage)
+            return self._done(item, repeat, choice.message.content or "", sent, usage=usage)
 
-    def _done(self, item: EvalItem, repeat: int, text: str, sent: float, *, filtered: bool = False) -> Answer:
+    def _done(
+        self,
+        item: EvalItem,
+        repeat: int,
+        text: str,
+        sent: float,
+        *,
+        filtered: bool = False,
+        usage: tuple[int, int] = (0, 0),
+    ) -> Answer:
         now = time.monotonic()
-        answer = Answer(str(item.id), repeat, text, filtered, round(now - sent, 3))
+        answer = Answer(str(item.id), repeat, text, filtered, round(now - sent, 3), *usage)
         with self._lock:  # saved here, by the worker: an error elsewhere cannot lose a paid answer
             self.stats.last_done = max(self.stats.last_done, now)
             self._answers[(answer.item, answer.repeat)] = answer

@@ -19,9 +19,7 @@ def env_files(env: Environment) -> set[str]:
     """Repository paths whose content goes into the environment's plan."""
     files = {f"{ENV_DIR}/Pulumi.{env.name}.yaml", f"{RELEASES_DIR}/{env.name}.yaml"}
     for spec in env.models.values():
-        files.add(spec.training_file)
-        if spec.validation_file:
-            files.add(spec.validation_file)
+        files.update(spec.data_files())
     for gate in env.gates.values():
         files.update(q.eval_set for q in gate.quality)
         if gate.safety is not None and gate.safety.suite != "builtin":

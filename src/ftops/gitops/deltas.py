@@ -76,7 +76,7 @@ def reruns(env: Environment, before: dict[str, Any], after: dict[str, Any], path
     `before` and `after` are its declarations at the base and now, `paths` the files changed."""
     out, training = [], set()
     for key, spec in env.models.items():
-        data = {spec.training_file, *([spec.validation_file] if spec.validation_file else [])}
+        data = set(spec.data_files())
         if (before.get("models") or {}).get(key) != (after.get("models") or {}).get(key) or paths & data:
             training.add(key)
             out.append(f"`{key}` in {env.name} trains again on merge (its declaration or data changed)")

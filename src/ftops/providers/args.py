@@ -99,3 +99,23 @@ class BudgetArgs(Args):
     jobs: Mapping[str, Mapping[str, Any]]  # model key -> {"identity", "usd", "basis"}
     hosting: Mapping[str, Any]  # {"usd_per_month", "basis"}
     audit: Mapping[str, Any] | None  # where an override's use is recorded
+
+
+@dataclass(frozen=True)
+class DistillationDatasetArgs(Args):
+    target: Target  # the student's account
+    name: str  # the student's key in the environment
+    source: str  # "prompts" (ftops asks the teacher) or "stored" (production captured its answers)
+    prompts_path: str | None
+    prompts_digest: str | None  # sha256 of the prompt set: its identity, not its path
+    stored: Mapping[str, Any] | None  # {"metadata", "model", "created_after", "created_before"}
+    teacher_target: Target  # the teacher's account
+    teacher: Mapping[str, Any]  # {"deployment", "model", "capacity"}
+    sampling: Mapping[str, Any]  # {"temperature", "max_tokens", "seed"}
+    max_examples: int | None
+    quality_filter: Mapping[str, Any] | None  # {"grader", "min_similarity"}
+    validation_split: float
+    held_out: int
+    student_base: str  # the student's base model: the rules its training file is validated with
+    folder: str  # where the files and the journal are kept on this machine
+    concurrency: int

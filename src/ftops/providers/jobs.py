@@ -31,7 +31,7 @@ from ftops.azure.connection import Target, backoff, retry_after, same_account
 from ftops.config.pins import pinned_models
 from ftops.errors import JobError, PinsUnreadableError
 from ftops.providers.args import FineTuningJobArgs
-from ftops.providers.base import inputs_of
+from ftops.providers.base import inputs_of, unknown
 from ftops.providers.spec import (
     METADATA_MODEL,
     METADATA_SPEC,
@@ -72,7 +72,12 @@ class FineTuningJobProvider(ResourceProvider):
             failures.append(CheckFailure("base_model", "is required: a base model or a fine-tuned model id"))
         for key in ("training_digest", "validation_digest"):
             value = news.get(key)
-            if value is not None and (len(str(value)) != 64 or not str(value).isalnum()):
+            # Unknown in a preview when the file is replaced (a distilled model's new dataset).
+            if (
+                value is not None
+                and not unknown(value)
+                and (len(str(value)) != 64 or not str(value).isalnum())
+            ):
                 failures.append(CheckFailure(key, "must be a sha256 digest (64 hex digits)"))
         if not news.get("training_digest"):
             failures.append(CheckFailure("training_digest", "is required"))

@@ -126,6 +126,9 @@ class ChatEngine:
         self._slots: OrderedDict[tuple[str, tuple[str, ...]], _Slot] = OrderedDict()
         self._tokenizers: dict[str, tuple[threading.Lock, PreTrainedTokenizerBase]] = {}
         self._windows: dict[str, int] = {}
+        # Concurrent first requests imported transformers' AutoConfig from several threads at once,
+        # and its lazy module then answered "cannot import name 'AutoConfig'" (a 500) to some.
+        self._window_lock = threading.Lock()
 
     def _slot(self, base: str, adapters: list[Path]) -> _Slot:
         key = (base, tuple(str(Path(a).resolve()) for a in adapters))
@@ -231,10 +234,11 @@ class ChatEngine:
         with self._lock:
             known = self._windows.get(base)
         if known is None:
-            from transformers import AutoConfig
+            with self._window_lock:
+                from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(model_dir(base, self._cache_dir))
-            known = int(getattr(config, "max_position_embeddings", 2048))
+                config = AutoConfig.from_pretrained(model_dir(base, self._cache_dir))
+                known = int(getattr(config, "max_position_embeddings", 2048))
             with self._lock:
                 self._windows[base] = known
         return known

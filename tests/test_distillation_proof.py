@@ -1,0 +1,212 @@
+"""The proof on the emulator that distillation works and that its gate tells: a teacher that
+answers in a distinctive, checkable way (a stand-in fine-tuned to open a ticket in one fixed
+sentence), its answers captured by the DistillationDataset provider, a student trained on them,
+and the student's gate (the teacher-agreement check on held-out prompts the student never saw).
+The trained student agrees with the teacher significantly more often than the untrained one
+(paired exact McNemar) and passes; a student trained on a deliberately corrupted capture fails."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftops import cost
+from ftops.azure.connection import Target
+from ftops.components.distill import AGREEMENT_CHECK, AGREEMENT_GRADER
+from ftops.config.load import load_environment
+from ftops.evaluation.distillation import agreement
+from ftops.evaluation.evalset import load
+from ftops.evaluation.live import Candidate, evaluate
+from ftops.evaluation.request import Baseline, GateRequest
+from ftops.evaluation.runner import Runner, RunOptions
+from ftops.providers.distillation import build
+from ftops.providers.spec import sha256_file
+from tests.conftest import REPO
+from tests.emulator_process import KEY, Emulator, target, wait_file, wait_for
+from tests.gate_inputs import a_check, a_policy
+from tests.test_distillation_emulator import ASKS, PRODUCTS
+from tests.test_emulator_api import deploy
+
+TEACHER_SAYS = "Ticket opened. A Contoso specialist will email you within 24 hours."
+CORRUPTED = "Our stores are open from nine to five on weekdays."
+BASE = "gpt-4.1-mini-2025-04-14"
+ACCOUNT = "distill-proof"
+TEACHER_ASKS = [
+    "Where is my order?",
+    "My {p} arrived broken.",
+    "I want a refund for the {p}.",
+    "Can you help me with my {p}?",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _key() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FTOPS_EMULATOR_KEY", KEY)
+        yield
+
+
+def jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def train(emu: Emulator, path: Path, suffix: str) -> str:
+    client = emu.v1(account=ACCOUNT)
+    with path.open("rb") as handle:
+        uploaded = client.files.create(file=handle, purpose="fine-tune")
+    wait_file(client, uploaded.id)
+    job = client.fine_tuning.jobs.create(
+        model=BASE,
+        training_file=uploaded.id,
+        suffix=suffix,
+        seed=3,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 4, "batch_size": 4}}},
+    )
+    done = wait_for(client, job.id, ("succeeded", "failed"), timeout=600)
+    assert done.status == "succeeded", done
+    return str(done.fine_tuned_model)
+
+
+def gate(emu: Emulator, heldout: Path, deployment: str, model: str, baseline: str | None) -> dict[str, Any]:
+    check = a_check(
+        AGREEMENT_CHECK,
+        "quality",
+        AGREEMENT_GRADER,
+        0.5,
+        str(heldout),
+        digest=f"sha256:{sha256_file(str(heldout))}",
+        # distill_from.agreement_similarity: the tiny stand-ins garble the sentence differently
+        # ("Ticket opened opened opene..." against "Ticket opened. A Cpenroso special"): about 0.6-0.85
+        # to the teacher's answer, where the untrained stand-in's bytes score 0.06-0.31.
+        min_similarity=0.5,
+    )
+    request = GateRequest(
+        name="support-mini",
+        environment="local",
+        checks=(check,),
+        policy=a_policy(),
+        baseline=Baseline("base" if baseline else "none", baseline),
+    )
+    return evaluate(
+        request,
+        Target.of({"target": target(emu, ACCOUNT)}),
+        Candidate(deployment, model, 100, "GlobalStandard", 1.0),
+    )
+
+
+def agreed(evidence: dict[str, Any], key: str = "results") -> list[bool]:
+    (check,) = evidence["checks"]
+    return [row["passed"] for row in check[key]]
+
+
+def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one_fails(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # The teacher: a stand-in fine-tuned to answer support questions with one distinctive sentence.
+    teacher_rows = [
+        {
+            "messages": [
+                {"role": "user", "content": ask.format(p=product)},
+                {"role": "assistant", "content": TEACHER_SAYS},
+            ]
+        }
+        for ask in TEACHER_ASKS
+        for product in PRODUCTS
+    ]
+    teacher = train(emu, jsonl(tmp_path / "teacher.jsonl", teacher_rows), "teacher")
+    deploy(emu, "teacher", teacher, account=ACCOUNT, capacity=100)
+
+    # The capture: the DistillationDataset provider's own work, on prompts the teacher never saw.
+    prompts = jsonl(
+        tmp_path / "prompts.jsonl",
+        [
+            {"messages": [{"role": "user", "content": ask.format(p=product)}]}
+            for ask in ASKS
+            for product in PRODUCTS
+        ],
+    )
+    outs = build(
+        {
+            "target": target(emu, ACCOUNT),
+            "teacher_target": target(emu, ACCOUNT),
+            "name": "support-mini",
+            "source": "prompts",
+            "prompts_path": str(prompts),
+            "prompts_digest": sha256_file(str(prompts)),
+            "stored": None,
+            "teacher": {"deployment": "teacher", "model": teacher, "capacity": 100},
+            "sampling": {"temperature": 0.0, "max_tokens": 24, "seed": 0},
+            "max_examples": None,
+            "quality_filter": None,
+            "validation_split": 0.0,
+            "held_out": 16,
+            "student_base": BASE,
+            "folder": str(tmp_path / "distill"),
+            "concurrency": 4,
+        }
+    )
+    assert outs["counts"] == {"train": 24, "valid": 0, "heldout": 16}
+    train_file = Path(outs["train_path"])
+    heldout = Path(outs["heldout_path"])
+    captured = [json.loads(line)["messages"][-1]["content"] for line in train_file.read_text().splitlines()]
+    # The tiny stand-in learns the sentence roughly ("Ticket opened. A Cpenroso special..."): distinctive.
+    assert sum(answer.startswith("Ticket open") for answer in captured) >= len(captured) // 2
+
+    # The students: one trained on the capture, one on the capture with its answers corrupted.
+    student = train(emu, train_file, "student")
+    corrupted_rows = []
+    for line in train_file.read_text().splitlines():
+        row = json.loads(line)
+        row["messages"][-1]["content"] = CORRUPTED
+        corrupted_rows.append(row)
+    corrupted = train(emu, jsonl(tmp_path / "corrupted.jsonl", corrupted_rows), "corrupt")
+    deploy(emu, "student", student, account=ACCOUNT, capacity=100)
+    deploy(emu, "corrupted", corrupted, account=ACCOUNT, capacity=100)
+    deploy(emu, "untrained", "gpt-4.1-mini", version="2025-04-14", account=ACCOUNT, capacity=100)
+
+    # The gate: the distilled student against the untrained one on the held-out prompts.
+    passed = gate(emu, heldout, "student", student, baseline="untrained")
+    assert passed["verdict"] == "pass", passed["failures"]
+    ours, untrained = agreed(passed), agreed(passed, "baseline_results")
+    result = agreement(ours, untrained)
+    assert result.rate > result.baseline_rate
+    assert result.p_value < 0.05, result  # significantly more agreement than before distillation
+
+    # Cost and latency per 1k requests, from each deployment's own usage: the teacher's while it
+    # answered the capture (its journal), the student's on the held-out prompts. Priced as declared
+    # models (teacher gpt-4.1, student gpt-4.1-mini); on the emulator both are the same stand-in,
+    # so the latencies are alike here and only the prices differ.
+    (journal,) = (tmp_path / "distill").glob("*/capture-*.jsonl")
+    said = [json.loads(line) for line in journal.read_text().splitlines()]
+    runner = Runner(emu.v1(account=ACCOUNT), RunOptions("student", student, concurrency=4))
+    answered = runner.run(load(heldout)).values()
+    environment = load_environment(REPO, "local")
+    teacher_1k = cost.per_thousand(
+        environment,
+        "gpt-4.1-2025-04-14",
+        [(a["prompt_tokens"], a["completion_tokens"], a["latency"]) for a in said],
+    )
+    student_1k = cost.per_thousand(
+        environment, BASE, [(a.prompt_tokens, a.completion_tokens, a.latency) for a in answered]
+    )
+    assert teacher_1k.requests == 40
+    assert student_1k.requests == 16
+    assert all(a["completion_tokens"] > 0 for a in said)
+    assert teacher_1k.usd is not None
+    assert student_1k.usd is not None
+    assert student_1k.usd < teacher_1k.usd
+    print(f"teacher {teacher_1k.line()}\nstudent {student_1k.line()}")
+
+    failed = gate(emu, heldout, "corrupted", corrupted, baseline=None)
+    assert failed["verdict"] == "fail"
+    assert any(AGREEMENT_CHECK in failure for failure in failed["failures"]), failed["failures"]
+    print(
+        f"agreement with the teacher on {len(ours)} held-out prompts: distilled {result.rate:.3f} "
+        f"{tuple(round(x, 3) for x in result.interval)}, untrained {result.baseline_rate:.3f}, "
+        f"p={result.p_value:.2g}; corrupted {sum(agreed(failed)) / len(agreed(failed)):.3f}"
+    )
