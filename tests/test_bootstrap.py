@@ -202,6 +202,16 @@ def test_a_reviewed_environment_needs_a_reviewer_and_read_only_names_are_reserve
     ]
 
 
+def test_the_canary_environment_name_is_reserved(tmp_path: Path) -> None:
+    _write_stack(tmp_path, _example_text().replace("      staging: {}", "      canary: {}"))
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, "acme")
+    assert info.value.problems == [
+        "bootstrap/Pulumi.acme.yaml: ftops:bootstrap.environments.canary: 'canary' is the canary identity's "
+        "GitHub environment; deploying environments need other names (line 25)",
+    ]
+
+
 def test_a_missing_stack_file_says_where_the_example_is(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         load_settings(tmp_path, "acme")
@@ -356,6 +366,78 @@ def test_the_read_only_identity_reads_and_nothing_more(boot: Run) -> None:
     assert [_role_of(a) for a in state] == [roles.BLOB_DATA_READER]
 
 
+def test_the_read_only_identity_still_has_no_role_that_writes_a_blob(boot: Run) -> None:
+    custom = {d.inputs["roleDefinitionId"] for d in boot.of_type(DEFINITION)}
+    for reg in _assignments(boot, "readonly"):
+        role = _role_of(reg)
+        # Only the three read roles; in particular no custom role (the writer is one).
+        assert role in (roles.READER, roles.OPENAI_USER, roles.BLOB_DATA_READER), f"{reg.urn}: {role}"
+        assert role not in custom, reg.urn
+    creds = [c for c in boot.of_type(FED) if c.inputs["resourceName"] == "id-acme-readonly"]
+    assert "repo:acme/ftops:environment:canary" not in [c.inputs["subject"] for c in creds]
+
+
+# ------------------------------------------------------------------ the canary's identity
+
+
+def test_the_canary_identity_is_trusted_only_from_the_canary_environment(boot: Run) -> None:
+    identity = boot.named("canary")
+    assert (identity.typ, identity.inputs["resourceGroupName"]) == (IDENTITY, "rg-acme-ops"), identity.urn
+    creds = [c for c in boot.of_type(FED) if c.inputs["resourceName"] == "id-acme-canary"]
+    assert [(c.inputs["subject"], c.inputs["issuer"], c.inputs["audiences"]) for c in creds] == [
+        ("repo:acme/ftops:environment:canary", GITHUB_ISSUER, [GITHUB_AUDIENCE])
+    ]
+    canary_subjects = [
+        c.urn for c in boot.of_type(FED) if c.inputs["subject"].endswith(":environment:canary")
+    ]
+    assert canary_subjects == [creds[0].urn], "no other identity trusts the canary environment"
+
+
+def test_the_canary_identity_reads_like_readonly_and_appends_only_to_evidence_and_audit(boot: Run) -> None:
+    writer = roles.stable_guid(SUB_ID, "acme", "evidence-writer")
+    held = _assignments(boot, "canary")
+    named = ("evaluation-evidence", "audit-log")
+    for env in ("dev", "staging", "prod"):
+        group = f"{SUBSCRIPTION}/resourceGroups/rg-acme-{env}"
+        here = {_role_of(a): a for a in held if a.inputs["scope"] == group}
+        assert set(here) == {roles.READER, roles.OPENAI_USER, roles.BLOB_DATA_READER, writer}, env
+        assert here[roles.BLOB_DATA_READER].inputs["condition"] == roles.container_condition(named), env
+        write = here[writer]
+        assert write.inputs["condition"] == roles.writer_condition(named), write.urn
+        assert write.inputs["conditionVersion"] == "2.0", write.urn
+        assert "condition" not in here[roles.READER].inputs, here[roles.READER].urn
+    state = [a for a in held if str(a.inputs["scope"]).endswith(f"/containers/{STATE_CONTAINER}")]
+    assert [_role_of(a) for a in state] == [roles.BLOB_DATA_READER]
+    assert len(held) == 3 * 4 + 1, "nothing else: no ops group, no Blob Data Contributor"
+    writers = [a for a in _assignments(boot) if _role_of(a) == writer]
+    assert sorted(a.name for a in writers) == [f"canary-{e}-blob-writer" for e in ("dev", "prod", "staging")]
+    assert roles.BLOB_DATA_CONTRIBUTOR not in {_role_of(a) for a in held}
+
+
+def test_the_writer_role_creates_and_appends_and_cannot_delete(boot: Run) -> None:
+    definition = boot.named("evidence-writer")
+    permissions = definition.inputs["permissions"]
+    assert [p.get("actions", []) for p in permissions] == [[]], "no control-plane action (container delete)"
+    assert [p["dataActions"] for p in permissions] == [[roles.BLOB_WRITE, roles.BLOB_ADD]], definition.urn
+    assert not [a for p in permissions for a in p["dataActions"] if "*" in a or "delete" in a or "move" in a]
+    assert sorted(definition.inputs["assignableScopes"]) == sorted(
+        f"{SUBSCRIPTION}/resourceGroups/rg-acme-{env}" for env in ("dev", "staging", "prod")
+    ), definition.urn
+    condition = roles.writer_condition(("evaluation-evidence", "audit-log"))
+    # Both write and add are targeted (an append is blobs/add/action), and they are allowed only
+    # when the container is one of exactly these two.
+    targeted = re.findall(r"ActionMatches\{'([^']+)'\}", condition)
+    assert targeted == [roles.BLOB_WRITE, roles.BLOB_ADD]
+    assert roles.BLOB_DELETE not in condition, "the condition allows no delete, anywhere"
+    lists = re.findall(
+        r"@Resource\[Microsoft\.Storage/storageAccounts/blobServices/containers:name\] "
+        r"ForAnyOfAnyValues:StringEquals \{([^}]*)\}",
+        condition,
+    )
+    assert lists == ["'evaluation-evidence', 'audit-log'"]
+    assert condition.count("(") == condition.count(")")
+
+
 # ------------------------------------------------------------------ state
 
 
@@ -402,18 +484,20 @@ def test_without_admin_ranges_the_private_state_and_vault_take_no_public_traffic
 
 def test_environments_reviewers_and_branch_policies(boot: Run) -> None:
     envs = {r.inputs["environment"]: r for r in boot.of_type(GH_ENV)}
-    assert set(envs) == {"dev", "staging", "prod", "preview", "readonly"}
+    assert set(envs) == {"dev", "staging", "prod", "preview", "readonly", "canary"}
     for name in ("staging", "prod"):
         reg = envs[name]
         assert reg.inputs["reviewers"] == [{"teams": [1234567], "users": []}], reg.urn
         assert (reg.inputs["canAdminsBypass"], reg.inputs["preventSelfReview"]) == (False, True), reg.urn
-    for name in ("dev", "preview", "readonly"):
+    for name in ("dev", "preview", "readonly", "canary"):
         assert not envs[name].inputs.get("reviewers"), envs[name].urn
-    for name in ("dev", "staging", "prod"):
+    for name in ("dev", "staging", "prod", "canary"):
         policy = envs[name].inputs["deploymentBranchPolicy"]
         assert policy == {"protectedBranches": False, "customBranchPolicies": True}, envs[name].urn
+    for name in ("preview", "readonly"):
+        assert not envs[name].inputs.get("deploymentBranchPolicy"), envs[name].urn
     branches = {r.inputs["environment"]: r.inputs["branchPattern"] for r in boot.of_type(GH_POLICY)}
-    assert branches == {"dev": "main", "staging": "main", "prod": "main"}
+    assert branches == {"dev": "main", "staging": "main", "prod": "main", "canary": "main"}
 
 
 def test_each_environment_gets_exactly_the_variables_the_workflows_read(boot: Run) -> None:
@@ -430,6 +514,7 @@ def test_each_environment_gets_exactly_the_variables_the_workflows_read(boot: Ru
         assert got[env] == {**common, "AZURE_CLIENT_ID": f"client-{env}-deploy"}, env
     for env in ("preview", "readonly"):
         assert got[env] == {**common, "AZURE_CLIENT_ID": "client-readonly"}, env
+    assert got["canary"] == {**common, "AZURE_CLIENT_ID": "client-canary"}
     assert set(VARIABLES) == set(got["dev"])
     assert not [r for r in boot.registrations if "Secret" in r.typ and r.typ.startswith("github:")]
 
@@ -532,10 +617,12 @@ def test_outputs_are_what_the_environment_files_and_workflows_need(boot: Run) ->
         "subscription_id",
         "runner_label",
         "readonly_client_id",
+        "canary_client_id",
         "deploy_client_ids",
         "environment_files",
     }
     assert out["deploy_client_ids"] == {e: f"client-{e}-deploy" for e in ("dev", "staging", "prod")}
+    assert (out["readonly_client_id"], out["canary_client_id"]) == ("client-readonly", "client-canary")
     prod = out["environment_files"]["prod"]
     assert prod["naming.resource_group"] == "rg-acme-prod"
     assert prod["access.ci_principal_id"] == "principal-prod-deploy"

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from ftops.bootstrap.settings import CANARY_ENVIRONMENT
+
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -670,7 +672,13 @@ def test_the_canary_never_deploys_and_stays_out_of_the_deploy_groups() -> None:
     flow = workflow("canary")
     assert "schedule" in flow["on"]
     job = flow["jobs"]["canary"]
-    assert job["environment"] == "readonly"  # never a deploying identity
+    # Its own GitHub environment, whose AZURE_CLIENT_ID the bootstrap sets to the canary identity
+    # (create/append in evidence and audit only): never a deploying one, never `readonly`.
+    assert job["environment"] == CANARY_ENVIRONMENT == "canary"
+    login = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("azure/login@"))
+    assert login["with"]["client-id"] == "${{ vars.AZURE_CLIENT_ID }}"
+    canary_step = next(s for s in job["steps"] if s.get("name") == "Canary")
+    assert canary_step["env"]["AZURE_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}"
     assert job["concurrency"]["cancel-in-progress"] is False
     assert job["permissions"] == {"contents": "read", "id-token": "write", "issues": "write"}
     deploy = workflow("deploy")["jobs"]

@@ -2,7 +2,8 @@
 
     ops resource group -> RunnerNetwork -> StateStore -> Roles
       -> DeployIdentity (per environment: resource group, identity, one federated credential, roles)
-      -> ReadOnlyIdentity (preview + readonly) -> Runner (Container Apps job, registry, key vault)
+      -> ReadOnlyIdentity (preview + readonly) -> CanaryIdentity (canary)
+      -> Runner (Container Apps job, registry, key vault)
 
 Every identity lives in the ops resource group, out of reach of the rights it is given on an
 environment's group (a deploying identity cannot add a federated credential to itself). Every
@@ -17,7 +18,7 @@ import pulumi
 import pulumi_azure_native as an
 
 from ftops.bootstrap import roles
-from ftops.bootstrap.settings import READ_ONLY_ENVIRONMENTS, Bootstrap
+from ftops.bootstrap.settings import CANARY_ENVIRONMENT, READ_ONLY_ENVIRONMENTS, Bootstrap
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 GITHUB_AUDIENCE = "api://AzureADTokenExchange"
@@ -287,7 +288,8 @@ class StateStore(pulumi.ComponentResource):
 
 class Roles(pulumi.ComponentResource):
     """The custom roles: what a deploying identity may do in its resource group, the role-assignment
-    right (always assigned with `roles.delegation_condition`), and joining the runner network."""
+    right (always assigned with `roles.delegation_condition`), joining the runner network, and the
+    canary's blob create-and-append (always assigned with `roles.writer_condition`)."""
 
     def __init__(
         self,
@@ -325,6 +327,26 @@ class Roles(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self),
                 )
             )
+        # Data actions only (roles.BLOB_WRITER_DATA_ACTIONS says why not Blob Data Contributor).
+        key = "evidence-writer"
+        self.ids[key] = roles.stable_guid(settings.subscription_id, settings.prefix, key)
+        self.definitions.append(
+            an.authorization.RoleDefinition(
+                key,
+                role_definition_id=self.ids[key],
+                role_name=f"ftops evidence and audit writer ({settings.prefix})",
+                description=f"ftops bootstrap of {settings.repository}: evidence and audit writer",
+                role_type="CustomRole",
+                scope=subscription,
+                assignable_scopes=environment_groups,
+                permissions=[
+                    an.authorization.PermissionArgs(
+                        actions=[], data_actions=list(roles.BLOB_WRITER_DATA_ACTIONS)
+                    )
+                ],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        )
         self.register_outputs({"ids": self.ids})
 
 
@@ -480,6 +502,78 @@ class ReadOnlyIdentity(pulumi.ComponentResource):
         assign("readonly-ops-reader", settings, who, principal, roles.READER, ops_group.id, "rg/ops", self)
         assign(
             "readonly-state",
+            settings,
+            who,
+            principal,
+            roles.BLOB_DATA_READER,
+            state.container.id,
+            f"ops/{STATE_CONTAINER}",
+            self,
+        )
+        self.register_outputs({"client_id": self.identity.client_id})
+
+
+class CanaryIdentity(pulumi.ComponentResource):
+    """The identity of the nightly canary (`canary.yml`): trusted only from the `canary`
+    environment (main only). What the read-only identity holds on each environment's group
+    (Reader, OpenAI User, Blob Data Reader on the evidence and audit containers), plus the
+    evidence-and-audit writer role there under `roles.writer_condition`: create and append in
+    those two containers, delete nowhere. Blob Data Reader on the state, for the stack outputs.
+    Its own identity, so the read-only one (PR previews run code from any branch) stays read-only."""
+
+    def __init__(
+        self,
+        settings: Bootstrap,
+        groups: dict[str, an.resources.ResourceGroup],
+        ops_group: an.resources.ResourceGroup,
+        custom: Roles,
+        state: StateStore,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("ftops:bootstrap:CanaryIdentity", settings.prefix, None, opts)
+        self.identity = an.managedidentity.UserAssignedIdentity(
+            "canary",
+            resource_group_name=ops_group.name,
+            resource_name_=f"id-{settings.prefix}-canary",
+            location=settings.location,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        federated_credential("canary-github", settings, self.identity, CANARY_ENVIRONMENT, self)
+        principal, who = self.identity.principal_id, "canary"
+        for env, group in groups.items():
+            containers = settings.environments[env].containers
+            named = (containers.evidence, containers.audit)
+            for role, suffix in ((roles.READER, "reader"), (roles.OPENAI_USER, "openai-user")):
+                assign(f"canary-{env}-{suffix}", settings, who, principal, role, group.id, f"rg/{env}", self)
+            assign(
+                f"canary-{env}-blob-reader",
+                settings,
+                who,
+                principal,
+                roles.BLOB_DATA_READER,
+                group.id,
+                f"rg/{env}",
+                self,
+                condition=roles.container_condition(named),
+            )
+            # At the group, with a condition naming the containers: they are the environment
+            # stack's, made after this.
+            assign(
+                f"canary-{env}-blob-writer",
+                settings,
+                who,
+                principal,
+                custom.ids["evidence-writer"],
+                group.id,
+                f"rg/{env}",
+                self,
+                condition=roles.writer_condition(named),
+                depends_on=custom.definitions,
+            )
+        assign(
+            "canary-state",
             settings,
             who,
             principal,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_github as gh
 
-from ftops.bootstrap.settings import READ_ONLY_ENVIRONMENTS, Bootstrap
+from ftops.bootstrap.settings import CANARY_ENVIRONMENT, READ_ONLY_ENVIRONMENTS, Bootstrap
 
 # The GitHub Actions app: a required check must be posted by it, not by any app that names a
 # status after the job.
@@ -39,8 +39,11 @@ class GitHubRepository(pulumi.ComponentResource):
         repo, spec = settings.github.repository, settings.github
         provider = gh.Provider("github", owner=spec.owner, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=provider)
-        for env in [*settings.environments, *READ_ONLY_ENVIRONMENTS]:
+        for env in [*settings.environments, *READ_ONLY_ENVIRONMENTS, CANARY_ENVIRONMENT]:
             deploys = env in settings.environments
+            # The canary's identity writes (audit log, evidence): like a deploying one, only the
+            # default branch reaches it; no reviewers (it runs nightly, unattended).
+            main_only = deploys or env == CANARY_ENVIRONMENT
             reviewed = deploys and settings.reviewed(env)
             environment = gh.RepositoryEnvironment(
                 f"env-{env}",
@@ -60,11 +63,11 @@ class GitHubRepository(pulumi.ComponentResource):
                 deployment_branch_policy=gh.RepositoryEnvironmentDeploymentBranchPolicyArgs(
                     protected_branches=False, custom_branch_policies=True
                 )
-                if deploys
+                if main_only
                 else None,
                 opts=child,
             )
-            if deploys:
+            if main_only:
                 gh.RepositoryEnvironmentDeploymentPolicy(
                     f"env-{env}-branch",
                     repository=repo,

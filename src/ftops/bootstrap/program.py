@@ -12,6 +12,7 @@ import pulumi_azure_native as an
 
 from ftops.bootstrap.azure import (
     ENVIRONMENT_ZONES,
+    CanaryIdentity,
     DeployIdentity,
     ReadOnlyIdentity,
     Roles,
@@ -20,7 +21,13 @@ from ftops.bootstrap.azure import (
     StateStore,
 )
 from ftops.bootstrap.github import GitHubRepository
-from ftops.bootstrap.settings import READ_ONLY_ENVIRONMENTS, Bootstrap, read_settings_node, validate_settings
+from ftops.bootstrap.settings import (
+    CANARY_ENVIRONMENT,
+    READ_ONLY_ENVIRONMENTS,
+    Bootstrap,
+    read_settings_node,
+    validate_settings,
+)
 from ftops.errors import ConfigError, FtopsError
 
 
@@ -67,9 +74,11 @@ def build_bootstrap(settings: Bootstrap) -> dict[str, Any]:
         for env in settings.environments
     }
     readonly = ReadOnlyIdentity(settings, groups, ops_group, state, tags, top)
+    canary = CanaryIdentity(settings, groups, ops_group, custom, state, tags, top)
     runner = Runner(settings, network, tags, top)
     client_ids: dict[str, pulumi.Input[str]] = {env: d.identity.client_id for env, d in deployers.items()}
     client_ids |= {env: readonly.identity.client_id for env in READ_ONLY_ENVIRONMENTS}
+    client_ids[CANARY_ENVIRONMENT] = canary.identity.client_id
     GitHubRepository(settings, client_ids, state.backend_url)
     return {
         # GitHub repository variables / what a person exports to run a stack by hand
@@ -78,6 +87,7 @@ def build_bootstrap(settings: Bootstrap) -> dict[str, Any]:
         "subscription_id": settings.subscription_id,
         "runner_label": runner.label,
         "readonly_client_id": readonly.identity.client_id,
+        "canary_client_id": canary.identity.client_id,
         "deploy_client_ids": client_ids_of(deployers),
         # what each environments/Pulumi.<env>.yaml sets (keys of ftops:environment)
         "environment_files": {

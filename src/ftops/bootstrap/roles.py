@@ -9,7 +9,10 @@ Least privilege, from the environment stacks' own components (src/ftops/componen
   unconstrained User Access Administrator, never the subscription);
 - the read-only identity gets Reader and Cognitive Services OpenAI User on each resource group and
   Storage Blob Data Reader there, limited by `container_condition` to the evidence and audit
-  containers.
+  containers;
+- the canary's identity gets what the read-only one gets on the resource groups, and
+  `BLOB_WRITER_DATA_ACTIONS` (create and append, never delete) there, limited by
+  `writer_condition` to the same two containers.
 """
 
 from __future__ import annotations
@@ -128,6 +131,19 @@ ROLE_ASSIGNER_ACTIONS = (
 )
 
 BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+BLOB_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+BLOB_ADD = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action"
+BLOB_DELETE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"
+
+# The canary's writes: an evidence upload (Put Blob, If-None-Match: *) and the audit record (create
+# the append blob once, then Append Block). A custom role rather than Storage Blob Data Contributor:
+# that role also carries blobs/delete and blobs/move and, on the control plane, containers/write
+# and containers/delete, and a role assignment's condition is evaluated on data actions only, so no
+# condition could keep it from deleting the evidence container through ARM. This role has no
+# control-plane action and no delete: the audit container's immutability policy already refuses
+# any rewrite of the log, and nothing here can remove evidence. (An overwrite of an evidence blob
+# is still a blobs/write; blob versioning keeps what it replaced.)
+BLOB_WRITER_DATA_ACTIONS = (BLOB_WRITE, BLOB_ADD)
 
 ROLE_NAMESPACE = uuid.UUID("6c1f6a0e-3b59-4b8e-9d0a-2f7e5d1c9b44")
 
@@ -169,6 +185,21 @@ def container_condition(containers: tuple[str, ...]) -> str:
     return (
         "(\n"
         f" (\n  !(ActionMatches{{'{BLOB_READ}'}})\n )\n"
+        " OR\n"
+        " (\n  @Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] "
+        f"ForAnyOfAnyValues:StringEquals {{{names}}}\n )\n"
+        ")"
+    )
+
+
+def writer_condition(containers: tuple[str, ...]) -> str:
+    """ABAC (version 2.0): blobs may be written and appended to only in the named containers (Azure's
+    "Read, write, or delete blobs in named containers" example, write and add only; the role it
+    conditions has no delete to allow)."""
+    names = ", ".join(f"'{c}'" for c in containers)
+    return (
+        "(\n"
+        f" (\n  !(ActionMatches{{'{BLOB_WRITE}'}})\n  AND\n  !(ActionMatches{{'{BLOB_ADD}'}})\n )\n"
         " OR\n"
         " (\n  @Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] "
         f"ForAnyOfAnyValues:StringEquals {{{names}}}\n )\n"

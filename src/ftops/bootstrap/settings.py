@@ -25,6 +25,9 @@ EXAMPLE_STACK = "example"
 # GitHub environments the bootstrap declares besides the deploying ones: PR previews and the
 # nightly drift check / promotion run there, with the read-only identity.
 READ_ONLY_ENVIRONMENTS = ("preview", "readonly")
+# The nightly canary's GitHub environment (main only), with its own identity: it appends to the
+# audit log and uploads evidence, which the read-only identity must not.
+CANARY_ENVIRONMENT = "canary"
 
 GitHubLogin = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")]
 RepoName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
@@ -177,6 +180,13 @@ class Bootstrap(Strict):
                 raise PydanticCustomError(
                     "at_path",
                     "'{name}' is the read-only identity's GitHub environment; deploying environments "
+                    "need other names",
+                    {"path": f"environments.{name}", "name": name},
+                )
+            if name == CANARY_ENVIRONMENT:
+                raise PydanticCustomError(
+                    "at_path",
+                    "'{name}' is the canary identity's GitHub environment; deploying environments "
                     "need other names",
                     {"path": f"environments.{name}", "name": name},
                 )
