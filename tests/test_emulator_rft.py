@@ -1,0 +1,301 @@
+"""Reinforcement fine-tuning on the emulator, through the official openai SDK: Azure's checks,
+real GRPO training of the tiny stand-in against a grader, reward events, checkpoints,
+results.csv, pause/resume, the automatic pause at the cost ceiling, and the proof: the trained
+model beats the base on the gate that uses the very grader it was trained against."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import torch
+from scipy.stats import binomtest
+
+from ftops.emulator.ml.rft import group_advantages, policy_loss
+from ftops.evaluation import rft_graders, stats
+from ftops.evaluation.verdict import Endpoint, run_check
+from tests.conftest import REPO
+from tests.emulator_process import Emulator, start, wait_for
+from tests.gate_inputs import a_check, a_policy
+from tests.test_emulator_api import deploy, upload
+
+TRAIN = REPO / "data" / "rft-digits" / "train.jsonl"
+VALID = REPO / "data" / "rft-digits" / "valid.jsonl"
+BASE = "o4-mini-2025-04-16"
+# "Reply with the number only": most of the reward for an answer that is a number, the rest for
+# the right one. The same object is the job's reward and the gate's check.
+GRADER: dict[str, Any] = {
+    "type": "multi",
+    "name": "number-only",
+    "graders": {
+        "format": {
+            "type": "python",
+            "name": "format",
+            "source": (
+                "def grade(sample, item):\n"
+                "    text = sample['output_text'].strip()\n"
+                "    return sum(c.isdigit() for c in text) / max(len(text), 1)\n"
+            ),
+        },
+        "exact": {
+            "type": "string_check",
+            "name": "exact",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.answer}}",
+            "operation": "eq",
+        },
+    },
+    "calculate_output": "0.8 * format + 0.2 * exact",
+}
+HYPER: dict[str, Any] = {
+    "n_epochs": 4,
+    "batch_size": 4,
+    "learning_rate_multiplier": 10,
+    "reasoning_effort": "low",
+    "compute_multiplier": 2,
+    "eval_interval": 6,
+    "eval_samples": 4,
+}
+
+
+def data_of(event: Any) -> dict[str, Any]:
+    return dict(event.data)
+
+
+def rft_method(grader: Any = GRADER, **hyper: Any) -> Any:
+    return {
+        "type": "reinforcement",
+        "reinforcement": {"grader": grader, "hyperparameters": {**HYPER, **hyper}},
+    }
+
+
+# ---------------------------------------------------------------- the objective, by hand
+
+
+def test_group_advantages_by_hand() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5]])
+    # group 1: mean 0.5, population std 0.5 -> +-1 (over std + 1e-4); group 2: all equal -> 0
+    expected = torch.tensor([[1.0, -1.0, -1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]) * (0.5 / (0.5 + 1e-4))
+    assert torch.allclose(group_advantages(rewards), expected)
+
+
+def test_policy_loss_and_its_gradient_by_hand() -> None:
+    # Two samples: 2 and 1 completion tokens (the third position of sample 2 is padding).
+    logps = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, 0.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    advantages = torch.tensor([2.0, -1.0])
+    loss = policy_loss(logps, logps.detach(), advantages, mask)
+    # On-policy, ratio = 1: per token -A; per sample the mean over its tokens; then the mean.
+    assert loss.item() == pytest.approx(((-2.0) + (1.0)) / 2)
+    loss.backward()  # type: ignore[no-untyped-call]
+    # d loss / d logp_t = -A_i / |o_i| / n_samples: sample 1 -> -2/2/2 = -0.5; sample 2 -> 1/1/2.
+    assert logps.grad is not None
+    assert torch.allclose(logps.grad, torch.tensor([[-0.5, -0.5, 0.0], [0.5, 0.0, 0.0]]))
+    # Off-policy, the clip (-min(rA, clip(r, 0.8, 1.2)A) per token): sample 1's first token has
+    # r = e^0.5 ~ 1.65 and A = 2 -> -min(3.30, 2.4) = -2.4, its second r = 1 -> -2; sample 2 has
+    # r = e^-0.5 ~ 0.61 and A = -1 -> -min(-0.61, -0.8) = 0.8.
+    old = torch.tensor([[-1.5, -2.0, 0.0], [0.0, 0.0, 0.0]])
+    clipped = policy_loss(logps.detach(), old, advantages, mask)
+    sample_1 = (-(1.2 * 2.0) + -(1.0 * 2.0)) / 2  # tokens: ratio e^0.5 clipped to 1.2; ratio 1
+    sample_2 = 0.8
+    assert clipped.item() == pytest.approx((sample_1 + sample_2) / 2)
+
+
+# ---------------------------------------------------------------- Azure's checks
+
+
+@pytest.fixture(scope="module")
+def files(emu: Emulator) -> dict[str, str]:
+    client = emu.v1(account="rft")
+    return {"train": upload(client, TRAIN).id, "valid": upload(client, VALID).id}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": "gpt-4.1-mini-2025-04-14"}, "does not support reinforcement fine-tuning"),
+        ({"validation_file": None}, "validation_file is required"),
+        ({"method": rft_method(grader=None)}, "method.reinforcement.grader is required"),
+        (
+            {"method": rft_method(grader={"type": "python", "source": "def grade(s, i):\n  return )"})},
+            "source line 2",
+        ),
+        (
+            {"method": rft_method(grader={**GRADER, "calculate_output": "format + nope"})},
+            "calculate_output uses nope",
+        ),
+        ({"method": rft_method(reasoning_effort="extreme")}, "reasoning_effort must be one of"),
+        ({"method": rft_method(compute_multiplier=11)}, "compute_multiplier must be 'auto' or a number"),
+        ({"method": rft_method(beta=0.1)}, "Unknown hyperparameter(s) for reinforcement: beta"),
+        (
+            {
+                "method": rft_method(
+                    grader={
+                        "type": "score_model",
+                        "model": "judge-9000",
+                        "input": [{"role": "user", "content": "x"}],
+                    }
+                )
+            },
+            "the grader model 'judge-9000' is not a model",
+        ),
+    ],
+)
+def test_azure_refuses_what_it_refuses(
+    emu: Emulator, files: dict[str, str], change: Any, message: str
+) -> None:
+    client = emu.v1(account="rft", max_retries=0)
+    body = {
+        "model": BASE,
+        "training_file": files["train"],
+        "validation_file": files["valid"],
+        "method": rft_method(),
+    }
+    body.update(change)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.fine_tuning.jobs.create(**{k: v for k, v in body.items() if v is not None})
+    assert message in str(info.value)
+
+
+# ---------------------------------------------------------------- training for real, and the proof
+
+
+@pytest.fixture(scope="module")
+def trained(emu: Emulator, files: dict[str, str]) -> Any:
+    client = emu.v1(account="rft")
+    job = client.fine_tuning.jobs.create(
+        model=BASE,
+        training_file=files["train"],
+        validation_file=files["valid"],
+        seed=3,
+        suffix="digits",
+        method=rft_method(),
+    )
+    done = wait_for(client, job.id, ("succeeded", "failed"), timeout=600)
+    assert done.status == "succeeded", done.error
+    return done
+
+
+def test_rft_job_reports_what_azure_reports(emu: Emulator, trained: Any) -> None:
+    client = emu.v1(account="rft")
+    assert trained.method.type == "reinforcement"
+    section = trained.method.reinforcement
+    assert section.grader.type == "multi"
+    assert section.hyperparameters.reasoning_effort == "low"
+    events = client.fine_tuning.jobs.list_events(trained.id, limit=1000)
+    metrics = [data_of(e) for e in events if e.type == "metrics"]
+    assert sorted(int(d["step"]) for d in metrics) == list(range(1, 25))
+    valid = [d for d in metrics if "valid_reward_mean" in d]
+    assert [int(d["step"]) for d in sorted(valid, key=lambda d: d["step"])] == [6, 12, 18, 24]
+    for data in metrics:
+        assert 0.0 <= data["train_reward_mean"] <= 1.0
+        assert {"train_reward_mean_format", "train_reward_mean_exact"} <= set(data)  # per grader
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(trained.id).data
+    assert len(checkpoints) == 3  # the last three epochs
+    assert all("full_valid_reward_mean" in (c.metrics.model_extra or {}) for c in checkpoints)
+    content = client.files.content(trained.result_files[0]).text
+    rows = list(csv.DictReader(io.StringIO(content)))
+    header = content.splitlines()[0].split(",")
+    assert header[:5] == [
+        "step",
+        "train_reward_mean",
+        "valid_reward_mean",
+        "train_reasoning_tokens_mean",
+        "valid_reasoning_tokens_mean",
+    ]
+    assert "valid_reward_mean_format" in header
+    assert len(rows) == 24
+    # The reward rose while it trained: the last validation pass against the first.
+    first, last = (
+        float(sorted(valid, key=lambda d: d["step"])[0]["valid_reward_mean"]),
+        float(sorted(valid, key=lambda d: d["step"])[-1]["valid_reward_mean"]),
+    )
+    early = sum(float(r["train_reward_mean"]) for r in rows[:3]) / 3
+    late = sum(float(r["train_reward_mean"]) for r in rows[-3:]) / 3
+    assert late > early + 0.3, (early, late)
+    assert last >= first - 0.05
+
+
+def test_the_gate_with_the_same_grader_prefers_the_rft_model(
+    emu: Emulator, trained: Any, tmp_path: Path
+) -> None:
+    account = "rft"
+    deploy(emu, "rft-base", BASE, account=account)
+    deploy(emu, "rft-tuned", trained.fine_tuned_model, account=account)
+    # The validation prompts, answered within the completion budget the job trained with.
+    evalset = tmp_path / "sums.jsonl"
+    evalset.write_text(
+        "".join(
+            json.dumps({**json.loads(line), "max_tokens": 8}) + "\n"
+            for line in VALID.read_text().splitlines()
+        )
+    )
+    spec = json.dumps(rft_graders.canonical(rft_graders.parse(GRADER)), sort_keys=True)
+    check = a_check(
+        "sums", "quality", "azure:number-only", 0.5, str(evalset), grader_spec=spec, pass_score=0.8
+    )
+    policy = a_policy(repeats=2, temperature=0.7)
+    client = emu.v1(account=account)
+    outcome = run_check(
+        check,
+        policy,
+        client,
+        Endpoint("rft-tuned", trained.fine_tuned_model),
+        Endpoint("rft-base", BASE),
+        None,
+    )
+    assert outcome.baseline is not None
+    scores = {
+        "tuned": [r["score"] for r in outcome.results],
+        "base": [r["score"] for r in outcome.baseline_results or []],
+    }
+    mean = {k: sum(v) / len(v) for k, v in scores.items()}
+    assert mean["tuned"] > mean["base"] + 0.3, mean  # mean reward on the validation prompts
+    comparison = stats.compare(outcome.candidate, outcome.baseline)
+    discordant = comparison.improvements + comparison.regressions
+    p = binomtest(comparison.improvements, discordant, 0.5, alternative="greater").pvalue
+    assert p < 0.01, (comparison, p)  # paired (exact McNemar) over the 16 prompts
+
+
+# ---------------------------------------------------------------- pause, resume, the cost ceiling
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Emulator]:
+    """An emulator whose RFT jobs pause themselves after (almost) no training time."""
+    server = start(tmp_path_factory.mktemp("capped"), model_cache, "--rft-pause-after-seconds", "0.01")
+    yield server
+    assert server.stop() == 0
+
+
+def test_the_cost_ceiling_pauses_once_and_resume_runs_uncapped(capped: Emulator) -> None:
+    client = capped.v1(account="rft", max_retries=0)
+    train, valid = upload(client, TRAIN), upload(client, VALID)
+    job = client.fine_tuning.jobs.create(
+        model=BASE,
+        training_file=train.id,
+        validation_file=valid.id,
+        seed=3,
+        method=rft_method(n_epochs=1, eval_interval=3),
+    )
+    paused = wait_for(client, job.id, ("paused", "failed", "succeeded"), timeout=300)
+    assert paused.status == "paused"
+    events = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert any("paused automatically" in e.message and "cost ceiling" in e.message for e in events)
+    steps = [int(data_of(e)["step"]) for e in events if e.type == "metrics"]
+    assert steps == [1]  # the ceiling is checked before every step
+    client.fine_tuning.jobs.resume(job.id)
+    done = wait_for(client, job.id, ("succeeded", "failed", "paused"), timeout=300)
+    assert done.status == "succeeded"
+    steps = sorted(
+        int(data_of(e)["step"])
+        for e in client.fine_tuning.jobs.list_events(job.id, limit=100)
+        if e.type == "metrics"
+    )
+    assert steps == list(range(1, 7))  # resumed where it stopped, no further cap
