@@ -281,6 +281,9 @@ def test_drift_is_reported_and_a_vanished_deployment_comes_back_without_training
     assert "would create support-bot-support-bot\n" in out, out
     assert "would create support-bot-job" not in out
     assert re.search(r"preview: stack local-dev: 1 to create, \d+ unchanged", last_line(preview)), out
+    assert "; cost: this change trains nothing; deployments $" in last_line(
+        preview
+    )  # a deployment is not a job
     refreshed = repo.ftops("refresh", "--env", "local-dev")
     assert "deployment support-bot no longer exists" in ok(refreshed)
     run = repo.ftops("up", "--env", "local-dev")
@@ -559,3 +562,32 @@ def test_ctrl_c_stops_the_update_with_one_line_and_the_next_up_finishes_it(
     jobs = repo.jobs()
     assert [j.status for j in jobs] == ["succeeded"], jobs
     assert set(repo.deployments()) == {"support-bot-candidate", "support-bot"}
+
+
+def test_a_budget_too_small_fails_up_before_any_upload_with_the_numbers(
+    engine: install.Engine, emu: Emulator, pulumi_home: Path, tmp_path: Path
+) -> None:
+    repo = make(tmp_path / "repo", emu, pulumi_home, "budget")
+    repo.edit(DEV_FILE, "    models:\n", "    budget:\n      training_usd_per_change: 0.0001\n    models:\n")
+    run = repo.ftops("up", "--env", "local-dev")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    found = re.search(
+        r"training this change costs \$([\d.,]+), over budget\.training_usd_per_change \$0\.00: "
+        r"support-bot \$[\d.,]+ \([\d,]+ tokens x \d+ epochs",
+        run.stderr,
+    )
+    assert found, run.stderr
+    assert float(found.group(1)) > 0
+    assert list(repo.client().files.list()) == []
+    assert repo.jobs() == []
+    # An override in the change lets it through (preview: nothing is created, the check passes).
+    repo.edit(
+        DEV_FILE,
+        "      training_usd_per_change: 0.0001\n",
+        "      training_usd_per_change: 0.0001\n      override: {reason: the first training of this model, up_to_usd: 5}\n",
+    )
+    preview = ok(repo.ftops("preview", "--env", "local-dev"))
+    assert re.search(
+        r"; cost: this change trains support-bot for \$\d+\.\d\d; deployments \$[\d,.]+/month", preview
+    )

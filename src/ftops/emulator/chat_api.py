@@ -139,6 +139,9 @@ def admit(
     capacity = deployment["sku"]["capacity"]
     model_name = deployment["properties"]["model"]["name"]
     wait = emu.limiter.acquire(ctx.account, name, capacity, model_name, tokens)
+    # Counted as Azure Monitor's AzureOpenAIRequests (by deployment, day and status code): what
+    # `ftops status` reads to flag a deployment billed by the hour that nobody calls.
+    emu.store.count_request(ctx.account, name, 429 if wait else 200, time.strftime("%Y-%m-%d", time.gmtime()))
     if wait:
         raise ApiError(
             429,
