@@ -176,3 +176,57 @@ def test_a_deployment_billed_by_the_hour_that_nobody_calls_is_idle() -> None:
     assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=3).idle
     assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=0.0, requests=0).idle  # Developer tier
     assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=None).idle  # unknown
+
+
+def test_rft_grader_model_tokens_are_a_line_of_their_own() -> None:
+    judge = {
+        "type": "score_model",
+        "model": "gpt-4o-2024-08-06",
+        "input": [{"role": "user", "content": "Score 0-1: {{sample.output_text}} vs {{item.answer}}"}],
+        "sampling_params": {"max_completions_tokens": 10},
+    }
+    exact = {
+        "type": "string_check",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.answer}}",
+        "operation": "eq",
+    }
+    env = env_with(
+        graders={
+            "both": {
+                "type": "multi",
+                "graders": {"judge": judge, "exact": exact},
+                "calculate_output": "judge",
+            }
+        },
+        models={
+            "adder": {
+                "base_model": "o4-mini-2025-04-16",
+                "method": {
+                    "type": "reinforcement",
+                    "grader": {"ref": "both"},
+                    "hyperparameters": {"n_epochs": 2},
+                },
+                "training_file": "data/rft-digits/train.jsonl",
+                "validation_file": "data/rft-digits/valid.jsonl",
+            }
+        },
+        deployments={},
+        gates={},
+    )
+    report = validate_file(
+        REPO / "data/rft-digits/train.jsonl",
+        ValidateOptions(method="reinforcement", base_model="o4-mini-2025-04-16", epochs=1),
+    )
+    lines = cost.plan_lines(env, REPO)
+    [grading] = [ln for ln in lines if ln.item.startswith("grading adder")]
+    from ftops.tokenizer import TokenCounter
+
+    calls = 24 * 2 * 4  # prompts x epochs x samples per prompt (compute_multiplier 1)
+    template = TokenCounter("o200k_base").count(judge["input"][0]["content"])  # type: ignore[index]
+    per_call = template + report.billed_tokens // 24 + cost.GRADER_ANSWER_TOKENS
+    # gpt-4o list prices: $2.50 per 1M input, $10.00 per 1M output tokens.
+    assert grading.usd == pytest.approx(calls * per_call * 2.50 / 1e6 + calls * 10 * 10.00 / 1e6)
+    assert (grading.kind, grading.per) == ("training", "change")
+    assert "192 samples graded" in grading.basis
+    assert [ln.item for ln in lines if ln.kind == "training"] == ["training adder", "grading adder (judge)"]

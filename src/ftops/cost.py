@@ -19,11 +19,19 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ftops.catalog import auto_epochs, base_of, resolve_base
-from ftops.config.schema import Environment, GateSpec, ModelSpec, ReinforcementHyperparameters, Sku
+from ftops.config.schema import (
+    Environment,
+    GateSpec,
+    ModelSpec,
+    Reinforcement,
+    ReinforcementHyperparameters,
+    Sku,
+)
 from ftops.config.skus import candidate_sku
+from ftops.evaluation import rft_graders
 
 PRICES_AS_OF = "2025-10"  # when the defaults below were read from the public price lists
 HOURS_PER_MONTH = 730  # Azure's billing month
@@ -213,6 +221,60 @@ def training_line(
     )
 
 
+# A model grader reads the graded answer besides its template and the item: RFT answers of a
+# reasoning model run to a few hundred tokens (an estimate; the reply is a score).
+GRADER_ANSWER_TOKENS = 256
+GRADER_REPLY_TOKENS = 32  # unless the grader's sampling_params cap it
+
+
+def grading_lines(
+    environment: Environment, key: str, spec: ModelSpec, examples: int, tokens_per_epoch: int
+) -> list[CostLine]:
+    """An RFT model's grader-model tokens, one line per `score_model` grader (string, similarity
+    and python graders cost nothing extra): every training sample is graded once."""
+    if not isinstance(spec.method, Reinforcement):
+        return []
+    hp = spec.method.hyperparameters
+    epochs = auto_epochs(examples) if hp.n_epochs == "auto" else int(hp.n_epochs)
+    multiplier = 1.0 if hp.compute_multiplier == "auto" else float(hp.compute_multiplier)
+    calls = round(examples * epochs * RFT_SAMPLES_PER_PROMPT * multiplier)
+    item = tokens_per_epoch // max(examples, 1)
+    from ftops.tokenizer import TokenCounter
+
+    lines = []
+    for name, grader in score_model_graders(environment.grader(spec.method.grader)):
+        template = "\n".join(m.content for m in grader.input)
+        try:
+            rates: Rates | None = rates_for(environment, grader.model)
+            counter = TokenCounter(resolve_base(base_of(grader.model)).encoding)
+        except ValueError:  # not a model ftops knows: its tokens cannot be priced
+            rates, counter = None, TokenCounter(resolve_base(environment.base_of(key)).encoding)
+        per_call = counter.count(template) + item + GRADER_ANSWER_TOKENS
+        params = grader.sampling_params
+        reply = (params.max_completions_tokens if params else None) or GRADER_REPLY_TOKENS
+        lines.append(
+            CostLine(
+                f"grading {key} ({name})",
+                "training",
+                None if rates is None else rates.inference_usd(calls * per_call, calls * reply),
+                "change",
+                f"{calls:,} samples graded ({examples:,} prompts x {epochs} epochs x "
+                f"{RFT_SAMPLES_PER_PROMPT * multiplier:g} samples) x ~{per_call:,} prompt + {reply} reply "
+                f"tokens on {grader.model}",
+            )
+        )
+    return lines
+
+
+def score_model_graders(grader: Any, name: str = "") -> list[tuple[str, rft_graders.ScoreModel]]:
+    """(name, grader) of every score_model in a grader; a multi's parts are named by their keys."""
+    if isinstance(grader, rft_graders.Multi):
+        return [m for key, g in grader.graders.items() for m in score_model_graders(g, g.name or key)]
+    if isinstance(grader, rft_graders.ScoreModel):
+        return [(grader.name or name or "score_model", grader)]
+    return []
+
+
 def hosting_line(environment: Environment, item: str, model: str, sku: Sku) -> CostLine:
     rates = rates_for(environment, model)
     hourly = rates.hosting_usd_per_hour(sku)
@@ -287,6 +349,7 @@ def plan_lines(environment: Environment, root: Path) -> list[CostLine]:
     for key, spec in environment.models.items():
         examples, tokens = training_tokens(environment, key, spec, root)
         lines.append(training_line(environment, key, spec, examples, tokens))
+        lines += grading_lines(environment, key, spec, examples, tokens)
     for name, dep in environment.deployments.items():
         model = _served_model(environment, dep.model)
         if model is None:
