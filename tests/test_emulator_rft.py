@@ -299,3 +299,122 @@ def test_the_cost_ceiling_pauses_once_and_resume_runs_uncapped(capped: Emulator)
         if e.type == "metrics"
     )
     assert steps == list(range(1, 7))  # resumed where it stopped, no further cap
+
+
+# ---------------------------------------------------------------- the provider path (Pulumi's job resource)
+
+
+def test_the_job_resource_trains_rft_adopts_after_a_crash_and_replaces_on_an_edited_grader(
+    emu: Emulator,
+) -> None:
+    from ftops.providers.files import TrainingFileProvider
+    from ftops.providers.jobs import FineTuningJobProvider
+    from ftops.providers.spec import spec_hash
+    from tests.provider_host import DynamicHost
+    from tests.test_providers_emulator import (
+        HOST_ENV,
+        _create_in_background,
+        _until,
+        file_props,
+        job_props,
+        jobs_for,
+    )
+
+    account = "rft-provider"
+    helper = DynamicHost(HOST_ENV)
+    try:
+        _, training = helper.create(TrainingFileProvider(), file_props(emu, account, TRAIN))
+        _, validation = helper.create(TrainingFileProvider(), file_props(emu, account, VALID))
+    finally:
+        helper.close()
+    method = {
+        "type": "reinforcement",
+        "hyperparameters": {**HYPER, "n_epochs": 1, "eval_interval": 3},
+        "grader": GRADER,
+    }
+    props = job_props(
+        emu,
+        account,
+        training,
+        base_model=BASE,
+        validation_file=validation["file_id"],
+        validation_digest=validation["digest"],
+        method=method,
+    )
+    spec = spec_hash(props)
+    first = DynamicHost(HOST_ENV)
+    thread = _create_in_background(first, FineTuningJobProvider(), props)
+    _until(lambda: jobs_for(emu, account, spec))
+    first.kill()  # a crash right after the job was created
+    thread.join()
+    second = DynamicHost(HOST_ENV)
+    try:
+        job_id, outs = second.create(FineTuningJobProvider(), props)
+        assert outs["status"] == "succeeded"
+        assert [j.id for j in jobs_for(emu, account, spec)] == [job_id]  # adopted, not trained twice
+        job = emu.v1(account=account).fine_tuning.jobs.retrieve(job_id)
+        assert job.method is not None
+        assert job.method.reinforcement is not None
+        assert job.method.reinforcement.grader.type == "multi"
+        # An edited python grader is another job: the grader is part of the spec.
+        edited = json.loads(json.dumps(method))
+        edited["grader"]["graders"]["format"]["source"] += "    # stricter later\n"
+        diff = second.diff(FineTuningJobProvider(), job_id, props, {**props, "method": edited})
+        assert list(diff.replaces) == ["method"]
+        assert spec_hash({**props, "method": edited}) != spec
+    finally:
+        second.close()
+
+
+# ---------------------------------------------------------------- pause and resume, exactly
+
+
+class _Recorder:
+    def __init__(self, pause_before: int | None = None) -> None:
+        self.rows: dict[int, dict[str, float]] = {}
+        self.pause_before = pause_before
+
+    def event(self, message: str, level: str = "info") -> None:
+        pass
+
+    def rewards(self, step: int, total_steps: int, row: dict[str, float]) -> None:
+        self.rows[step] = row
+
+    def checkpoint(self, epoch: int, step: int, path: Path, metrics: dict[str, float]) -> None:
+        pass
+
+    def control(self) -> str | None:
+        asked = self.pause_before is not None and len(self.rows) + 1 == self.pause_before
+        self.pause_before = None if asked else self.pause_before
+        return "pause" if asked else None
+
+
+def test_a_paused_and_resumed_run_is_the_run_without_the_pause(tmp_path: Path, model_cache: Path) -> None:
+    from safetensors.torch import load_file
+
+    from ftops.emulator.ml.rft import RftHyper, RftRequest, train_rft
+
+    def request(work: Path, resume: Path | None = None) -> RftRequest:
+        hyper = RftHyper(
+            n_epochs=1,
+            batch_size=4,
+            learning_rate_multiplier=10,
+            eval_interval=100,
+            eval_samples=1,
+            compute_multiplier=1,
+            reasoning_effort="low",
+        )
+        return RftRequest("tiny-test", GRADER, TRAIN, VALID, hyper, 5, work, model_cache, resume_from=resume)
+
+    whole = _Recorder()
+    assert train_rft(request(tmp_path / "whole"), whole).status == "succeeded"
+    split = _Recorder(pause_before=3)
+    paused = train_rft(request(tmp_path / "split"), split)
+    assert (paused.status, paused.steps) == ("paused", 2)
+    resumed = train_rft(request(tmp_path / "split", tmp_path / "split" / "resume"), split)
+    assert resumed.status == "succeeded"
+    assert split.rows == whole.rows  # every step's rewards, the same draws
+    one = load_file(str(tmp_path / "whole" / "adapter" / "adapter_model.safetensors"))
+    two = load_file(str(tmp_path / "split" / "adapter" / "adapter_model.safetensors"))
+    assert one.keys() == two.keys()
+    assert all(torch.equal(one[k], two[k]) for k in one)
