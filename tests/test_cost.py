@@ -218,8 +218,8 @@ def test_rft_grader_model_tokens_are_a_line_of_their_own() -> None:
         REPO / "data/rft-digits/train.jsonl",
         ValidateOptions(method="reinforcement", base_model="o4-mini-2025-04-16", epochs=1),
     )
-    lines = cost.plan_lines(env, REPO)
-    [grading] = [ln for ln in lines if ln.item.startswith("grading adder")]
+    spec = env.models["adder"]
+    [grading] = cost.grading_lines(env, "adder", spec, report.examples, report.billed_tokens)
     from ftops.tokenizer import TokenCounter
 
     calls = 24 * 2 * 4  # prompts x epochs x samples per prompt (compute_multiplier 1)
@@ -227,6 +227,14 @@ def test_rft_grader_model_tokens_are_a_line_of_their_own() -> None:
     per_call = template + report.billed_tokens // 24 + cost.GRADER_ANSWER_TOKENS
     # gpt-4o list prices: $2.50 per 1M input, $10.00 per 1M output tokens.
     assert grading.usd == pytest.approx(calls * per_call * 2.50 / 1e6 + calls * 10 * 10.00 / 1e6)
-    assert (grading.kind, grading.per) == ("training", "change")
     assert "192 samples graded" in grading.basis
-    assert [ln.item for ln in lines if ln.kind == "training"] == ["training adder", "grading adder (judge)"]
+    assert grading.item == "grading adder (judge)"
+    # One line per job (the budget and the preview count them so): the RFT hours plus the grading.
+    [line] = [ln for ln in cost.plan_lines(env, REPO) if ln.kind == "training"]
+    hours = cost.training_line(env, "adder", spec, report.examples, report.billed_tokens)
+    assert hours.usd is not None
+    assert grading.usd is not None
+    assert line.usd == pytest.approx(hours.usd + grading.usd)
+    assert line.item == "training adder"
+    assert "grader-model tokens: judge: $" in line.basis
+    assert "192 samples graded" in line.basis

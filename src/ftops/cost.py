@@ -203,8 +203,7 @@ def training_line(
             "training",
             rates.rft_usd(hours),
             "change",
-            f"RFT ~{hours:,.2f} h ({examples:,} prompts x {epochs_note}, effort {effort}) x {rate}; "
-            "grader-model tokens billed on top",
+            f"RFT ~{hours:,.2f} h ({examples:,} prompts x {epochs_note}, effort {effort}) x {rate}",
         )
     billed = tokens_per_epoch * epochs
     rate = (
@@ -264,6 +263,17 @@ def grading_lines(
             )
         )
     return lines
+
+
+def with_grading(line: CostLine, grading: list[CostLine]) -> CostLine:
+    """The job's line with its grader-model tokens added: one line per job, as the budget and the
+    preview count them. A grader model without a rate leaves its part out, and says so."""
+    if not grading:
+        return line
+    priced = [g.usd for g in grading if g.usd is not None]
+    total = None if line.usd is None else line.usd + sum(priced)
+    parts = "; ".join(f"{g.item.split(' (', 1)[-1].rstrip(')')}: {g.label()} for {g.basis}" for g in grading)
+    return CostLine(line.item, line.kind, total, line.per, f"{line.basis}; grader-model tokens: {parts}")
 
 
 def score_model_graders(grader: Any, name: str = "") -> list[tuple[str, rft_graders.ScoreModel]]:
@@ -348,8 +358,8 @@ def plan_lines(environment: Environment, root: Path) -> list[CostLine]:
     lines: list[CostLine] = []
     for key, spec in environment.models.items():
         examples, tokens = training_tokens(environment, key, spec, root)
-        lines.append(training_line(environment, key, spec, examples, tokens))
-        lines += grading_lines(environment, key, spec, examples, tokens)
+        line = training_line(environment, key, spec, examples, tokens)
+        lines.append(with_grading(line, grading_lines(environment, key, spec, examples, tokens)))
     for name, dep in environment.deployments.items():
         model = _served_model(environment, dep.model)
         if model is None:
