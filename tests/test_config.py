@@ -474,14 +474,17 @@ def test_one_grader_is_the_rft_reward_and_the_gate_check(repo_copy: Path) -> Non
 
 def test_an_edited_python_grader_is_a_new_job(repo_copy: Path) -> None:
     from ftops.components.model import method_input
+    from ftops.program import job_identity
     from ftops.providers.spec import spec_hash
 
     _rft_env(repo_copy)
     env = load_environment(repo_copy, "dev")
     before = spec_hash({"method": method_input(env.models["adder"], env)})
+    identity = job_identity(env, "adder", repo_copy)
     _edit(repo_copy, "dev", "else 0.0", "else 0.5")
     edited = load_environment(repo_copy, "dev")
     assert spec_hash({"method": method_input(edited.models["adder"], edited)}) != before
+    assert job_identity(edited, "adder", repo_copy) != identity  # the budget counts it as a new job too
     # ... while the same grader inline instead of by ref is the same job
     inline = RFT_GRADERS.replace(
         "grader: {ref: digits}",
