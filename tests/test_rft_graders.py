@@ -253,3 +253,14 @@ def test_gate_grader_grades_rft_shaped_eval_items() -> None:
     assert not gate.grade("5", item).passed
     assert gate.version.startswith("azure+")
     assert math.isclose(gate.grade("4", item).score, 1.0)
+
+
+def test_gate_grader_grades_a_set_in_one_batch() -> None:
+    data = b"".join(
+        b'{"messages":[{"role":"user","content":"?"}],"answer":"%d"}\n' % n for n in (4, 12)
+    )
+    items = parse(data, "set.jsonl", fields=True).items
+    gate = rg.GateGrader(rg.parse({"type": "python", "name": "p", "source": PY}), 0.5)
+    grades = gate.grade_many([("4", items[0]), ("12", items[1]), ("x12", items[0])])
+    assert [(g.passed, g.score) for g in grades] == [(True, 1.0), (True, 1.0), (False, 0.2)]
+    assert grades[2].detail == "score 0.200 < 0.5"

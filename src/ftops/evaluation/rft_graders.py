@@ -526,7 +526,14 @@ class GateGrader:
         self.version = f"azure+{digest(grader)[7:19]}@{self.pass_score:g}"
 
     def grade(self, answer: str, item: EvalItem) -> Grade:
-        score = grade(self.grader, Sample.of(answer), item.fields, self.judge)
+        return self.grade_many([(answer, item)])[0]
+
+    def grade_many(self, answers: Sequence[tuple[str, EvalItem]]) -> list[Grade]:
+        """Many answers in one batch (a python grader starts one subprocess for all of them)."""
+        pairs = [(Sample.of(answer), item.fields) for answer, item in answers]
+        return [self._verdict(score) for score in grade_batch(self.grader, pairs, self.judge)]
+
+    def _verdict(self, score: Score) -> Grade:
         ok = score.value >= self.pass_score and not score.error
         detail = score.error or ("" if ok else f"score {score.value:.3f} < {self.pass_score:g}")
         return Grade(ok, score.value, detail)

@@ -99,11 +99,22 @@ def _grade_all(
     evalset: EvalSet, grader: Grader, answers: dict[tuple[str, int], Answer], repeats: int
 ) -> tuple[list[list[bool]], list[dict[str, Any]]]:
     outcomes, rows = [], []
+    graded: dict[tuple[str, int], Grade] = {}
+    if isinstance(grader, rft_graders.GateGrader):  # a python grader: one subprocess for the set
+        keys = [
+            (str(i.id), r)
+            for i in evalset.items
+            for r in range(repeats)
+            if not answers[(str(i.id), r)].filtered
+        ]
+        by_id = {str(i.id): i for i in evalset.items}
+        grades = grader.grade_many([(answers[k].text, by_id[k[0]]) for k in keys])
+        graded = dict(zip(keys, grades, strict=True))
     for item in evalset.items:
         row = []
         for repeat in range(repeats):
             answer = answers[(str(item.id), repeat)]
-            grade = grade_answer(grader, answer, item)
+            grade = graded.get((str(item.id), repeat)) or grade_answer(grader, answer, item)
             row.append(grade.passed)
             rows.append(
                 {
