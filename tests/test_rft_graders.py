@@ -256,9 +256,7 @@ def test_gate_grader_grades_rft_shaped_eval_items() -> None:
 
 
 def test_gate_grader_grades_a_set_in_one_batch() -> None:
-    data = b"".join(
-        b'{"messages":[{"role":"user","content":"?"}],"answer":"%d"}\n' % n for n in (4, 12)
-    )
+    data = b"".join(b'{"messages":[{"role":"user","content":"?"}],"answer":"%d"}\n' % n for n in (4, 12))
     items = parse(data, "set.jsonl", fields=True).items
     gate = rg.GateGrader(rg.parse({"type": "python", "name": "p", "source": PY}), 0.5)
     grades = gate.grade_many([("4", items[0]), ("12", items[1]), ("x12", items[0])])

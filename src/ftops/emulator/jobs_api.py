@@ -164,24 +164,23 @@ def _method(body: Doc) -> tuple[str, dict[str, Any], Doc]:
     hyper = _hyperparameters(raw if top is not None or inner is not None else None, kind)
     echoed: Doc = {"type": kind, kind: {"hyperparameters": hyper}}
     if kind == REINFORCEMENT:
-        echoed[kind]["grader"] = _grader(section.get("grader"))
+        echoed[kind]["grader"] = checked_grader(section.get("grader"))
         if section.get("response_format") is not None:
             echoed[kind]["response_format"] = section["response_format"]
     return kind, hyper, echoed
 
 
-def _grader(raw: Any) -> Doc:
+def checked_grader(raw: Any, where: str = "method.reinforcement.grader") -> Doc:
     """The RFT grader, checked as Azure checks it (its shape, a python grader's source)."""
-    where = "method.reinforcement.grader"
     if raw is None:
-        raise bad_request(f"{where} is required for reinforcement fine-tuning.", where)
+        raise bad_request(f"{where} is required.", where)
     try:
         grader = rft_graders.parse(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"][1:])  # [0] is the grader type's tag
         raise bad_request(f"{where}{'.' + key if key else ''}: {first['msg']}.", where) from None
-    for model in _grader_models(grader):
+    for model in grader_models(grader):
         if model not in BASE_MODELS:
             raise bad_request(
                 f"{where}: the grader model '{model}' is not a model this resource serves; use one of "
@@ -191,9 +190,9 @@ def _grader(raw: Any) -> Doc:
     return rft_graders.canonical(grader)
 
 
-def _grader_models(grader: Any) -> list[str]:
+def grader_models(grader: Any) -> list[str]:
     if isinstance(grader, rft_graders.Multi):
-        return [m for g in grader.graders.values() for m in _grader_models(g)]
+        return [m for g in grader.graders.values() for m in grader_models(g)]
     return [grader.model] if isinstance(grader, rft_graders.ScoreModel) else []
 
 
@@ -334,7 +333,7 @@ async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         internal["grader"] = grader
         # A score_model grader's model is served by its stand-in, as chat completions serve it.
         internal["grader_stand_ins"] = {
-            m: emu.settings.stand_in[m] for m in _grader_models(rft_graders.parse(grader))
+            m: emu.settings.stand_in[m] for m in grader_models(rft_graders.parse(grader))
         }
         internal["rft_pause_after_seconds"] = emu.settings.rft_pause_after_seconds
     ahead = emu.store.jobs_with_status(*ACTIVE, "created", "pending", "resuming")
