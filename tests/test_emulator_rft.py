@@ -480,3 +480,36 @@ def test_rft_bodies_conform_to_the_v1_spec(emu: Emulator, trained: Any) -> None:
         ("/fine_tuning/alpha/graders/validate", False, "at 'grader'"),
     ]
     assert problems == python_in_multi
+
+
+def test_a_score_model_grader_is_answered_by_its_stand_in(emu: Emulator, files: dict[str, str]) -> None:
+    client = emu.v1(account="rft")
+    judge = {
+        "type": "score_model",
+        "name": "judge",
+        "model": "gpt-4o-2024-08-06",
+        "input": [
+            {
+                "role": "user",
+                "content": "Score 0 to 1. Answer: {{sample.output_text}} Expected: {{item.answer}}",
+            }
+        ],
+        "range": [0, 1],
+        "sampling_params": {"temperature": 0, "max_completions_tokens": 8},
+    }
+    job = client.fine_tuning.jobs.create(
+        model=BASE,
+        training_file=files["train"],
+        validation_file=files["valid"],
+        seed=3,
+        method=rft_method(
+            grader=judge, n_epochs=1, batch_size=8, compute_multiplier=0.5, eval_interval=3, eval_samples=1
+        ),
+    )
+    done = wait_for(client, job.id, ("succeeded", "failed"), timeout=600)
+    assert done.status == "succeeded", done.error
+    rows = [data_of(e) for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert sorted(int(r["step"]) for r in rows) == [1, 2, 3]
+    for row in rows:  # every sample got a score in the range, or counted as a grader error
+        assert 0.0 <= row["train_reward_mean"] <= 1.0
+        assert 0 <= row["train_grader_errors"] <= 8 * 2
