@@ -555,3 +555,26 @@ def test_python_grader_syntax_is_checked_with_its_line(repo_copy: Path) -> None:
     (problem,) = _problems(repo_copy, "dev")
     assert problem.startswith(D + "graders.digits: ")
     assert "source line 2: unmatched ')'" in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "        validation_file: data/rft-digits/valid.jsonl\n",
+            "        validation_file: data/rft-digits/valid.jsonl\n        checkpoint: best_valid_loss\n",
+            "models.adder.checkpoint: best_valid_reward is for reinforcement (its checkpoints carry rewards), "
+            "best_valid_loss for supervised and dpo (line 56)",
+        ),
+        (
+            "        checkpoint: best_valid_loss\n        wait_timeout_minutes: 120\n",
+            "        checkpoint: best_valid_reward\n        wait_timeout_minutes: 120\n",
+            "models.support-sft.checkpoint: best_valid_reward is for reinforcement (its checkpoints carry "
+            "rewards), best_valid_loss for supervised and dpo (line 69)",
+        ),
+    ],
+)
+def test_the_checkpoint_policy_fits_the_method(repo_copy: Path, old: str, new: str, expected: str) -> None:
+    _rft_env(repo_copy)
+    _edit(repo_copy, "dev", old, new)
+    assert _problems(repo_copy, "dev") == [D + expected]

@@ -513,3 +513,17 @@ def test_a_score_model_grader_is_answered_by_its_stand_in(emu: Emulator, files: 
     for row in rows:  # every sample got a score in the range, or counted as a grader error
         assert 0.0 <= row["train_reward_mean"] <= 1.0
         assert 0 <= row["train_grader_errors"] <= 8 * 2
+
+
+def test_best_valid_reward_serves_the_checkpoint_with_the_highest_reward() -> None:
+    from ftops.providers.spec import Checkpoint, choose_model
+
+    checkpoints = [
+        Checkpoint(6, "m:ckpt-step-6", {"full_valid_reward_mean": 0.4}),
+        Checkpoint(12, "m:ckpt-step-12", {"full_valid_reward_mean": 0.9}),
+        Checkpoint(18, "m:ckpt-step-18", {"full_valid_reward_mean": 0.7}),
+    ]
+    assert choose_model("m", checkpoints, "best_valid_reward") == ("m:ckpt-step-12", 12)
+    best_last = [*checkpoints[:2], Checkpoint(18, "m:ckpt-step-18", {"full_valid_reward_mean": 0.95})]
+    assert choose_model("m", best_last, "best_valid_reward") == ("m", 18)  # the final model itself
+    assert choose_model("m", checkpoints, "best_valid_loss") == ("m", 18)  # no losses: the final one

@@ -181,7 +181,8 @@ class ModelSpec(Strict):
     suffix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,9}$")] | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     training_type: Literal["Standard", "GlobalStandard", "Developer"] = "Standard"
-    checkpoint: Literal["final", "best_valid_loss"] = "final"
+    # best_valid_reward: for reinforcement, whose checkpoints carry rewards, not losses.
+    checkpoint: Literal["final", "best_valid_loss", "best_valid_reward"] = "final"
     wait_timeout_minutes: Annotated[int, Field(ge=1, le=720 * 60)] = 60
     # Part of the job's identity: raising it is the explicit decision to train again after a job
     # failed, was cancelled or was deleted (ftops never retrains on its own).
@@ -202,6 +203,15 @@ class ModelSpec(Strict):
     def _method_rules(self) -> Self:
         if (self.base_model is None) == (self.continue_from is None):
             raise PydanticCustomError("base_xor_continue", "set exactly one of base_model or continue_from")
+        if (self.checkpoint == "best_valid_reward") != (self.method.type == REINFORCEMENT) and (
+            self.checkpoint != "final"
+        ):
+            raise _at(
+                "checkpoint",
+                "checkpoint_for_method",
+                "best_valid_reward is for reinforcement (its checkpoints carry rewards), "
+                "best_valid_loss for supervised and dpo",
+            )
         if self.method.type == REINFORCEMENT and self.validation_file is None:
             raise PydanticCustomError(
                 "rft_needs_validation",
