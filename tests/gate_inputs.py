@@ -23,7 +23,14 @@ def a_policy(**overrides: Any) -> Policy:
 
 
 def a_check(name: str, kind: str, grader: str, threshold: float, path: str, **overrides: Any) -> Check:
-    fields: dict[str, Any] = {"digest": "", "categories": (), "min_similarity": 0.75, "judge_deployment": ""}
+    fields: dict[str, Any] = {
+        "digest": "",
+        "categories": (),
+        "min_similarity": 0.75,
+        "judge_deployment": "",
+        "grader_spec": "",
+        "pass_score": None,
+    }
     return Check(name, kind, grader, threshold, path, **{**fields, **overrides})
 
 

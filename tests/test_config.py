@@ -3,6 +3,8 @@ one line naming the file, the key path, what is allowed, and the line."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -232,8 +234,8 @@ MISTAKES = [
         "dev",
         "          type: supervised\n",
         "          type: reinforcement\n          grader: {type: regex}\n",
-        D + "models.support-sft.method.grader: grader.type must be one of: string_check, text_similarity, "
-        "score_model, multi, python (line 41)",
+        D + "models.support-sft.method.grader: type must be one of 'string_check', 'text_similarity', "
+        "'score_model', 'python', 'multi' (line 41)",
     ),
 ]
 
@@ -415,6 +417,173 @@ def test_gate_suites_and_a_gate_with_nothing_to_check(repo_copy: Path) -> None:
         P + "gates.support-bot: a gate with neither quality checks nor safety would let any model through; "
         "declare one (line 61)"
     ]
+
+
+# ---------------------------------------------------------------- RFT graders: declared once, used twice
+
+RFT_GRADERS = """    graders:
+      digits:
+        type: python
+        source: |
+          def grade(sample, item):
+              return 1.0 if sample["output_text"].strip() == item["answer"] else 0.0
+      exact:
+        type: string_check
+        input: "{{sample.output_text}}"
+        reference: "{{item.answer}}"
+        operation: eq
+    models:
+      adder:
+        base_model: o4-mini-2025-04-16
+        method:
+          type: reinforcement
+          grader: {ref: digits}
+          hyperparameters: {n_epochs: 2, eval_interval: 1}
+        training_file: data/rft-digits/train.jsonl
+        validation_file: data/rft-digits/valid.jsonl
+"""
+RFT_GATE = """    gates:
+      adder:
+        baseline: none
+        safety: null
+        quality:
+          - name: sums
+            eval_set: data/rft-digits/valid.jsonl
+            grader: {ref: digits}
+            threshold: 0.5
+"""
+
+
+def _rft_env(root: Path, models: str = RFT_GRADERS, gate: str = RFT_GATE) -> None:
+    _edit(root, "dev", "    models:\n", models)
+    _edit(root, "dev", "    gates:\n", gate)
+
+
+def test_one_grader_is_the_rft_reward_and_the_gate_check(repo_copy: Path) -> None:
+    from ftops.components.model import method_input
+    from ftops.config.gates import gate_request
+    from ftops.evaluation import rft_graders
+
+    _rft_env(repo_copy)
+    env = load_environment(repo_copy, "dev")
+    method = method_input(env.models["adder"], env)
+    assert method["grader"]["type"] == "python"
+    assert method["grader"]["name"] == "digits"  # a ref's grader is named after its key
+    assert method["hyperparameters"] == {"n_epochs": 2, "eval_interval": 1}
+    (check,) = gate_request(env, "adder", repo_copy, "", 0).checks
+    assert check.grader == "azure:digits"
+    assert json.loads(check.grader_spec) == method["grader"]  # the very object the job trains on
+    assert rft_graders.parse(json.loads(check.grader_spec)) == rft_graders.parse(method["grader"])
+
+
+def test_an_edited_python_grader_is_a_new_job(repo_copy: Path) -> None:
+    from ftops.components.model import method_input
+    from ftops.program import job_identity
+    from ftops.providers.spec import spec_hash
+
+    _rft_env(repo_copy)
+    env = load_environment(repo_copy, "dev")
+    before = spec_hash({"method": method_input(env.models["adder"], env)})
+    identity = job_identity(env, "adder", repo_copy)
+    _edit(repo_copy, "dev", "else 0.0", "else 0.5")
+    edited = load_environment(repo_copy, "dev")
+    assert spec_hash({"method": method_input(edited.models["adder"], edited)}) != before
+    assert job_identity(edited, "adder", repo_copy) != identity  # the budget counts it as a new job too
+    # ... while the same grader inline instead of by ref is the same job
+    inline = RFT_GRADERS.replace(
+        "grader: {ref: digits}",
+        "grader: {type: string_check, name: exact, "
+        'input: "{{sample.output_text}}", reference: "{{item.answer}}", operation: eq}',
+    )
+    by_ref = RFT_GRADERS.replace("grader: {ref: digits}", "grader: {ref: exact}")
+    hashes: list[str] = []
+    for models in (inline, by_ref):
+        root = repo_copy.parent / f"copy-{len(hashes)}"
+        shutil.copytree(repo_copy.parent / "repo" / "data", root / "data")
+        shutil.copytree(REPO / "environments", root / "environments")
+        (root / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+        _rft_env(root, models)
+        env = load_environment(root, "dev")
+        hashes.append(spec_hash({"method": method_input(env.models["adder"], env)}))
+    assert hashes[0] == hashes[1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "grader: {ref: digits}\n          hyper",
+            "grader: {ref: digitz}\n          hyper",
+            D
+            + "models.adder.method.grader.ref: no grader 'digitz' in graders; declared: digits, exact (line 52)",
+        ),
+        (
+            '"{{item.answer}}"',
+            '"{{item.answr}}"',
+            None,  # not used by the model: only the gate's check is checked against its set
+        ),
+        (
+            "            grader: {ref: digits}\n            threshold",
+            "            grader: {ref: exact}\n            pass_score: 1\n            threshold",
+            None,
+        ),
+    ],
+)
+def test_grader_refs(repo_copy: Path, old: str, new: str, expected: str | None) -> None:
+    _rft_env(repo_copy)
+    _edit(repo_copy, "dev", old, new)
+    if expected is None:
+        load_environment(repo_copy, "dev")
+    else:
+        assert _problems(repo_copy, "dev") == [expected]
+
+
+def test_template_references_are_checked_against_the_data(repo_copy: Path) -> None:
+    _rft_env(
+        repo_copy,
+        RFT_GRADERS.replace("grader: {ref: digits}", "grader: {ref: exact}"),
+        RFT_GATE.replace("{ref: digits}", "{ref: exact}"),
+    )
+    _edit(repo_copy, "dev", '"{{item.answer}}"', '"{{item.answr}}"')
+    text = (repo_copy / "environments" / "Pulumi.dev.yaml").read_text().splitlines()
+    model_line, gate_line = [n for n, line in enumerate(text, 1) if "{ref: exact}" in line]
+    assert _problems(repo_copy, "dev") == [
+        D + "models.adder.method.grader: {{item.answr}}: the data has no field 'answr' (it has answer, "
+        f"messages) at data/rft-digits/train.jsonl:1 (line {model_line})",
+        D + "gates.adder.quality.0.grader: {{item.answr}}: the data has no field 'answr' (it has answer, "
+        f"messages) at data/rft-digits/valid.jsonl:1 (line {gate_line})",
+    ]
+
+
+def test_python_grader_syntax_is_checked_with_its_line(repo_copy: Path) -> None:
+    _rft_env(repo_copy)
+    _edit(repo_copy, "dev", "else 0.0", "else 0.0)")
+    (problem,) = _problems(repo_copy, "dev")
+    assert problem.startswith(D + "graders.digits: ")
+    assert "source line 2: unmatched ')'" in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "        validation_file: data/rft-digits/valid.jsonl\n",
+            "        validation_file: data/rft-digits/valid.jsonl\n        checkpoint: best_valid_loss\n",
+            "models.adder.checkpoint: best_valid_reward is for reinforcement (its checkpoints carry rewards), "
+            "best_valid_loss for supervised and dpo (line 56)",
+        ),
+        (
+            "        checkpoint: best_valid_loss\n        wait_timeout_minutes: 120\n",
+            "        checkpoint: best_valid_reward\n        wait_timeout_minutes: 120\n",
+            "models.support-sft.checkpoint: best_valid_reward is for reinforcement (its checkpoints carry "
+            "rewards), best_valid_loss for supervised and dpo (line 69)",
+        ),
+    ],
+)
+def test_the_checkpoint_policy_fits_the_method(repo_copy: Path, old: str, new: str, expected: str) -> None:
+    _rft_env(repo_copy)
+    _edit(repo_copy, "dev", old, new)
+    assert _problems(repo_copy, "dev") == [D + expected]
 
 
 def test_customer_managed_key_rules_name_the_key(repo_copy: Path) -> None:

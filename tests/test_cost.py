@@ -183,6 +183,68 @@ def test_a_deployment_billed_by_the_hour_that_nobody_calls_is_idle() -> None:
     assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=None).idle  # unknown
 
 
+def test_rft_grader_model_tokens_are_a_line_of_their_own() -> None:
+    judge = {
+        "type": "score_model",
+        "model": "gpt-4o-2024-08-06",
+        "input": [{"role": "user", "content": "Score 0-1: {{sample.output_text}} vs {{item.answer}}"}],
+        "sampling_params": {"max_completions_tokens": 10},
+    }
+    exact = {
+        "type": "string_check",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.answer}}",
+        "operation": "eq",
+    }
+    env = env_with(
+        graders={
+            "both": {
+                "type": "multi",
+                "graders": {"judge": judge, "exact": exact},
+                "calculate_output": "judge",
+            }
+        },
+        models={
+            "adder": {
+                "base_model": "o4-mini-2025-04-16",
+                "method": {
+                    "type": "reinforcement",
+                    "grader": {"ref": "both"},
+                    "hyperparameters": {"n_epochs": 2},
+                },
+                "training_file": "data/rft-digits/train.jsonl",
+                "validation_file": "data/rft-digits/valid.jsonl",
+            }
+        },
+        deployments={},
+        gates={},
+    )
+    report = validate_file(
+        REPO / "data/rft-digits/train.jsonl",
+        ValidateOptions(method="reinforcement", base_model="o4-mini-2025-04-16", epochs=1),
+    )
+    spec = env.models["adder"]
+    [grading] = cost.grading_lines(env, "adder", spec, report.examples, report.billed_tokens)
+    from ftops.tokenizer import TokenCounter
+
+    calls = 24 * 2 * 4  # prompts x epochs x samples per prompt (compute_multiplier 1)
+    template = TokenCounter("o200k_base").count(judge["input"][0]["content"])  # type: ignore[index]
+    per_call = template + report.billed_tokens // 24 + cost.GRADER_ANSWER_TOKENS
+    # gpt-4o list prices: $2.50 per 1M input, $10.00 per 1M output tokens.
+    assert grading.usd == pytest.approx(calls * per_call * 2.50 / 1e6 + calls * 10 * 10.00 / 1e6)
+    assert "192 samples graded" in grading.basis
+    assert grading.item == "grading adder (judge)"
+    # One line per job (the budget and the preview count them so): the RFT hours plus the grading.
+    [line] = [ln for ln in cost.plan_lines(env, REPO) if ln.kind == "training"]
+    hours = cost.training_line(env, "adder", spec, report.examples, report.billed_tokens)
+    assert hours.usd is not None
+    assert grading.usd is not None
+    assert line.usd == pytest.approx(hours.usd + grading.usd)
+    assert line.item == "training adder"
+    assert "grader-model tokens: judge: $" in line.basis
+    assert "192 samples graded" in line.basis
+
+
 def test_alerts_and_the_canary_are_priced_per_month_on_azure() -> None:
     prod = load_environment(REPO, "prod")
     lines = {ln.item: ln for ln in cost.plan_lines(prod, REPO)}

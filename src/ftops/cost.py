@@ -19,11 +19,19 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ftops.catalog import auto_epochs, base_of, resolve_base
-from ftops.config.schema import Environment, GateSpec, ModelSpec, ReinforcementHyperparameters, Sku
+from ftops.config.schema import (
+    Environment,
+    GateSpec,
+    ModelSpec,
+    Reinforcement,
+    ReinforcementHyperparameters,
+    Sku,
+)
 from ftops.config.skus import candidate_sku
+from ftops.evaluation import rft_graders
 
 if TYPE_CHECKING:
     from ftops.evaluation.distillation import Estimate, Plan
@@ -203,8 +211,7 @@ def training_line(
             "training",
             rates.rft_usd(hours),
             "change",
-            f"RFT ~{hours:,.2f} h ({examples:,} prompts x {epochs_note}, effort {effort}) x {rate}; "
-            "grader-model tokens billed on top",
+            f"RFT ~{hours:,.2f} h ({examples:,} prompts x {epochs_note}, effort {effort}) x {rate}",
         )
     billed = tokens_per_epoch * epochs
     rate = (
@@ -219,6 +226,71 @@ def training_line(
         "change",
         f"{tokens_per_epoch:,} tokens x {epochs_note} = {billed:,} billed tokens x {rate}",
     )
+
+
+# A model grader reads the graded answer besides its template and the item: RFT answers of a
+# reasoning model run to a few hundred tokens (an estimate; the reply is a score).
+GRADER_ANSWER_TOKENS = 256
+GRADER_REPLY_TOKENS = 32  # unless the grader's sampling_params cap it
+
+
+def grading_lines(
+    environment: Environment, key: str, spec: ModelSpec, examples: int, tokens_per_epoch: int
+) -> list[CostLine]:
+    """An RFT model's grader-model tokens, one line per `score_model` grader (string, similarity
+    and python graders cost nothing extra): every training sample is graded once."""
+    if not isinstance(spec.method, Reinforcement):
+        return []
+    hp = spec.method.hyperparameters
+    epochs = auto_epochs(examples) if hp.n_epochs == "auto" else int(hp.n_epochs)
+    multiplier = 1.0 if hp.compute_multiplier == "auto" else float(hp.compute_multiplier)
+    calls = round(examples * epochs * RFT_SAMPLES_PER_PROMPT * multiplier)
+    item = tokens_per_epoch // max(examples, 1)
+    from ftops.tokenizer import TokenCounter
+
+    lines = []
+    for name, grader in score_model_graders(environment.grader(spec.method.grader)):
+        template = "\n".join(m.content for m in grader.input)
+        try:
+            rates: Rates | None = rates_for(environment, grader.model)
+            counter = TokenCounter(resolve_base(base_of(grader.model)).encoding)
+        except ValueError:  # not a model ftops knows: its tokens cannot be priced
+            rates, counter = None, TokenCounter(resolve_base(environment.base_of(key)).encoding)
+        per_call = counter.count(template) + item + GRADER_ANSWER_TOKENS
+        params = grader.sampling_params
+        reply = (params.max_completions_tokens if params else None) or GRADER_REPLY_TOKENS
+        lines.append(
+            CostLine(
+                f"grading {key} ({name})",
+                "training",
+                None if rates is None else rates.inference_usd(calls * per_call, calls * reply),
+                "change",
+                f"{calls:,} samples graded ({examples:,} prompts x {epochs} epochs x "
+                f"{RFT_SAMPLES_PER_PROMPT * multiplier:g} samples) x ~{per_call:,} prompt + {reply} reply "
+                f"tokens on {grader.model}",
+            )
+        )
+    return lines
+
+
+def with_grading(line: CostLine, grading: list[CostLine]) -> CostLine:
+    """The job's line with its grader-model tokens added: one line per job, as the budget and the
+    preview count them. A grader model without a rate leaves its part out, and says so."""
+    if not grading:
+        return line
+    priced = [g.usd for g in grading if g.usd is not None]
+    total = None if line.usd is None else line.usd + sum(priced)
+    parts = "; ".join(f"{g.item.split(' (', 1)[-1].rstrip(')')}: {g.label()} for {g.basis}" for g in grading)
+    return CostLine(line.item, line.kind, total, line.per, f"{line.basis}; grader-model tokens: {parts}")
+
+
+def score_model_graders(grader: Any, name: str = "") -> list[tuple[str, rft_graders.ScoreModel]]:
+    """(name, grader) of every score_model in a grader; a multi's parts are named by their keys."""
+    if isinstance(grader, rft_graders.Multi):
+        return [m for key, g in grader.graders.items() for m in score_model_graders(g, g.name or key)]
+    if isinstance(grader, rft_graders.ScoreModel):
+        return [(grader.name or name or "score_model", grader)]
+    return []
 
 
 def hosting_line(environment: Environment, item: str, model: str, sku: Sku) -> CostLine:
@@ -296,7 +368,8 @@ def plan_lines(environment: Environment, root: Path) -> list[CostLine]:
         if spec.distill_from is not None:
             lines.append(distillation_line(environment, key, spec, root))
         examples, tokens = training_tokens(environment, key, spec, root)
-        lines.append(training_line(environment, key, spec, examples, tokens))
+        line = training_line(environment, key, spec, examples, tokens)
+        lines.append(with_grading(line, grading_lines(environment, key, spec, examples, tokens)))
     for name, dep in environment.deployments.items():
         model = _served_model(environment, dep.model)
         if model is None:
@@ -308,7 +381,7 @@ def plan_lines(environment: Environment, root: Path) -> list[CostLine]:
     for key, gate in environment.gates.items():
         model = _served_model(environment, key)
         if model is not None:
-            items, tokens = eval_tokens(gate, root, model)
+            items, tokens = eval_tokens(gate, root, model, environment)
             lines.append(evaluation_line(environment, key, gate, model, tokens, items))
             if environment.target == "azure" and any(
                 d.model == key for d in environment.deployments.values()
@@ -383,7 +456,9 @@ def training_tokens(environment: Environment, key: str, spec: ModelSpec, root: P
     return report.examples, report.billed_tokens
 
 
-def eval_tokens(gate: GateSpec, root: Path, model: str) -> tuple[int, int]:
+def eval_tokens(
+    gate: GateSpec, root: Path, model: str, environment: Environment | None = None
+) -> tuple[int, int]:
     """(items, prompt tokens) of one pass over the gate's quality eval sets and safety probes."""
     from ftops.config.gates import checks
     from ftops.evaluation.verdict import suite
@@ -392,8 +467,8 @@ def eval_tokens(gate: GateSpec, root: Path, model: str) -> tuple[int, int]:
     counter = TokenCounter(resolve_base(base_of(model)).encoding)
     items = 0
     texts: list[str] = []
-    for check in checks(gate, root):
-        loaded = suite(check.path)
+    for check in checks(gate, root, environment):
+        loaded = suite(check.path, fields=bool(check.grader_spec))
         chosen = loaded.only(set(check.categories) or None).items
         items += len(chosen)
         texts += [m.content for item in chosen for m in item.messages]

@@ -15,10 +15,11 @@ from ftops.components import local
 from ftops.components.infrastructure import AzureInfrastructure
 from ftops.components.model import FineTunedModel, PromotedModel, Wiring
 from ftops.config.load import check_promotion_chain, load_environment, read_stack_node, validate_environment
-from ftops.config.schema import DeploymentSpec, Environment
+from ftops.config.schema import DeploymentSpec, Environment, Reinforcement
 from ftops.config.site import Site
 from ftops.config.yamlfiles import environment_names
 from ftops.errors import ConfigError, FtopsError
+from ftops.evaluation import rft_graders
 from ftops.providers.args import BudgetArgs
 from ftops.providers.budget import Budget
 from ftops.providers.spec import sha256_file
@@ -154,6 +155,8 @@ def job_identity(env: Environment, key: str, root: Path) -> str:
         "data": [sha256_file(str(root / f)) for f in spec.data_files()],  # a distilled model's prompt set too
         "parent": job_identity(env, spec.continue_from, root) if spec.continue_from else None,
     }
+    if isinstance(spec.method, Reinforcement):  # a grader named by ref counts by its content
+        body["grader"] = rft_graders.canonical(env.grader(spec.method.grader))
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

@@ -56,6 +56,10 @@ def emulator(
     fault_fail_job_at_step: Annotated[
         int | None, typer.Option(min=1, help="Every new job fails at this step.")
     ] = None,
+    rft_pause_after_seconds: Annotated[
+        float | None,
+        typer.Option(min=0, help="Pause RFT jobs after this much training, as Azure does at $5,000."),
+    ] = None,
 ) -> None:
     """Run the local Azure OpenAI emulator: files, fine-tuning (real training on the CPU), models,
     chat completions, and ARM-shaped deployments. Stops cleanly on Ctrl+C / SIGTERM."""
@@ -76,6 +80,7 @@ def emulator(
         model_cache=model_cache,
         stand_in=stand_ins,
         provisioning_seconds=provisioning_seconds,
+        rft_pause_after_seconds=rft_pause_after_seconds,
         faults=Faults(
             error_rate=fault_error_rate,
             latency_ms=fault_latency_ms,

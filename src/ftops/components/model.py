@@ -20,9 +20,10 @@ import pulumi
 from ftops.catalog import base_of
 from ftops.components.distill import GateWithTeacher, distilled_files
 from ftops.config.gates import gate_request
-from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, ReleasePin, Sku
+from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, Reinforcement, ReleasePin, Sku
 from ftops.config.skus import candidate_sku
 from ftops.config.yamlfiles import RELEASES_DIR  # read by the job provider before it deletes a model
+from ftops.evaluation import rft_graders
 from ftops.providers.args import AuditEntryArgs, FineTuningJobArgs
 from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
@@ -93,11 +94,14 @@ class Wiring:
         )
 
 
-def method_input(spec: ModelSpec) -> dict[str, Any]:
+def method_input(spec: ModelSpec, env: Environment) -> dict[str, Any]:
     """The method as the job provider takes it. Only hyperparameters the environment sets are part
     of it (and so of the job's identity): a default that changes in a later ftops must not look
-    like a new spec and retrain everything."""
+    like a new spec and retrain everything. An RFT grader goes in whole, its `ref` resolved, so
+    an edited grader (a python grader's source) is a new spec and plans a new job."""
     method = spec.method.model_dump(mode="json", exclude_unset=True, exclude={"type"})
+    if isinstance(spec.method, Reinforcement):
+        method["grader"] = rft_graders.canonical(env.grader(spec.method.grader))
     return {"type": spec.method.type, "hyperparameters": method.pop("hyperparameters", {}), **method}
 
 
@@ -228,7 +232,7 @@ class FineTunedModel(pulumi.ComponentResource):
                 training_digest=files["training"].digest,
                 validation_file=validation.file_id if validation else None,
                 validation_digest=validation.digest if validation else None,
-                method=method_input(spec),
+                method=method_input(spec, env),
                 seed=spec.seed,
                 suffix=spec.suffix,
                 training_type=spec.training_type,

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
-from ftops.config.schema import Environment, GateSpec
+from ftops.config.schema import Environment, GateSpec, GraderRef, QualityCheck
+from ftops.evaluation import rft_graders
 from ftops.evaluation.request import Baseline, Check, GateRequest, Policy
 from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE, suite
 
@@ -18,22 +20,36 @@ def _digest(path: Path) -> str:
         return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def checks(gate: GateSpec | None, root: Path) -> tuple[Check, ...]:
+def _azure_grader(env: Environment | None, check: QualityCheck) -> tuple[str, str]:
+    """(grader name, canonical JSON) of a `{ref: ...}` check: the same object the RFT job trains on."""
+    if not isinstance(check.grader, GraderRef):
+        return check.grader, ""
+    if env is None:
+        raise ValueError(f"check {check.name}: a grader ref needs its environment")
+    grader = env.grader(check.grader)
+    spec = json.dumps(rft_graders.canonical(grader), sort_keys=True, separators=(",", ":"))
+    return f"azure:{check.grader.ref}", spec
+
+
+def checks(gate: GateSpec | None, root: Path, env: Environment | None = None) -> tuple[Check, ...]:
     """Each eval set goes with the digest the plan saw: a set edited between plan and apply stops
     the gate instead of grading against other items."""
     if gate is None:
         return ()
+    graders = {q.name: _azure_grader(env, q) for q in gate.quality}
     out = [
         Check(
             name=q.name,
             kind="quality",
-            grader=q.grader,
+            grader=graders[q.name][0],
             threshold=q.threshold,
             path=str(root / q.eval_set),
             digest=_digest(root / q.eval_set),
             categories=(),
             min_similarity=q.min_similarity,
             judge_deployment=q.judge_deployment or "",
+            grader_spec=graders[q.name][1],
+            pass_score=q.pass_score,
         )
         for q in gate.quality
     ]
@@ -51,6 +67,8 @@ def checks(gate: GateSpec | None, root: Path) -> tuple[Check, ...]:
                 categories=tuple(gate.safety.categories or ()),
                 min_similarity=0.0,  # refusals are graded, not similarity
                 judge_deployment="",
+                grader_spec="",
+                pass_score=None,
             )
         )
     return tuple(out)
@@ -65,7 +83,7 @@ def gate_request(env: Environment, key: str, root: Path, serving: str, seed: int
     return GateRequest(
         name=key,
         environment=env.name,
-        checks=checks(spec, root),
+        checks=checks(spec, root, env),
         policy=Policy(
             confidence=settings.confidence,
             repeats=settings.repeats,

@@ -10,15 +10,16 @@ Either way the file is read for line numbers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ftops.config.pins import load_releases
-from ftops.config.schema import Environment
+from ftops.config.schema import Environment, GraderRef, Reinforcement
 from ftops.config.yamlfiles import (
     CONFIG_KEY,
     environment_names,
@@ -31,6 +32,7 @@ from ftops.config.yamlfiles import (
     stack_file,
 )
 from ftops.errors import ConfigError, UsageError
+from ftops.evaluation import rft_graders
 
 
 def _stack_tree(root: Path, name: str) -> tuple[Any, str]:
@@ -74,6 +76,8 @@ def validate_environment(root: Path, name: str, raw: Any, tree: Any = None) -> E
             f"{label}: {CONFIG_KEY}.name: is '{env.name}' but the stack is '{name}'; make them equal"
         )
     problems += _missing_paths(root, env, label, node)
+    if not problems:
+        problems += _grader_data_problems(root, env, label, node)
     if problems:
         raise ConfigError(problems)
     return env
@@ -106,6 +110,57 @@ def _missing_paths(root: Path, env: Environment, label: str, tree: Any) -> list[
             )
         elif not target.is_file():
             problems.append(f"{label}: {where}: no such file '{value}'; fix the path or add the file{suffix}")
+    return problems
+
+
+GRADER_DATA_LINES = 20  # lines of each data file a grader's `{{item.*}}` references are checked on
+
+
+def _data_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The first lines of a JSONL file that parse as objects (the data validators report the rest)."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    with path.open(encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, 1):
+            if len(out) >= GRADER_DATA_LINES:
+                break
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out.append((number, value))
+    return out
+
+
+def _grader_data_problems(root: Path, env: Environment, label: str, tree: Any) -> list[str]:
+    """Each `{{item.x}}` a grader reads must be a field of the data it grades: an RFT model's
+    training and validation lines, a gate check's eval set."""
+    uses: list[tuple[list[str | int], BaseModel, list[str]]] = []
+    for key, model in env.models.items():
+        if isinstance(model.method, Reinforcement):
+            files = [f for f in (model.training_file, model.validation_file) if f]  # RFT is never distilled
+            uses.append((["models", key, "method", "grader"], env.grader(model.method.grader), files))
+    for key, gate in env.gates.items():
+        for i, check in enumerate(gate.quality):
+            if isinstance(check.grader, GraderRef):
+                uses.append(
+                    (["gates", key, "quality", i, "grader"], env.grader(check.grader), [check.eval_set])
+                )
+    problems = []
+    for path, grader, files in uses:
+        line = line_of(tree, path)
+        where = f"{label}: {CONFIG_KEY}." + ".".join(str(p) for p in path)
+        suffix = f" (line {line})" if line else ""
+        for ref in dict.fromkeys(rft_graders.references(grader)):
+            for file in files:
+                for number, item in _data_lines(root / file):
+                    problem = rft_graders.reference_problem(ref, item)
+                    if problem:
+                        problems.append(f"{where}: {problem} at {file}:{number}{suffix}")
+                        break
+                else:
+                    continue
+                break
     return problems
 
 

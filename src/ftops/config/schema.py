@@ -19,9 +19,12 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -36,6 +39,7 @@ from ftops.catalog import (
     resolve_base,
 )
 from ftops.evaluation.graders import DEFAULT_MIN_SIMILARITY, registry
+from ftops.evaluation.rft_graders import RftGrader
 
 Auto = Literal["auto"]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
@@ -119,22 +123,47 @@ class Dpo(Strict):
     hyperparameters: DpoHyperparameters = DpoHyperparameters()
 
 
+GraderName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+
+
+class GraderRef(Strict):
+    """A grader declared once in the environment's `graders:` map, by its key."""
+
+    ref: GraderName
+
+
+def _grader_form(value: Any) -> str:
+    if isinstance(value, GraderRef) or (isinstance(value, dict) and "ref" in value):
+        return "[ref]"
+    return "[inline]"
+
+
+# Azure's grader object: validated field by field (ftops.evaluation.rft_graders), but its JSON
+# Schema here is one object, the documented shape being Azure's, not a key list of ours.
+AzureGrader = Annotated[
+    RftGrader,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "an Azure RFT grader: string_check, text_similarity, score_model, python, multi",
+        }
+    ),
+]
+
+
+# A grader in Azure's shape (ftops.evaluation.rft_graders), inline or `{ref: <key in graders>}`.
+# (Tags in brackets: error locations drop them, so a message names the data's own keys.)
+GraderUse = Annotated[
+    Annotated[GraderRef, Tag("[ref]")] | Annotated[AzureGrader, Tag("[inline]")], Discriminator(_grader_form)
+]
+
+
 class Reinforcement(Strict):
     type: Literal["reinforcement"]
     hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
-    # The grader object as Azure takes it (string_check, text_similarity, score_model, multi, python).
-    grader: dict[str, Any]
+    # The reward: string_check, text_similarity, score_model, multi or python, as Azure takes it.
+    grader: GraderUse
     response_format: dict[str, Any] | None = None
-
-    @field_validator("grader")
-    @classmethod
-    def _grader_type(cls, grader: dict[str, Any]) -> dict[str, Any]:
-        kinds = ("string_check", "text_similarity", "score_model", "multi", "python")
-        if grader.get("type") not in kinds:
-            raise PydanticCustomError(
-                "grader_type", "grader.type must be one of: {kinds}", {"kinds": ", ".join(kinds)}
-            )
-        return grader
 
 
 Method = Annotated[Supervised | Dpo | Reinforcement, Field(discriminator="type")]
@@ -242,7 +271,8 @@ class ModelSpec(Strict):
     suffix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,9}$")] | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     training_type: Literal["Standard", "GlobalStandard", "Developer"] = "Standard"
-    checkpoint: Literal["final", "best_valid_loss"] = "final"
+    # best_valid_reward: for reinforcement, whose checkpoints carry rewards, not losses.
+    checkpoint: Literal["final", "best_valid_loss", "best_valid_reward"] = "final"
     wait_timeout_minutes: Annotated[int, Field(ge=1, le=720 * 60)] = 60
     # Part of the job's identity: raising it is the explicit decision to train again after a job
     # failed, was cancelled or was deleted (ftops never retrains on its own).
@@ -284,6 +314,15 @@ class ModelSpec(Strict):
                 "distill_validation",
                 "a distilled model's validation file is split from the teacher's answers "
                 "(distill_from.validation_split); remove validation_file",
+            )
+        if (self.checkpoint == "best_valid_reward") != (self.method.type == REINFORCEMENT) and (
+            self.checkpoint != "final"
+        ):
+            raise _at(
+                "checkpoint",
+                "checkpoint_for_method",
+                "best_valid_reward is for reinforcement (its checkpoints carry rewards), "
+                "best_valid_loss for supervised and dpo",
             )
         if self.method.type == REINFORCEMENT and self.validation_file is None:
             raise PydanticCustomError(
@@ -343,13 +382,23 @@ class QualityCheck(Strict):
     eval_set: RepoPath
     # exact, normalized, regex, json_schema, similarity, refusal, llm_judge, or a grader registered
     # under the `ftops.graders` entry-point group.
-    grader: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+    # ... or `{ref: <key in graders>}`: the Azure grader an RFT model is trained against.
+    grader: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")] | GraderRef
     threshold: Annotated[float, Field(ge=0, le=1)]
     min_similarity: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_SIMILARITY
     judge_deployment: str | None = None
+    # With a `ref` grader: the score at which one answer passes (default: the grader's own
+    # pass_threshold, else full marks).
+    pass_score: float | None = None
 
     @model_validator(mode="after")
     def _grader(self) -> Self:
+        if isinstance(self.grader, GraderRef):
+            return self
+        if self.pass_score is not None:
+            raise PydanticCustomError(
+                "pass_score_needs_ref", "pass_score applies to a `grader: {ref: ...}` only"
+            )
         known = registry()
         if self.grader not in known:
             raise PydanticCustomError(
@@ -703,6 +752,8 @@ class Environment(Strict):
     promotion: Promotion | None = None
     pricing: Pricing = Pricing()
     budget: Budget = Budget()
+    # Azure-shaped graders declared once: the reward of RFT models and a check of their gates.
+    graders: dict[GraderName, AzureGrader] = {}
     models: dict[Name, ModelSpec] = {}
     deployments: dict[Name, DeploymentSpec] = {}
     gates: dict[Name, GateSpec] = {}
@@ -718,6 +769,7 @@ class Environment(Strict):
             *self._production_rules(),
             *self._model_rules(),
             *self._deployment_rules(),
+            *self._grader_refs(),
             *self._encryption_rules(),
         ]
         if len(found) == 1:
@@ -835,6 +887,32 @@ class Environment(Strict):
                     "unknown_model",
                     "gates apply to a model this environment trains or serves",
                 )
+
+    def _grader_refs(self) -> Iterator[PydanticCustomError]:
+        declared = ", ".join(self.graders) or "none"
+        for key, spec in self.models.items():
+            grader = spec.method.grader if isinstance(spec.method, Reinforcement) else None
+            if isinstance(grader, GraderRef) and grader.ref not in self.graders:
+                yield _at(
+                    f"models.{key}.method.grader.ref",
+                    "unknown_grader",
+                    f"no grader '{grader.ref}' in graders; declared: {declared}",
+                )
+        for key, gate in self.gates.items():
+            for i, check in enumerate(gate.quality):
+                if isinstance(check.grader, GraderRef) and check.grader.ref not in self.graders:
+                    yield _at(
+                        f"gates.{key}.quality.{i}.grader.ref",
+                        "unknown_grader",
+                        f"no grader '{check.grader.ref}' in graders; declared: {declared}",
+                    )
+
+    def grader(self, use: GraderRef | BaseModel) -> BaseModel:
+        """The Azure grader a model or a check uses, its `ref` resolved (named after its key)."""
+        if isinstance(use, GraderRef):
+            found = self.graders[use.ref]
+            return found if getattr(found, "name", "") else found.model_copy(update={"name": use.ref})
+        return use
 
     def _root(self, key: str) -> str | None:
         seen = set()

@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import FileResponse, Response
 from starlette.datastructures import UploadFile
 
-from ftops.catalog import MAX_FILE_BYTES
+from ftops.catalog import MAX_FILE_BYTES, REINFORCEMENT, default_base
 from ftops.emulator import ids
 from ftops.emulator.http import ApiError, Ctx, bad_request, not_found
 from ftops.emulator.state import Emulator
@@ -36,6 +36,12 @@ def _validate_upload(emu: Emulator, file_id: str, path: Path) -> None:
 
     try:
         report = validate_file(path, ValidateOptions(workers=1))
+        if not report.valid:
+            # The upload does not say what the file is for: data that is valid RFT data (chat that
+            # ends with the user's turn, extra fields for the grader) is a valid fine-tune file.
+            rft_base = default_base(REINFORCEMENT)
+            rft = validate_file(path, ValidateOptions(method=REINFORCEMENT, base_model=rft_base, workers=1))
+            report = rft if rft.valid else report
     except Exception as exc:  # a file that cannot even be read is an invalid file, not a crash
         details = f"The file could not be read as JSONL: {exc}"
     else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from ftops.catalog import BASE_MODELS, DPO, REINFORCEMENT, SUPERVISED
 from ftops.emulator import ids
@@ -19,6 +20,7 @@ from ftops.emulator.settings import STAND_INS
 from ftops.emulator.state import Emulator
 from ftops.emulator.store import ACTIVE, TERMINAL, Doc
 from ftops.emulator.worker import add_event
+from ftops.evaluation import rft_graders
 
 # Dated statuses (Azure's FineTuningState) as the v1 surface names them.
 V1_STATUS = {"created": "validating_files", "pending": "queued", "resuming": "running", "pausing": "running"}
@@ -29,11 +31,24 @@ _BOUNDS: dict[str, tuple[type, float, float]] = {
     "batch_size": (int, 1, 256),
     "learning_rate_multiplier": (float, 1e-6, 10),
     "beta": (float, 1e-6, 2),
+    "compute_multiplier": (float, 1e-6, 10),
+    "eval_interval": (int, 1, 2**31 - 1),
+    "eval_samples": (int, 1, 2**31 - 1),
 }
 _ALLOWED = {
     SUPERVISED: ("n_epochs", "batch_size", "learning_rate_multiplier"),
     DPO: ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"),
+    REINFORCEMENT: (
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+        "eval_interval",
+        "eval_samples",
+        "compute_multiplier",
+        "reasoning_effort",
+    ),
 }
+REASONING_EFFORTS = ("default", "low", "medium", "high")
 
 
 # What the dated surface reports for a hyperparameter not chosen yet: the spec types them as numbers.
@@ -91,8 +106,13 @@ def _hyperparameters(raw: Any, method: str) -> dict[str, Any]:
         raise bad_request("hyperparameters must be an object.", "hyperparameters")
     out: dict[str, Any] = {}
     for key in _ALLOWED[method]:
-        value = raw.get(key, "auto")
-        if value != "auto":
+        value = raw.get(key, "default" if key == "reasoning_effort" else "auto")
+        if key == "reasoning_effort":
+            if value not in REASONING_EFFORTS:
+                raise bad_request(
+                    f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}; got {value!r}.", key
+                )
+        elif value != "auto":
             kind, low, high = _BOUNDS[key]
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             if kind is int and ok and float(value) != int(value):
@@ -124,12 +144,6 @@ def _method(body: Doc) -> tuple[str, dict[str, Any], Doc]:
     if not isinstance(method, dict) or method.get("type") not in (SUPERVISED, DPO, REINFORCEMENT):
         raise bad_request("method.type must be one of supervised, dpo, reinforcement.", "method")
     kind = method["type"]
-    if kind == REINFORCEMENT:
-        raise bad_request(
-            "Reinforcement fine-tuning needs graders the emulator does not run; it trains supervised and "
-            "dpo.",
-            "method",
-        )
     section = method.get(kind) or {}
     if not isinstance(section, dict):
         raise bad_request(f"method.{kind} must be an object.", f"method.{kind}")
@@ -148,7 +162,38 @@ def _method(body: Doc) -> tuple[str, dict[str, Any], Doc]:
             )
         raw[key] = value
     hyper = _hyperparameters(raw if top is not None or inner is not None else None, kind)
-    return kind, hyper, {"type": kind, kind: {"hyperparameters": hyper}}
+    echoed: Doc = {"type": kind, kind: {"hyperparameters": hyper}}
+    if kind == REINFORCEMENT:
+        echoed[kind]["grader"] = checked_grader(section.get("grader"))
+        if section.get("response_format") is not None:
+            echoed[kind]["response_format"] = section["response_format"]
+    return kind, hyper, echoed
+
+
+def checked_grader(raw: Any, where: str = "method.reinforcement.grader") -> Doc:
+    """The RFT grader, checked as Azure checks it (its shape, a python grader's source)."""
+    if raw is None:
+        raise bad_request(f"{where} is required.", where)
+    try:
+        grader = rft_graders.parse(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"][1:])  # [0] is the grader type's tag
+        raise bad_request(f"{where}{'.' + key if key else ''}: {first['msg']}.", where) from None
+    for model in grader_models(grader):
+        if model not in BASE_MODELS:
+            raise bad_request(
+                f"{where}: the grader model '{model}' is not a model this resource serves; use one of "
+                f"{', '.join(BASE_MODELS)}.",
+                where,
+            )
+    return rft_graders.canonical(grader)
+
+
+def grader_models(grader: Any) -> list[str]:
+    if isinstance(grader, rft_graders.Multi):
+        return [m for g in grader.graders.values() for m in grader_models(g)]
+    return [grader.model] if isinstance(grader, rft_graders.ScoreModel) else []
 
 
 def _base(emu: Emulator, ctx: Ctx, model: Any) -> tuple[str, str | None, list[str], str]:
@@ -215,7 +260,7 @@ async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
             "method",
         )
     training = _training_input(emu, ctx, body, "training_file", required=True)
-    validation = _training_input(emu, ctx, body, "validation_file", required=False)
+    validation = _training_input(emu, ctx, body, "validation_file", required=kind == REINFORCEMENT)
     suffix = body.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or not SUFFIX.match(suffix)):
         raise bad_request("suffix must be 1-40 characters of letters, digits, '-' or '_'.", "suffix")
@@ -256,7 +301,7 @@ async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         "training_file": training,
         "validation_file": validation,
         "result_files": [],
-        "hyperparameters": {k: v for k, v in hyper.items() if k != "beta"},
+        "hyperparameters": {k: v for k, v in hyper.items() if k in _ALLOWED[SUPERVISED]},
         "method": method,
         "seed": seed,
         "suffix": suffix,
@@ -283,6 +328,14 @@ async def create(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         "cache_dir": str(emu.settings.cache_dir),
         "files_dir": str(emu.files_dir),
     }
+    if kind == REINFORCEMENT:
+        grader = method[kind]["grader"]
+        internal["grader"] = grader
+        # A score_model grader's model is served by its stand-in, as chat completions serve it.
+        internal["grader_stand_ins"] = {
+            m: emu.settings.stand_in[m] for m in grader_models(rft_graders.parse(grader))
+        }
+        internal["rft_pause_after_seconds"] = emu.settings.rft_pause_after_seconds
     ahead = emu.store.jobs_with_status(*ACTIVE, "created", "pending", "resuming")
     busy = any(a == ctx.account for _, a, _ in ahead)
     emu.store.add_job(ctx.account, doc, internal)

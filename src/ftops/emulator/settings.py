@@ -113,6 +113,9 @@ class Settings(BaseModel):
     max_upload_bytes: int = 512 * 1024 * 1024 + 1024 * 1024  # the file limit plus multipart framing
     max_json_bytes: int = 16 * 1024 * 1024
     faults: Faults = Faults()
+    # Azure pauses an RFT job once its training and grading cost reach $5,000 (resumed, it runs
+    # uncapped); the emulator pauses one after this much training time. None: never.
+    rft_pause_after_seconds: Annotated[float, Field(ge=0)] | None = None
 
     @property
     def db_path(self) -> Path:

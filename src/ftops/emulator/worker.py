@@ -58,8 +58,17 @@ def add_event(
 class StoreReporter:
     """Receives progress from the trainer and records it the way Azure reports it."""
 
-    def __init__(self, store: Store, job_id: str, model_id: str, work_dir: Path, parent: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        job_id: str,
+        model_id: str,
+        work_dir: Path,
+        parent: int,
+        columns: tuple[str, ...] = RESULT_COLUMNS,
+    ) -> None:
         self.parent = parent
+        self.columns = columns
         self.store = store
         self.job_id = job_id
         self.model_id = model_id
@@ -67,7 +76,9 @@ class StoreReporter:
         self.rows: dict[int, dict[str, Any]] = {}
         if self.results.exists():  # a resumed job keeps the rows trained before its pause
             with self.results.open(newline="") as fh:
-                for row in csv.DictReader(fh):
+                reader = csv.DictReader(fh)
+                self.columns = tuple(reader.fieldnames or columns)
+                for row in reader:
                     self.rows[int(row["step"])] = {k: v for k, v in row.items() if v != ""}
         self.started = time.time()
 
@@ -107,6 +118,9 @@ class StoreReporter:
             kind="metrics",
             data=data,
         )
+        self._progress(step, total_steps)
+
+    def _progress(self, step: int, total_steps: int) -> None:
         elapsed = time.time() - self.started
         # Seconds per step so far, projected over the steps left.
         finish = int(time.time() + elapsed / max(1, len(self.rows)) * max(0, total_steps - step))
@@ -118,9 +132,25 @@ class StoreReporter:
         self.store.update_job(self.job_id, progress)
         self._write_results()
 
+    def rewards(self, step: int, total_steps: int, row: dict[str, float]) -> None:
+        """An RFT step: Azure's reward metrics (and a multi grader's parts) as an event and a row."""
+        data: dict[str, Any] = {"step": step, **row}
+        self.rows[step] = data
+        extra = [c for c in row if c not in self.columns]
+        self.columns = (*self.columns, *extra)  # a multi grader's parts, as they first appear
+        valid = f", validation reward={row['valid_reward_mean']:.4f}" if "valid_reward_mean" in row else ""
+        add_event(
+            self.store,
+            self.job_id,
+            f"Step {step}/{total_steps}: training reward={row['train_reward_mean']:.4f}{valid}",
+            kind="metrics",
+            data=data,
+        )
+        self._progress(step, total_steps)
+
     def checkpoint(self, epoch: int, step: int, path: Path, metrics: dict[str, float]) -> None:
         row = self.rows.setdefault(step, {"step": step})
-        for key in ("full_valid_loss", "full_valid_mean_token_accuracy"):
+        for key in ("full_valid_loss", "full_valid_mean_token_accuracy", "full_valid_reward_mean"):
             if key in metrics:
                 row[key] = metrics[key]
         self._write_results()
@@ -151,7 +181,7 @@ class StoreReporter:
 
     def _write_results(self) -> None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for step in sorted(self.rows):
             writer.writerow({k: ("" if v is None else v) for k, v in self.rows[step].items()})
@@ -229,6 +259,9 @@ def _run(store: Store, doc: Doc, internal: Doc, parent: int) -> None:
         return None if value in (None, "auto") else value
 
     work_dir = Path(internal["work_dir"])
+    if internal["method"] == "reinforcement":
+        _run_rft(store, doc, internal, parent, number, resume)
+        return
     request = TrainRequest(
         base=internal["stand_in"],
         method=internal["method"],
@@ -249,7 +282,77 @@ def _run(store: Store, doc: Doc, internal: Doc, parent: int) -> None:
     )
     reporter = StoreReporter(store, job_id, internal["model_id"], work_dir, parent)
     result = train(request, reporter)
-    if result.status == "paused":
+    _after(store, doc, internal, result.status, result.steps, result.total_steps, work_dir)
+    if result.status == "succeeded":
+        if result.adapter is None:
+            raise RuntimeError("training succeeded without an adapter")
+        _succeed(store, doc, internal, result.adapter, result.trained_tokens, result.resolved, work_dir)
+
+
+def _run_rft(store: Store, doc: Doc, internal: Doc, parent: int, number: Any, resume: str | None) -> None:
+    from ftops.emulator.ml.rft import RESULT_COLUMNS as RFT_COLUMNS
+    from ftops.emulator.ml.rft import RftHyper, RftRequest, train_rft
+
+    job_id, work_dir = doc["id"], Path(internal["work_dir"])
+    hp = internal["hyperparameters"]
+    # Azure's cap applies once: a job resumed after the automatic pause runs uncapped.
+    ceiling = None if internal.get("rft_ceiling_reached") else internal.get("rft_pause_after_seconds")
+    request = RftRequest(
+        base=internal["stand_in"],
+        grader=internal["grader"],
+        training_file=Path(internal["training_path"]),
+        validation_file=Path(internal["validation_path"]),
+        hyper=RftHyper(
+            n_epochs=number("n_epochs"),
+            batch_size=number("batch_size"),
+            learning_rate_multiplier=number("learning_rate_multiplier"),
+            eval_interval=number("eval_interval"),
+            eval_samples=number("eval_samples"),
+            compute_multiplier=number("compute_multiplier"),
+            reasoning_effort=str(hp.get("reasoning_effort", "default")),
+        ),
+        seed=int(doc["seed"]),
+        work_dir=work_dir,
+        cache_dir=Path(internal["cache_dir"]),
+        parent_adapters=[Path(p) for p in internal.get("parent_adapters", [])],
+        resume_from=Path(resume) if resume else None,
+        fail_at_step=internal.get("fail_at_step"),
+        pause_after_seconds=ceiling,
+        grader_stand_ins=dict(internal.get("grader_stand_ins") or {}),
+    )
+    reporter = StoreReporter(store, job_id, internal["model_id"], work_dir, parent, RFT_COLUMNS)
+    result = train_rft(request, reporter)
+    if result.status == "ceiling":
+        store.update_job(job_id, lambda d, i: i.update(rft_ceiling_reached=True))
+        add_event(
+            store,
+            job_id,
+            f"Job paused automatically after {result.training_seconds:.0f} s of training, the emulator's "
+            "cost ceiling (Azure pauses RFT jobs at $5,000); the last checkpoint is deployable, and a "
+            "resumed job runs without a further cap.",
+            level="warn",
+        )
+    _after(
+        store,
+        doc,
+        internal,
+        "paused" if result.status == "ceiling" else result.status,
+        result.steps,
+        result.total_steps,
+        work_dir,
+    )
+    if result.status == "succeeded":
+        if result.adapter is None:
+            raise RuntimeError("training succeeded without an adapter")
+        _succeed(store, doc, internal, result.adapter, result.trained_tokens, result.resolved, work_dir)
+
+
+def _after(
+    store: Store, doc: Doc, internal: Doc, status: str, steps: int, total_steps: int, work_dir: Path
+) -> None:
+    """A paused or cancelled run recorded; nothing to do for a finished one."""
+    job_id = doc["id"]
+    if status == "paused":
         shutdown = store.control(job_id) == "shutdown"
 
         def paused(d: Doc, i: Doc) -> bool | None:
@@ -257,11 +360,11 @@ def _run(store: Store, doc: Doc, internal: Doc, parent: int) -> None:
                 return False
             d["status"] = "resuming" if shutdown else "paused"
             i["resume_dir"] = str(work_dir / "resume")
-            i["step"], i["total_steps"] = result.steps, result.total_steps
+            i["step"], i["total_steps"] = steps, total_steps
             return None
 
         store.update_job(job_id, paused, control=None)
-        where = f"step {result.steps}/{result.total_steps}"
+        where = f"step {steps}/{total_steps}"
         if shutdown:
             add_event(
                 store,
@@ -271,13 +374,9 @@ def _run(store: Store, doc: Doc, internal: Doc, parent: int) -> None:
         else:
             add_event(store, job_id, f"Job paused at {where}.")
         return
-    if result.status == "cancelled":
+    if status == "cancelled":
         _finish(store, job_id, "cancelled")
-        add_event(store, job_id, f"Job cancelled at step {result.steps}/{result.total_steps}.")
-        return
-    if result.adapter is None:
-        raise RuntimeError("training succeeded without an adapter")
-    _succeed(store, doc, internal, result.adapter, result.trained_tokens, result.resolved, work_dir)
+        add_event(store, job_id, f"Job cancelled at step {steps}/{total_steps}.")
 
 
 def _succeed(
@@ -333,6 +432,7 @@ def _succeed(
         k: v
         for k, v in resolved.items()
         if k in ("n_epochs", "batch_size", "learning_rate_multiplier", "beta")
+        or internal["method"] == "reinforcement"
     }
 
     def done(d: Doc, i: Doc) -> bool | None:
@@ -346,11 +446,13 @@ def _succeed(
             result_files=[file_id],
             estimated_finish=None,
         )
-        supervised = {k: v for k, v in hyper.items() if k != "beta"}
+        supervised = {
+            k: v for k, v in hyper.items() if k in ("n_epochs", "batch_size", "learning_rate_multiplier")
+        }
         d["hyperparameters"] = supervised
         method = d.get("method") or {"type": internal["method"]}
         kind = method["type"]
-        method.setdefault(kind, {})["hyperparameters"] = hyper if kind == "dpo" else supervised
+        method.setdefault(kind, {})["hyperparameters"] = supervised if kind == "supervised" else hyper
         d["method"] = method
         i.pop("resume_dir", None)
         return None

@@ -39,6 +39,8 @@ class EvalItem(BaseModel):
     category: str = "general"
     tags: list[str] = []
     max_tokens: Annotated[int, Field(ge=1, le=32_768)] = 256
+    # The whole line, as an Azure (RFT) grader's `{{item.*}}` sees it; filled by `parse(fields=True)`.
+    fields: dict[str, Any] = {}
 
     @field_validator("pattern", "forbidden")
     @classmethod
@@ -76,7 +78,9 @@ class EvalSet:
         return EvalSet(self.name, self.digest, [i for i in self.items if i.category in categories])
 
 
-def parse(data: bytes, source: str) -> EvalSet:
+def parse(data: bytes, source: str, fields: bool = False) -> EvalSet:
+    """`fields`: the set is RFT-shaped data graded by an Azure grader, whose lines carry fields of
+    their own (`{{item.answer}}`); they are kept in `fields` instead of being refused."""
     items = []
     for number, line in enumerate(data.decode("utf-8-sig").splitlines(), 1):
         if not line.strip():
@@ -87,6 +91,9 @@ def parse(data: bytes, source: str) -> EvalSet:
             raise UsageError(
                 f"{source}:{number}: not valid JSON ({exc.msg})", fix="one JSON object per line"
             ) from None
+        if fields and isinstance(raw, dict):
+            known = {f.alias or n for n, f in EvalItem.model_fields.items()} - {"fields"}
+            raw = {**{k: v for k, v in raw.items() if k in known}, "fields": raw}
         try:
             item = EvalItem.model_validate(raw)
         except ValidationError as exc:
@@ -109,9 +116,9 @@ def parse(data: bytes, source: str) -> EvalSet:
     return EvalSet(Path(source).name, "sha256:" + hashlib.sha256(data).hexdigest(), items)
 
 
-def load(path: Path) -> EvalSet:
+def load(path: Path, fields: bool = False) -> EvalSet:
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         raise UsageError(f"{path}: no such eval set", fix="fix the path in the environment's gates") from None
-    return parse(data, str(path))
+    return parse(data, str(path), fields)

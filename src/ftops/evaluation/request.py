@@ -28,12 +28,19 @@ class Check:
     categories: tuple[str, ...]
     min_similarity: float
     judge_deployment: str
+    # An Azure (RFT) grader's canonical JSON ("" for a named grader) and the score at which one
+    # answer passes (None: the grader's own pass_threshold). Carried only when set, so the state
+    # of a gate with named graders keeps its keys.
+    grader_spec: str
+    pass_score: float | None
 
     def wire(self) -> dict[str, Any]:
         """As the gate's inputs carry it (and as its state holds it: the same keys as ever, so a
         new ftops does not re-run a gate whose inputs did not change)."""
         skip = SAFETY_ONLY if self.kind == "quality" else QUALITY_ONLY
         out = {k: v for k, v in asdict(self).items() if k not in skip}
+        if not self.grader_spec:
+            del out["grader_spec"], out["pass_score"]
         if self.kind == "safety":
             out["categories"] = list(self.categories)
         elif not self.judge_deployment:
@@ -53,6 +60,8 @@ class Check:
             # A safety check grades refusals: no similarity cut-off applies to it.
             min_similarity=float(raw["min_similarity"]) if raw["kind"] == "quality" else 0.0,
             judge_deployment=str(raw.get("judge_deployment") or ""),
+            grader_spec=str(raw.get("grader_spec") or ""),
+            pass_score=None if raw.get("pass_score") is None else float(raw["pass_score"]),
         )
 
 

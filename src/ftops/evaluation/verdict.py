@@ -22,7 +22,7 @@ from typing import Any
 import openai
 
 from ftops.errors import GateError
-from ftops.evaluation import stats
+from ftops.evaluation import rft_graders, stats
 from ftops.evaluation.evalset import EvalItem, EvalSet, load, parse
 from ftops.evaluation.graders import Grade, Grader, GraderContext, make
 from ftops.evaluation.request import Check, Policy
@@ -66,17 +66,17 @@ def pyrit_suite() -> EvalSet:
     return parse(lines.encode(), "pyrit:seeds.jsonl")
 
 
-def suite(name: str) -> EvalSet:
+def suite(name: str, fields: bool = False) -> EvalSet:
     """An eval set by what a check names: the shipped suite, PyRIT's seeds, or a file."""
     if name == BUILTIN_SUITE:
         return builtin_suite()
     if name == PYRIT_SUITE:
         return pyrit_suite()
-    return load(Path(name))
+    return load(Path(name), fields)
 
 
 def load_check_set(check: Check) -> EvalSet:
-    evalset = suite(check.path)
+    evalset = suite(check.path, fields=bool(check.grader_spec))
     if check.digest and evalset.digest != check.digest:
         raise GateError(f"eval set {check.path} changed after the plan was made", fix="run `pulumi up` again")
     evalset = evalset.only(set(check.categories) or None)
@@ -99,11 +99,22 @@ def _grade_all(
     evalset: EvalSet, grader: Grader, answers: dict[tuple[str, int], Answer], repeats: int
 ) -> tuple[list[list[bool]], list[dict[str, Any]]]:
     outcomes, rows = [], []
+    graded: dict[tuple[str, int], Grade] = {}
+    if isinstance(grader, rft_graders.GateGrader):  # a python grader: one subprocess for the set
+        keys = [
+            (str(i.id), r)
+            for i in evalset.items
+            for r in range(repeats)
+            if not answers[(str(i.id), r)].filtered
+        ]
+        by_id = {str(i.id): i for i in evalset.items}
+        grades = grader.grade_many([(answers[k].text, by_id[k[0]]) for k in keys])
+        graded = dict(zip(keys, grades, strict=True))
     for item in evalset.items:
         row = []
         for repeat in range(repeats):
             answer = answers[(str(item.id), repeat)]
-            grade = grade_answer(grader, answer, item)
+            grade = graded.get((str(item.id), repeat)) or grade_answer(grader, answer, item)
             row.append(grade.passed)
             rows.append(
                 {
@@ -120,6 +131,30 @@ def _grade_all(
     return outcomes, rows
 
 
+def check_grader(
+    check: Check, client: openai.OpenAI, judge: Callable[[list[dict[str, str]]], str] | None = None
+) -> Grader:
+    """The check's grader: a named one, or an Azure grader whose grader model (score_model) is
+    a deployment on the gate's endpoint."""
+    if check.grader_spec:
+
+        def grader_model(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+            sampling = {k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")}
+            if "max_completions_tokens" in params:
+                sampling["max_tokens"] = params["max_completions_tokens"]
+            reply = client.chat.completions.create(model=model, messages=messages, **sampling)  # type: ignore[arg-type]
+            return reply.choices[0].message.content or ""
+
+        spec = rft_graders.parse(json.loads(check.grader_spec))
+        return rft_graders.GateGrader(spec, check.pass_score, grader_model)
+    return make(
+        check.grader,
+        GraderContext(
+            min_similarity=check.min_similarity, judge=judge, judge_deployment=check.judge_deployment
+        ),
+    )
+
+
 def run_check(
     check: Check,
     policy: Policy,
@@ -134,12 +169,7 @@ def run_check(
     """`pacers` carries each deployment's pacer from one check to the next."""
     pacers = {} if pacers is None else pacers
     evalset = load_check_set(check)
-    grader = make(
-        check.grader,
-        GraderContext(
-            min_similarity=check.min_similarity, judge=judge, judge_deployment=check.judge_deployment
-        ),
-    )
+    grader = check_grader(check, client, judge)
     graded: list[tuple[list[list[bool]], list[dict[str, Any]]]] = []
     for endpoint in [candidate] + ([baseline] if baseline else []):
         options = RunOptions(

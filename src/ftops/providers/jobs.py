@@ -84,8 +84,8 @@ class FineTuningJobProvider(ResourceProvider):
         method = news.get("method") or {}
         if method.get("type") not in ("supervised", "dpo", "reinforcement"):
             failures.append(CheckFailure("method.type", "must be supervised, dpo or reinforcement"))
-        if news.get("checkpoint", "final") not in ("final", "best_valid_loss"):
-            failures.append(CheckFailure("checkpoint", "must be final or best_valid_loss"))
+        if news.get("checkpoint", "final") not in ("final", "best_valid_loss", "best_valid_reward"):
+            failures.append(CheckFailure("checkpoint", "must be final, best_valid_loss or best_valid_reward"))
         timeout = news.get("wait_timeout_minutes", 60)
         if not isinstance(timeout, int | float) or timeout <= 0:
             failures.append(CheckFailure("wait_timeout_minutes", "must be a positive number of minutes"))

@@ -96,12 +96,16 @@ class Checkpoint:
 
 
 def choose_model(final_model: str, checkpoints: list[Checkpoint], policy: str) -> tuple[str, int | None]:
-    """(model id to serve, its step). `best_valid_loss` takes the checkpoint with the lowest full
+    """(model id to serve, its step). `best_valid_reward` (RFT) takes the checkpoint with the highest
+    full validation reward; `best_valid_loss` takes the checkpoint with the lowest full
     validation loss (validation loss when Azure gave no full one); `final` the finished model."""
-    if policy != "best_valid_loss":
+    if policy not in ("best_valid_loss", "best_valid_reward"):
         return final_model, max((c.step for c in checkpoints), default=None)
 
     def loss(c: Checkpoint) -> float | None:
+        if policy == "best_valid_reward":  # RFT: the highest reward, as a loss to minimise
+            reward = c.metrics.get("full_valid_reward_mean", c.metrics.get("valid_reward_mean"))
+            return None if reward is None else -float(reward)
         value = c.metrics.get("full_valid_loss", c.metrics.get("valid_loss"))
         return None if value is None else float(value)
 
