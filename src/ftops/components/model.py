@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ftops.providers.audit import AuditEntry
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
 from ftops.providers.jobs import FineTuningJob
-from ftops.providers.spec import sha256_file
+from ftops.providers.spec import KEPT, sha256_file
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,56 @@ def candidate_sku_for(env: Environment, model_id: str, deployment: DeploymentSpe
     return candidate_sku(env, base_of(model_id), deployment)
 
 
+def _deploy_name(index: int, kept: list[dict[str, Any]]) -> str:
+    return str(kept[index]["deploy"])
+
+
+@dataclass(frozen=True)
+class CheckpointCandidates:
+    """`checkpoint: best_eval`: one candidate deployment per checkpoint the job keeps (the last
+    three epochs; their number is known from n_epochs before training), so the gate can score each
+    and serve the best. The final epoch's candidate keeps the usual candidate deployment's name."""
+
+    n_epochs: int
+    checkpoints: pulumi.Output[list[dict[str, Any]]]  # the job's `checkpoints` output, oldest first
+    fine_tuned_model: pulumi.Input[str]
+
+    @property
+    def epochs(self) -> list[int]:
+        kept = min(KEPT, self.n_epochs)
+        return list(range(self.n_epochs - kept + 1, self.n_epochs + 1))
+
+    def deploy(
+        self,
+        key: str,
+        wiring: Wiring,
+        parent: pulumi.Resource,
+        first: str,
+        first_spec: DeploymentSpec,
+        sku: Sku,
+        chain: list[pulumi.Resource],
+    ) -> tuple[list[pulumi.Resource], pulumi.Output[list[dict[str, Any]]]]:
+        """The earlier epochs' candidate deployments (chained), and the gate's `candidates`."""
+        names = [f"{first}-candidate" + ("" if e == self.n_epochs else f"-e{e}") for e in self.epochs]
+        for index, epoch in enumerate(self.epochs[:-1]):
+            model = self.checkpoints.apply(partial(_deploy_name, index))
+            chain = [
+                wiring.deploy(
+                    DeployRequest(
+                        f"{key}-candidate-e{epoch}", names[index], model, sku, first_spec, chain, parent
+                    )
+                )
+            ]
+
+        def wired(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [
+                {**c, "deployment": name, "epoch": epoch, "model": c["deploy"]}
+                for c, name, epoch in zip(kept, names, self.epochs, strict=True)
+            ]
+
+        return chain, self.checkpoints.apply(wired)
+
+
 @dataclass
 class GatedServing:
     gate: EvaluationGate
@@ -140,6 +191,7 @@ def serve_through_gate(
     provenance: Mapping[str, pulumi.Input[str]],
     source: pulumi.Input[str] | None = None,
     job: pulumi.Input[str] | None = None,
+    checkpoints: CheckpointCandidates | None = None,
 ) -> GatedServing:
     """candidate deployment -> EvaluationGate -> serving deployments, one write at a time.
 
@@ -148,6 +200,9 @@ def serve_through_gate(
     env = wiring.env
     first, first_spec = deployments[0]
     chain = [after] if after is not None else list(wiring.ready)
+    candidates: pulumi.Input[list[dict[str, Any]]] | None = None
+    if checkpoints is not None:
+        chain, candidates = checkpoints.deploy(key, wiring, parent, first, first_spec, candidate, chain)
     previous = wiring.deploy(
         DeployRequest(
             f"{key}-candidate", f"{first}-candidate", model, candidate, first_spec, chain, parent, source
@@ -164,9 +219,17 @@ def serve_through_gate(
             job=job,
             evidence_dir=wiring.evidence_dir,
             evidence_store=wiring.evidence_store,
+            candidates=candidates,
         ),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[previous]),
     )
+    if checkpoints is not None:
+        # Which checkpoint passed and serves: what `ftops promote` pins (`checkpoint`).
+        provenance = {
+            **provenance,
+            "fine_tuned_model": checkpoints.fine_tuned_model,
+            "checkpoint": gate.checkpoint,
+        }
     # What `ftops promote` reads when the stack's outputs are out of reach: the model that passed,
     # its evidence, and where it came from.
     wiring.record(
@@ -273,14 +336,25 @@ class FineTunedModel(pulumi.ComponentResource):
                 seed=spec.seed or 0,
                 provenance=provenance,
                 job=self.job.job_id,
+                checkpoints=self._checkpoints(spec),
             )
             self.gate, self.serving, self.last_deployment = chain.gate, chain.serving, chain.last
+            if spec.checkpoint == "best_eval":
+                self.provenance = {**self.provenance, "checkpoint": self.gate.checkpoint}
             outputs.update(
                 deployments=[name for name, _ in deployments],
                 serving_model=self.gate.model,
                 evidence_digest=self.gate.evidence_digest,
             )
         self.register_outputs(outputs)
+
+    def _checkpoints(self, spec: ModelSpec) -> CheckpointCandidates | None:
+        epochs = spec.method.hyperparameters.n_epochs
+        if spec.checkpoint != "best_eval" or not isinstance(epochs, int):  # the schema requires a number
+            return None
+        checkpoints = self.job.checkpoints
+        self.provenance = {**self.provenance, "fine_tuned_model": self.job.fine_tuned_model}
+        return CheckpointCandidates(epochs, checkpoints, self.job.fine_tuned_model)
 
 
 class PromotedModel(pulumi.ComponentResource):
@@ -305,11 +379,13 @@ class PromotedModel(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ftops:models:PromotedModel", key, None, opts)
         self.provenance = {"job": pin.job, "data_digest": pin.data_digest, "account_id": pin.source_account}
+        if pin.checkpoint:  # the pinned artifact is a checkpoint of the job's model: it moves on as one
+            self.provenance.update(fine_tuned_model=pin.model, checkpoint=pin.checkpoint)
         chain = serve_through_gate(
             key,
             wiring,
             self,
-            model=pin.model,
+            model=pin.artifact,
             candidate=candidate_sku_for(wiring.env, pin.model, deployments[0][1]),
             deployments=deployments,
             after=after,

@@ -152,7 +152,9 @@ class ModelSpec(Strict):
     suffix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,9}$")] | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     training_type: Literal["Standard", "GlobalStandard", "Developer"] = "Standard"
-    checkpoint: Literal["final", "best_valid_loss"] = "final"
+    # best_eval: the kept checkpoints (the last three epochs) are each deployed and scored with the
+    # gate's quality checks; the best serves (ties: the later one).
+    checkpoint: Literal["final", "best_valid_loss", "best_eval"] = "final"
     wait_timeout_minutes: Annotated[int, Field(ge=1, le=720 * 60)] = 60
     # Part of the job's identity: raising it is the explicit decision to train again after a job
     # failed, was cancelled or was deleted (ftops never retrains on its own).
@@ -313,6 +315,15 @@ class ReleasePin(Strict):
     data_digest: Digest
     evidence_digest: Digest
     source_commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,40}$")]
+    # The checkpoint of `model`'s job that passed and serves (checkpoint: best_eval chose an earlier
+    # epoch); absent when the final model itself serves. Deployed by this id, so promotion moves
+    # exactly that artifact.
+    checkpoint: Annotated[str, StringConstraints(pattern=r"^(ftckpt_|ftchkpt-)[0-9a-f]{32}$")] | None = None
+
+    @property
+    def artifact(self) -> str:
+        """What a deployment of this pin serves: the checkpoint when one is pinned, else the model."""
+        return self.checkpoint or self.model
 
     @field_validator("model")
     @classmethod
@@ -572,12 +583,35 @@ class Environment(Strict):
                 except PydanticCustomError as exc:
                     field = "method.type" if exc.type == "method_not_supported" else "training_type"
                     yield _at(f"models.{key}.{field}", exc.type, exc.message())
+        yield from self._best_eval_rules()
         for key in self.gates:
             if key not in self.models and key not in {d.model for d in self.deployments.values()}:
                 yield _at(
                     f"gates.{key}",
                     "unknown_model",
                     "gates apply to a model this environment trains or serves",
+                )
+
+    def _best_eval_rules(self) -> Iterator[PydanticCustomError]:
+        """checkpoint: best_eval deploys one candidate per kept checkpoint, so their number must be
+        known before training (n_epochs), and they are scored with the gate's quality checks."""
+        for key, spec in self.models.items():
+            if spec.checkpoint != "best_eval":
+                continue
+            if not isinstance(spec.method.hyperparameters.n_epochs, int):
+                yield _at(
+                    f"models.{key}.method.hyperparameters.n_epochs",
+                    "best_eval_epochs",
+                    "checkpoint: best_eval needs a whole number of epochs (one candidate deployment per "
+                    "kept checkpoint is declared before training); set n_epochs",
+                )
+            gate = self.gates.get(key)
+            if key not in {d.model for d in self.deployments.values()} or gate is None or not gate.quality:
+                yield _at(
+                    f"models.{key}.checkpoint",
+                    "best_eval_gate",
+                    f"best_eval scores checkpoints with the gate's quality checks: declare a deployment of "
+                    f"'{key}' and gates.{key}.quality, or use final / best_valid_loss",
                 )
 
     def _root(self, key: str) -> str | None:

@@ -72,6 +72,9 @@ class EvaluationGateArgs(Args):
     job: pulumi.Input[str] | None  # the job whose loss curve the summary shows
     evidence_dir: str
     evidence_store: Mapping[str, pulumi.Input[str]] | None
+    # checkpoint: best_eval: one candidate deployment per kept checkpoint, {deployment, model, id,
+    # step, epoch, final, train_loss, valid_loss}; the gate scores them all and decides on the best.
+    candidates: pulumi.Input[list[dict[str, Any]]] | None = None
 
     def inputs(self) -> dict[str, Any]:
         plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "request"}
