@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"azure", "dataset"},
     {"auditlog", "evaluation"},
     {"config"},
+    {"cost"},
     {"emulator", "providers"},
     {"components", "bootstrap"},
     {"program", "engine"},

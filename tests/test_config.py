@@ -255,16 +255,32 @@ def test_each_model_a_region_cannot_train_is_named(repo_copy: Path) -> None:
     ]
 
 
-def test_pricing_declares_only_rates_a_command_reads(repo_copy: Path) -> None:
-    """A hosting rate was documented and never read; the schema now refuses it like any unknown key."""
+def test_pricing_refuses_an_unknown_key_and_an_unknown_base_model(repo_copy: Path) -> None:
     _edit(
         repo_copy,
         "dev",
         "training_per_million_tokens: 5.0\n",
-        "training_per_million_tokens: 5.0\n      hosting_per_hour: 1.7\n",
+        "training_per_million_tokens: 5.0\n      hosting_per_hours: 1.7\n",
     )
     [problem] = _problems(repo_copy, "dev")
-    assert problem.startswith(D + "pricing.hosting_per_hour: unknown key;"), problem
+    assert problem.startswith(
+        D + "pricing.hosting_per_hours: unknown key; did you mean 'hosting_per_hour'?"
+    ), problem
+    _edit(repo_copy, "dev", "hosting_per_hours: 1.7", "models: {gpt-4.1-mimi: {rft_per_hour: 1}}")
+    [problem] = _problems(repo_copy, "dev")
+    assert "pricing.models" in problem, problem
+    assert "did you mean 'gpt-4.1-mini'?" in problem, problem
+
+
+def test_a_budget_override_needs_a_reason(repo_copy: Path) -> None:
+    _edit(
+        repo_copy,
+        "dev",
+        "training_per_million_tokens: 5.0\n",
+        "training_per_million_tokens: 5.0\n    budget:\n      override: {up_to_usd: 50}\n",
+    )
+    [problem] = _problems(repo_copy, "dev")
+    assert "budget.override.reason" in problem, problem
 
 
 def test_several_mistakes_are_all_reported(repo_copy: Path) -> None:

@@ -559,3 +559,29 @@ def test_ctrl_c_stops_the_update_with_one_line_and_the_next_up_finishes_it(
     jobs = repo.jobs()
     assert [j.status for j in jobs] == ["succeeded"], jobs
     assert set(repo.deployments()) == {"support-bot-candidate", "support-bot"}
+
+
+def test_a_budget_too_small_fails_up_before_any_upload_with_the_numbers(
+    engine: install.Engine, emu: Emulator, pulumi_home: Path, tmp_path: Path
+) -> None:
+    repo = make(tmp_path / "repo", emu, pulumi_home, "budget")
+    repo.edit(DEV_FILE, "    models:\n", "    budget:\n      training_usd_per_change: 0.0001\n    models:\n")
+    run = repo.ftops("up", "--env", "local-dev")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    found = re.search(
+        r"training this change costs \$([\d.,]+), over budget\.training_usd_per_change \$0\.00: "
+        r"support-bot \$[\d.,]+ \([\d,]+ tokens x \d+ epochs",
+        run.stderr,
+    )
+    assert found, run.stderr
+    assert float(found.group(1)) > 0
+    assert list(repo.client().files.list()) == []
+    assert repo.jobs() == []
+    # An override in the change lets it through (preview: nothing is created, the check passes).
+    repo.edit(
+        DEV_FILE,
+        "      training_usd_per_change: 0.0001\n",
+        "      training_usd_per_change: 0.0001\n      override: {reason: the first training of this model, up_to_usd: 5}\n",
+    )
+    ok(repo.ftops("preview", "--env", "local-dev"))

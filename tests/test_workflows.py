@@ -320,7 +320,10 @@ def test_pr_preview_fails_the_check_when_ftops_preview_fails_and_still_shows_why
     )
     result = runner.run("pr", "preview", "ftops preview", PREVIEW_CONTEXT)
     assert result.returncode == 2, result.stderr
-    assert result.argv("ftops") == [["preview", "--env", "dev"]]
+    assert result.argv("ftops") == [
+        ["preview", "--env", "dev"],
+        ["cost", "--env", "dev", "--format", "markdown"],
+    ]
     plan = (result.workdir / "report" / "plan-dev.md").read_text()
     assert "**The preview failed (exit 2)**" in plan
     assert "no stack named 'dev' found" in plan
@@ -331,10 +334,14 @@ def test_pr_preview_fails_the_check_when_ftops_preview_fails_and_still_shows_why
 
 def test_pr_preview_passes_with_the_plan_when_ftops_preview_succeeds(runner: Runner) -> None:
     runner.answer("ftops", args=("preview",), stdout="preview: stack dev: 1 to create, 6 unchanged in 9 s\n")
+    runner.answer("ftops", args=("cost",), stdout="**Cost of dev**\n\n| item | cost | per | basis |\n")
     result = runner.run("pr", "preview", "ftops preview", PREVIEW_CONTEXT)
     assert result.returncode == 0, result.stderr
     plan = (result.workdir / "report" / "plan-dev.md").read_text()
     assert plan.startswith("### `ftops preview --env dev`\n```\npreview: stack dev: 1 to create")
+    assert plan.endswith(
+        "```\n\n**Cost of dev**\n\n| item | cost | per | basis |\n"
+    )  # the cost under the plan
     assert "failed" not in plan
     # ftops' own Azure clients get the identity to exchange GitHub OIDC tokens for.
     assert result.calls[0]["env"]["AZURE_CLIENT_ID"] == "ci-app"

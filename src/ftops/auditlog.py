@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 GENESIS = "sha256:" + "0" * 64
-Action = Literal["train", "gate", "deploy", "promote", "rollback"]
+Action = Literal["train", "gate", "deploy", "promote", "rollback", "budget-override"]
 
 
 class Record(BaseModel):

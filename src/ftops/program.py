@@ -3,11 +3,14 @@ then compose the models of the environment (`infra/__main__.py` stays a short ro
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
+from ftops import cost
 from ftops.components import local
 from ftops.components.infrastructure import AzureInfrastructure
 from ftops.components.model import FineTunedModel, PromotedModel, Wiring
@@ -16,6 +19,9 @@ from ftops.config.schema import DeploymentSpec, Environment
 from ftops.config.site import Site
 from ftops.config.yamlfiles import environment_names
 from ftops.errors import ConfigError, FtopsError
+from ftops.providers.args import BudgetArgs
+from ftops.providers.budget import Budget
+from ftops.providers.spec import sha256_file
 
 
 def load_stack_environment(root: Path, stack: str, raw: Any) -> Environment:
@@ -137,11 +143,55 @@ def model_outputs(env: Environment, built: dict[str, Built]) -> dict[str, Any]:
     }
 
 
+def job_identity(env: Environment, key: str, root: Path) -> str:
+    """What makes a model's job a new one for the budget: its declaration and its data's bytes
+    (a parent's identity for a model that continues another)."""
+    spec = env.models[key]
+    body = {
+        "spec": spec.model_dump(
+            mode="json", exclude={"wait_timeout_minutes", "retain_on_delete", "checkpoint"}
+        ),
+        "data": [sha256_file(str(root / f)) for f in (spec.training_file, spec.validation_file) if f],
+        "parent": job_identity(env, spec.continue_from, root) if spec.continue_from else None,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def declare_budget(env: Environment, root: Path, audit: dict[str, Any] | None) -> Budget | None:
+    """The budget check every upload waits for; none when the environment sets no limit."""
+    limits = env.budget
+    if limits.training_usd_per_change is None and limits.hosting_usd_per_month is None:
+        return None
+    lines = cost.plan_lines(env, root)
+    jobs = {
+        key: {"identity": job_identity(env, key, root), "usd": line.usd, "basis": line.basis}
+        for key, line in zip(env.models, [ln for ln in lines if ln.kind == "training"], strict=True)
+    }
+    hosting = [ln for ln in lines if ln.kind == "hosting"]
+    return Budget(
+        "budget",
+        BudgetArgs(
+            environment=env.name,
+            training_limit_usd=limits.training_usd_per_change,
+            hosting_limit_usd=limits.hosting_usd_per_month,
+            override=limits.override.model_dump() if limits.override else None,
+            jobs=jobs,
+            hosting={
+                "usd_per_month": round(sum(ln.usd or 0.0 for ln in hosting), 2),
+                "basis": "; ".join(f"{ln.item} {ln.label()}" for ln in hosting),
+            },
+            audit=audit,
+        ),
+    )
+
+
 def build_stack(env: Environment, root: Path) -> dict[str, Any]:
     """Declare the environment's resources; the stack outputs."""
     site = Site(env, root)
     outputs: dict[str, Any] = {"environment": summary(env), "audit": site.audit()}
     evidence_dir = str(site.evidence_folder())
+    budget = declare_budget(env, root, site.audit())
+    checked = (budget,) if budget is not None else ()
     if site.local:
         account = site.emulator_account()
         wiring = Wiring(
@@ -150,6 +200,7 @@ def build_stack(env: Environment, root: Path) -> dict[str, Any]:
             target=account,
             deploy=local.deployer(account),
             evidence_dir=evidence_dir,
+            ready=checked,
             audit=site.audit(),
         )
         outputs["endpoint"] = account["endpoint"]
@@ -161,7 +212,7 @@ def build_stack(env: Environment, root: Path) -> dict[str, Any]:
             target=infra.target(),
             deploy=infra.deployer(),
             evidence_dir=evidence_dir,
-            ready=tuple(infra.ready),
+            ready=(*infra.ready, *checked),
             audit=site.audit(),
             evidence_store=site.evidence_store(),
         )

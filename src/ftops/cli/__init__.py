@@ -5,11 +5,20 @@ from __future__ import annotations
 import sys
 
 from ftops import __version__
-from ftops.cli import bootstrap, data, emulator, environments, evaluate, gitops, stack
+from ftops.cli import bootstrap, costs, data, emulator, environments, evaluate, gitops, stack
 from ftops.cli.common import app, err, out
 
 __all__ = ["app", "main"]
-_COMMANDS = (bootstrap, data, emulator, environments, evaluate, gitops, stack)  # imported for their commands
+_COMMANDS = (
+    bootstrap,
+    costs,
+    data,
+    emulator,
+    environments,
+    evaluate,
+    gitops,
+    stack,
+)  # imported for their commands
 
 
 @app.command()

@@ -45,6 +45,7 @@ class _Target:
     method: str | None  # None: detect from the data
     base: str | None
     epochs: int | None
+    training_type: str = "GlobalStandard"  # the tier that prices its training
 
 
 def _shown(path: Path) -> Path:
@@ -79,6 +80,7 @@ def _targets_from_env(env: Environment, model: str | None, root: Path) -> list[_
                 spec.method.type,
                 base,
                 epochs if isinstance(epochs, int) else None,
+                spec.training_type,
             )
         )
         if spec.validation_file:
@@ -144,11 +146,13 @@ def validate(
     elif out_dir is not None or overwrite:
         raise UsageError("--out-dir and --overwrite go with --split", fix="add --split FRACTION")
 
-    price = price_per_million
-    if price is None and environment is not None:
-        price = environment.pricing.training_per_million_tokens
     reports = []
     for target in targets:
+        price = price_per_million
+        if price is None and environment is not None and target.base is not None:
+            from ftops.cost import rates_for
+
+            price = rates_for(environment, target.base, target.training_type).training_per_million
         options = ValidateOptions(
             method=target.method,
             base_model=target.base,
@@ -199,12 +203,27 @@ def validate(
         )
     elif split is not None:
         err.print("not splitting: the file is invalid; fix the errors above first")
+    if environment is not None and output_format is Format.text:
+        _print_cost_plan(environment, model)
     if output_format is Format.text:
         n_files = len(reports)
         verdict = "invalid" if invalid else "valid"
         examples = sum(r.examples for r in reports)
         out.print(f"{n_files} file(s), {examples:,} examples: {verdict}")
     raise typer.Exit(EXIT_INVALID if invalid else EXIT_OK)
+
+
+def _print_cost_plan(environment: Environment, model: str | None) -> None:
+    """What the environment's declarations cost: the same lines as `ftops cost` and the PR comment."""
+    from ftops import cost
+    from ftops.cli.costs import render_text
+
+    lines = [
+        line
+        for line in cost.plan_lines(environment, repo_root())
+        if model is None or line.item.split(" ")[1] == model
+    ]
+    render_text(lines, f"cost plan of {environment.name}")
 
 
 def _collect_targets(

@@ -18,9 +18,10 @@ from typing import Any
 
 import pulumi
 
-from ftops.catalog import base_of, resolve_base
+from ftops.catalog import base_of
 from ftops.config.gates import gate_request
 from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, ReleasePin, Sku
+from ftops.config.skus import candidate_sku
 from ftops.config.yamlfiles import RELEASES_DIR  # read by the job provider before it deletes a model
 from ftops.providers.args import AuditEntryArgs, EvaluationGateArgs, FineTuningJobArgs
 from ftops.providers.audit import AuditEntry
@@ -90,22 +91,6 @@ class Wiring:
             ),
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[after]),
         )
-
-
-def candidate_sku(env: Environment, base_model: str, deployment: DeploymentSpec) -> Sku:
-    """The gate's candidate: what the environment says, else the cheapest way to serve the model.
-    In development that is the Developer tier (no hosting fee) where Azure offers it; staging and
-    production gate on the serving SKU type at small capacity, because Developer tier gives no
-    data-residency guarantee and their eval prompts may be as confidential as their traffic."""
-    if deployment.candidate_sku is not None:
-        return deployment.candidate_sku
-    if (
-        env.stage == "development"
-        and env.target == "azure"
-        and "Developer" in resolve_base(base_model).deploy_skus
-    ):
-        return Sku(name="Developer", capacity=50)
-    return Sku(name=deployment.sku.name, capacity=min(deployment.sku.capacity, 5))
 
 
 def method_input(spec: ModelSpec) -> dict[str, Any]:

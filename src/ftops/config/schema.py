@@ -474,10 +474,56 @@ class Promotion(Strict):
     require_approval: bool = True
 
 
-class Pricing(Strict):
-    # Only what a command prices: `ftops validate` estimates training cost. (Hosting is not
-    # estimated anywhere, so there is no hosting rate to declare and forget.)
+class ModelPricing(Strict):
+    """Rates for one base model (family, e.g. gpt-4.1-mini, or a dated id), in USD."""
+
     training_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
+    rft_per_hour: Annotated[float, Field(ge=0)] | None = None
+    input_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
+    output_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
+
+
+class Pricing(ModelPricing):
+    """Rates over the dated list prices in `ftops.cost` (the ones Azure bills you, if negotiated).
+    Rates here apply to every model; `models.<base>` overrides them for one."""
+
+    hosting_per_hour: Annotated[float, Field(ge=0)] | None = None  # Standard and GlobalStandard
+    provisioned_per_ptu_hour: Annotated[float, Field(ge=0)] | None = None
+    # Calibrates the RFT time estimate: tokens an RFT job processes per hour (from a finished job).
+    rft_tokens_per_hour: Annotated[float, Field(gt=0)] | None = None
+    models: dict[str, ModelPricing] = {}
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: dict[str, ModelPricing]) -> dict[str, ModelPricing]:
+        from ftops.catalog import BASE_MODELS
+
+        known = {m.family for m in BASE_MODELS.values()} | set(BASE_MODELS)
+        for name in value:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise PydanticCustomError(
+                    "unknown_model",
+                    "no base model '{name}'; {hint}use a family such as gpt-4.1-mini or a dated id",
+                    {"name": name, "hint": hint},
+                )
+        return value
+
+
+class BudgetOverride(Strict):
+    """Spend over budget on purpose: the reason and the amount go into the audit log."""
+
+    reason: Annotated[str, StringConstraints(min_length=10)]
+    up_to_usd: Annotated[float, Field(gt=0)]  # what this change may spend on training, at most
+
+
+class Budget(Strict):
+    """Limits checked before anything runs: `ftops preview`/`up` fail with the numbers."""
+
+    training_usd_per_change: Annotated[float, Field(ge=0)] | None = None  # the jobs one update starts
+    hosting_usd_per_month: Annotated[float, Field(ge=0)] | None = None  # every deployment declared
+    override: BudgetOverride | None = None
 
 
 # ---------------------------------------------------------------- the environment
@@ -497,6 +543,7 @@ class Environment(Strict):
     emulator: Emulator | None = None
     promotion: Promotion | None = None
     pricing: Pricing = Pricing()
+    budget: Budget = Budget()
     models: dict[Name, ModelSpec] = {}
     deployments: dict[Name, DeploymentSpec] = {}
     gates: dict[Name, GateSpec] = {}

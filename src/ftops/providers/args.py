@@ -91,3 +91,14 @@ class AuditEntryArgs(Args):
     to_model: pulumi.Input[str]
     evidence_digest: pulumi.Input[str] | None
     details: Mapping[str, pulumi.Input[str]]
+
+
+@dataclass(frozen=True)
+class BudgetArgs(Args):
+    environment: str
+    training_limit_usd: float | None
+    hosting_limit_usd: float | None
+    override: Mapping[str, Any] | None  # {"reason", "up_to_usd"}
+    jobs: Mapping[str, Mapping[str, Any]]  # model key -> {"identity", "usd", "basis"}
+    hosting: Mapping[str, Any]  # {"usd_per_month", "basis"}
+    audit: Mapping[str, Any] | None  # where an override's use is recorded
