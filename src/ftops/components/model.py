@@ -19,12 +19,17 @@ from typing import Any
 import pulumi
 
 from ftops.catalog import base_of
+from ftops.config.experiments import method_for
+from ftops.config.experiments import of as experiment_plans
 from ftops.config.gates import gate_request
-from ftops.config.schema import DeploymentSpec, Environment, ModelSpec, ReleasePin, Sku
+from ftops.config.schema import DeploymentSpec, Environment, Experiments, ModelSpec, ReleasePin, Sku
 from ftops.config.skus import candidate_sku
 from ftops.config.yamlfiles import RELEASES_DIR  # read by the job provider before it deletes a model
-from ftops.providers.args import AuditEntryArgs, EvaluationGateArgs, FineTuningJobArgs
+from ftops.cost import rates_for
+from ftops.dataset.subsets import write_subset
+from ftops.providers.args import AuditEntryArgs, EvaluationGateArgs, ExperimentArgs, FineTuningJobArgs
 from ftops.providers.audit import AuditEntry
+from ftops.providers.experiment import Experiment
 from ftops.providers.files import TrainingFile
 from ftops.providers.gate import EvaluationGate
 from ftops.providers.jobs import FineTuningJob
@@ -246,11 +251,78 @@ def serve_through_gate(
     return GatedServing(gate, serving, previous)
 
 
+def _variant(meta: dict[str, Any], values: list[Any]) -> dict[str, Any]:
+    job, model, billed, digest = values
+    return {**meta, "job": job, "model": model, "billed_tokens": billed, "data_digest": f"sha256:{digest}"}
+
+
+def run_experiment(
+    key: str,
+    spec: ModelSpec,
+    experiments: Experiments,
+    wiring: Wiring,
+    training: TrainingFile,
+    train: Callable[[str, TrainingFile, dict[str, Any]], FineTuningJob],
+    deployment: DeploymentSpec,
+    child: pulumi.ResourceOptions,
+) -> Experiment:
+    """`experiments:`: a job per variant (a subset of the training data where the variant takes a
+    fraction: nested, content-addressed), and the Experiment that scores them and picks the one
+    the candidate deployment and the gate take. The variants' jobs are kept; only the chosen one's
+    model is ever deployed beyond its evaluation."""
+    env, root = wiring.env, wiring.root
+    base = env.base_of(key)
+    full = root / spec.training_file
+    variants = []
+    for plan in experiment_plans(spec):
+        subset = write_subset(
+            full, plan.fraction, experiments.subset_seed, root / ".ftops" / "experiments" / key
+        )
+        data = (
+            training
+            if subset == full
+            else TrainingFile(
+                f"{key}-{plan.label}-training",
+                target=wiring.target,
+                path=str(subset),
+                digest=sha256_file(str(subset)),
+                opts=child,
+            )
+        )
+        job = train(f"{key}-{plan.label}-job", data, method_for(method_input(spec), plan))
+        epochs = plan.hyperparameters.get("n_epochs", spec.method.hyperparameters.n_epochs)
+        meta = {
+            "label": plan.label,
+            "setting": "-".join(plan.label.split("-")[:-1]) or "declared",
+            "fraction": plan.fraction,
+            "epochs": epochs if isinstance(epochs, int) else 0,
+            "hyperparameters": plan.hyperparameters,
+        }
+        variants.append(
+            pulumi.Output.all(job.job_id, job.fine_tuned_model, job.trained_tokens, data.digest).apply(
+                partial(_variant, meta)
+            )
+        )
+    return Experiment(
+        f"{key}-experiment",
+        ExperimentArgs(
+            target=wiring.target,
+            request=gate_request(env, key, root, key, spec.seed or 0),
+            variants=pulumi.Output.all(*variants),
+            sku=candidate_sku(env, base, deployment).model_dump(),
+            select=experiments.select.policy,
+            usd_per_million=rates_for(env, base, spec.training_type).training_per_million,
+            evidence_dir=wiring.evidence_dir,
+        ),
+        opts=child,
+    )
+
+
 class FineTunedModel(pulumi.ComponentResource):
     """A model this environment trains: its files, its job, and the gated chain that serves it."""
 
     provenance: dict[str, pulumi.Input[str]]  # job, data digest, account: what a release pin records
-    job: FineTuningJob
+    job: FineTuningJob | Experiment  # the chosen variant's, when the model declares experiments
     serving: list[pulumi.Resource]
     gate: EvaluationGate | None
     last_deployment: pulumi.Resource | None
@@ -277,31 +349,42 @@ class FineTunedModel(pulumi.ComponentResource):
                     f"{key}-{role}", target=wiring.target, path=full, digest=sha256_file(full), opts=child
                 )
         validation = files.get("validation")
-        self.job = FineTuningJob(
-            f"{key}-job",
-            FineTuningJobArgs(
-                target=wiring.target,
-                name=key,
-                base_model=base_model,
-                training_file=files["training"].file_id,
-                training_digest=files["training"].digest,
-                validation_file=validation.file_id if validation else None,
-                validation_digest=validation.digest if validation else None,
-                method=method_input(spec),
-                seed=spec.seed,
-                suffix=spec.suffix,
-                training_type=spec.training_type,
-                checkpoint=spec.checkpoint,
-                wait_timeout_minutes=spec.wait_timeout_minutes,
-                attempt=spec.attempt,
-                retain=spec.retain_on_delete,
-                releases_dir=RELEASES_DIR,
-            ),
-            opts=child,
-        )
+
+        def train(name: str, training: TrainingFile, method: dict[str, Any]) -> FineTuningJob:
+            return FineTuningJob(
+                name,
+                FineTuningJobArgs(
+                    target=wiring.target,
+                    name=key,
+                    base_model=base_model,
+                    training_file=training.file_id,
+                    training_digest=training.digest,
+                    validation_file=validation.file_id if validation else None,
+                    validation_digest=validation.digest if validation else None,
+                    method=method,
+                    seed=spec.seed,
+                    suffix=spec.suffix,
+                    training_type=spec.training_type,
+                    checkpoint=spec.checkpoint,
+                    wait_timeout_minutes=spec.wait_timeout_minutes,
+                    attempt=spec.attempt,
+                    retain=spec.retain_on_delete,
+                    releases_dir=RELEASES_DIR,
+                ),
+                opts=child,
+            )
+
+        if spec.experiments is not None and deployments:
+            self.job = run_experiment(
+                key, spec, spec.experiments, wiring, files["training"], train, deployments[0][1], child
+            )
+            data_digest: pulumi.Input[str] = self.job.data_digest
+        else:
+            self.job = train(f"{key}-job", files["training"], method_input(spec))
+            data_digest = files["training"].digest.apply(lambda d: f"sha256:{d}")
         self.provenance = provenance = {
             "job": self.job.job_id,
-            "data_digest": files["training"].digest.apply(lambda d: f"sha256:{d}"),
+            "data_digest": data_digest,
             "account_id": wiring.target["arm_id"],
         }
         wiring.record(f"{key}-trained", key, "train", self.job.model, self.job, self, details=provenance)
@@ -335,7 +418,8 @@ class FineTunedModel(pulumi.ComponentResource):
 
     def _checkpoints(self, spec: ModelSpec) -> CheckpointCandidates | None:
         epochs = spec.method.hyperparameters.n_epochs
-        if spec.checkpoint != "best_eval" or not isinstance(epochs, int):  # the schema requires a number
+        # The schema requires a number of epochs, and no experiments (they score final models).
+        if spec.checkpoint != "best_eval" or not isinstance(epochs, int) or isinstance(self.job, Experiment):
             return None
         checkpoints = self.job.checkpoints
         self.provenance = {**self.provenance, "fine_tuned_model": self.job.fine_tuned_model}

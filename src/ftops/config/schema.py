@@ -139,6 +139,63 @@ class Reinforcement(Strict):
 Method = Annotated[Supervised | Dpo | Reinforcement, Field(discriminator="type")]
 
 
+Hyperparameter = Literal["n_epochs", "learning_rate_multiplier", "batch_size", "beta"]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class Variant(Strict):
+    """One variant of an experiment, listed by hand: hyperparameters over the model's, and the
+    fraction of its training data."""
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | None = None
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=10)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=256)] | None = None
+    beta: Annotated[float, Field(gt=0, le=2)] | None = None
+    fraction: Fraction = 1.0
+
+
+class Selection(Strict):
+    # cheapest_not_worse: among the variants not significantly worse than the best (the gate's
+    # paired test at its confidence), the one with the fewest billed training tokens; best: the
+    # highest score.
+    policy: Literal["cheapest_not_worse", "best"] = "cheapest_not_worse"
+
+
+class Experiments(Strict):
+    """Variants of a model trained side by side and scored with its gate's quality checks on the
+    held-out eval sets; the `select` policy picks the one that goes on to the candidate and gate."""
+
+    grid: dict[Hyperparameter, Annotated[list[float], Field(min_length=1, max_length=10)]] = {}
+    fractions: Annotated[list[Fraction], Field(min_length=1, max_length=10)] = [1.0]
+    variants: Annotated[list[Variant], Field(max_length=20)] = []
+    subset_seed: Annotated[int, Field(ge=0)] = 0  # which examples a fraction keeps (nested subsets)
+    select: Selection = Selection()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        if self.variants and (self.grid or self.fractions != [1.0]):
+            raise PydanticCustomError(
+                "grid_or_variants", "declare either grid/fractions or a list of variants, not both"
+            )
+        count = len(self.variants) if self.variants else len(self.fractions) * _product(self.grid)
+        if count < 2:
+            raise PydanticCustomError("one_variant", "an experiment needs at least two variants")
+        if count > 20:
+            raise PydanticCustomError(
+                "too_many_variants",
+                "{count} variants; at most 20 (each is a paid training job)",
+                {"count": count},
+            )
+        return self
+
+
+def _product(grid: dict[Any, list[float]]) -> int:
+    count = 1
+    for values in grid.values():
+        count *= len(values)
+    return count
+
+
 class ModelSpec(Strict):
     """A model this environment trains."""
 
@@ -160,6 +217,7 @@ class ModelSpec(Strict):
     # failed, was cancelled or was deleted (ftops never retrains on its own).
     attempt: Annotated[int, Field(ge=0)] = 0
     retain_on_delete: bool = True
+    experiments: Experiments | None = None
 
     @field_validator("base_model")
     @classmethod
@@ -643,6 +701,21 @@ class Environment(Strict):
         """checkpoint: best_eval deploys one candidate per kept checkpoint, so their number must be
         known before training (n_epochs), and they are scored with the gate's quality checks."""
         for key, spec in self.models.items():
+            served = key in {d.model for d in self.deployments.values()}
+            gate = self.gates.get(key)
+            if spec.experiments is not None and (not served or gate is None or not gate.quality):
+                yield _at(
+                    f"models.{key}.experiments",
+                    "experiments_gate",
+                    f"variants are scored with the gate's quality checks and the winner is deployed: declare "
+                    f"a deployment of '{key}' and gates.{key}.quality",
+                )
+            if spec.experiments is not None and spec.checkpoint == "best_eval":
+                yield _at(
+                    f"models.{key}.checkpoint",
+                    "experiments_best_eval",
+                    "experiments score each variant's final model; use checkpoint: final with experiments",
+                )
             if spec.checkpoint != "best_eval":
                 continue
             if not isinstance(spec.method.hyperparameters.n_epochs, int):

@@ -102,3 +102,18 @@ class BudgetArgs(Args):
     jobs: Mapping[str, Mapping[str, Any]]  # model key -> {"identity", "usd", "basis"}
     hosting: Mapping[str, Any]  # {"usd_per_month", "basis"}
     audit: Mapping[str, Any] | None  # where an override's use is recorded
+
+
+@dataclass(frozen=True)
+class ExperimentArgs(Args):
+    target: Target
+    request: GateRequest  # the model's gate: its quality checks score the variants
+    variants: pulumi.Input[list[dict[str, Any]]]  # {label, setting, fraction, epochs, job, model, ...}
+    sku: Mapping[str, Any]  # {"name", "capacity"}: each variant's short-lived evaluation deployment
+    select: str  # the selection policy: cheapest_not_worse or best
+    usd_per_million: float | None  # the training rate, for the report's cost column
+    evidence_dir: str
+
+    def inputs(self) -> dict[str, Any]:
+        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "request"}
+        return {**plain, **self.request.wire()}
