@@ -136,6 +136,16 @@ class Mocks(pulumi.runtime.Mocks):
                     }
                     for e in kept
                 ]
+        elif kind == "ExperimentProvider":  # this mock chooses the first variant
+            first = outputs["variants"][0]
+            outputs.update(
+                model=first["model"],
+                fine_tuned_model=first["model"],
+                job_id=first["job"],
+                label=first["label"],
+                data_digest=first["data_digest"],
+                report_digest="sha256:" + "f" * 64,
+            )
         elif kind == "EvaluationGateProvider":
             # A mark of its own, so a test can tell a model that went through the gate.
             outputs.update(

@@ -207,3 +207,41 @@ def test_best_eval_deploys_a_candidate_per_kept_checkpoint_and_the_gate_scores_t
     assert (gated["model"], gated["checkpoint"]) == (f"ftckpt_{4:032x}#gated",) * 2, gated
     # The serving deployment serves the checkpoint the gate chose.
     assert by_name["support-bot-support-bot"].inputs["model"]["name"] == f"ftckpt_{4:032x}#gated"
+
+
+def test_experiments_train_a_job_per_variant_and_only_the_chosen_model_reaches_a_deployment() -> None:
+    raw = plain(read_stack_node(REPO, "local"))
+    raw["models"]["support-bot"]["experiments"] = {
+        "grid": {"learning_rate_multiplier": [1, 2]},
+        "fractions": [0.5, 1],
+    }
+    graph = run("local", raw)
+    by_name = {r.name: r for r in graph.mocks.resources}
+    jobs = sorted(n for n in by_name if n.endswith("-job"))
+    assert jobs == [
+        "support-bot-lr1-f100-job",
+        "support-bot-lr1-f50-job",
+        "support-bot-lr2-f100-job",
+        "support-bot-lr2-f50-job",
+    ]
+    # One upload of the half subset, shared by both learning rates; the full file as declared.
+    assert sorted(n for n in by_name if n.endswith("-training")) == [
+        "support-bot-f50-training",
+        "support-bot-training",
+    ]
+    half = by_name["support-bot-lr2-f50-job"].inputs
+    assert half["training_file"] == "file-support-bot-f50-training"
+    assert half["method"]["hyperparameters"]["learning_rate_multiplier"] == 2
+    experiment = by_name["support-bot-experiment"].inputs
+    assert [v["label"] for v in experiment["variants"]] == ["lr1-f50", "lr1-f100", "lr2-f50", "lr2-f100"]
+    assert experiment["select"] == "cheapest_not_worse"
+    assert [c["name"] for c in experiment["checks"]] == ["policy-recall", "safety"]
+    chosen = "gpt-4.1-mini-2025-04-14.ft-support-bot-lr1-f50-job"
+    deployments = {n: r.inputs["model"]["name"] for n, r in by_name.items() if "deployment_name" in r.inputs}
+    assert deployments == {"support-bot-candidate": chosen, "support-bot-support-bot": f"{chosen}#gated"}
+    waits = {
+        r.name: {graph.by_urn()[d].name for d in r.dependencies if d in graph.by_urn()}
+        for r in graph.registrations
+    }
+    assert "support-bot-experiment" in waits["support-bot-candidate"], waits
+    assert graph.outputs["gated"]["support-bot"]["job"] == "ftjob-support-bot-lr1-f50-job"

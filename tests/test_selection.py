@@ -3,6 +3,18 @@ variants (the cheaper among those not significantly worse than the best)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from ftops.config.experiments import method_for, variants
+from ftops.config.schema import Experiments
+from ftops.dataset.subsets import subset_lines, write_subset
+from ftops.evaluation.experiment_report import learning_curves, loss_rows, overfitting
 from ftops.evaluation.selection import Scored, best_checkpoint, cheapest_not_worse
 
 
@@ -56,3 +68,93 @@ def test_without_costs_the_best_wins_and_ties_are_named() -> None:
     choice = cheapest_not_worse([a, b], 0.95)
     assert choice.chosen is b
     assert choice.notes[0] == "tie at the best score 0.600 between a, b"
+
+
+# ---------------------------------------------------------------- experiments: plans, subsets, report
+
+
+def test_a_grid_expands_to_every_combination_for_each_fraction_with_stable_labels() -> None:
+    grid = Experiments.model_validate(
+        {"grid": {"learning_rate_multiplier": [0.5, 2], "n_epochs": [2]}, "fractions": [0.25, 1]}
+    )
+    plans = variants(grid)
+    assert [p.label for p in plans] == ["lr0p5-ep2-f25", "lr0p5-ep2-f100", "lr2-ep2-f25", "lr2-ep2-f100"]
+    assert plans[0].hyperparameters == {"learning_rate_multiplier": 0.5, "n_epochs": 2}
+    assert isinstance(plans[0].hyperparameters["n_epochs"], int)  # Azure takes whole epochs
+    method = {"type": "supervised", "hyperparameters": {"batch_size": 4, "n_epochs": 3}}
+    assert method_for(method, plans[0])["hyperparameters"] == {
+        "batch_size": 4,
+        "n_epochs": 2,
+        "learning_rate_multiplier": 0.5,
+    }
+    listed = Experiments.model_validate({"variants": [{"beta": 0.2}, {"beta": 0.4, "fraction": 0.5}]})
+    assert [p.label for p in variants(listed)] == ["beta0p2-f100", "beta0p4-f50"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"grid": {"n_epochs": [2]}}, "an experiment needs at least two variants"),
+        ({"grid": {"n_epochs": [1, 2]}, "variants": [{}, {}]}, "declare either grid/fractions or a list"),
+        (
+            {"grid": {"n_epochs": [1, 2, 3, 4, 5, 6, 7]}, "fractions": [0.5, 0.75, 1]},
+            "21 variants; at most 20",
+        ),
+        ({"grid": {"temperature": [1, 2]}}, "temperature"),
+        ({"fractions": [0, 1]}, "greater than 0"),
+    ],
+)
+def test_experiment_mistakes_are_named(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Experiments.model_validate(raw)
+    assert message in str(info.value)
+
+
+def test_subsets_are_nested_deterministic_and_content_addressed(tmp_path: Path) -> None:
+    source = tmp_path / "train.jsonl"
+    source.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(40)))
+    quarter = write_subset(source, 0.25, 7, tmp_path / "out")
+    half = write_subset(source, 0.5, 7, tmp_path / "out")
+    assert write_subset(source, 1.0, 7, tmp_path / "out") == source
+    q, h = quarter.read_text().splitlines(), half.read_text().splitlines()
+    assert (len(q), len(h)) == (10, 20)
+    assert set(q) <= set(h)  # the 25 % subset is inside the 50 % one
+    assert q == [line for line in h if line in set(q)]  # in the original order
+    assert hashlib.sha256(quarter.read_bytes()).hexdigest()[:16] in quarter.name
+    before = quarter.stat().st_mtime_ns
+    assert write_subset(source, 0.25, 7, tmp_path / "out") == quarter  # a re-run writes nothing new
+    assert quarter.stat().st_mtime_ns == before
+    other = write_subset(source, 0.25, 8, tmp_path / "out")
+    assert other != quarter  # another seed, other examples
+    lines = source.read_bytes().splitlines()
+    assert subset_lines(lines, 0.25, 7) == subset_lines(list(reversed(lines)), 0.25, 7)[::-1]
+
+
+def test_the_overfitting_flag_and_the_doubling_gain() -> None:
+    csv_text = "step,train_loss,valid_loss\n" + "".join(
+        f"{s},{t},{v}\n"
+        for s, t, v in [
+            (1, 2.0, 2.0),
+            (2, 1.5, 1.6),
+            (3, 1.0, 1.2),
+            (4, 0.8, 1.3),
+            (5, 0.5, 1.5),
+            (6, 0.3, 1.8),
+        ]
+    )
+    rows = loss_rows(csv_text)
+    flagged = overfitting(rows, epochs=3)
+    assert flagged == {
+        "flag": True,
+        "why": "last epoch: train loss 0.900 -> 0.400, validation loss 1.250 -> 1.650",
+    }
+    assert overfitting(loss_rows("step,train_loss\n1,2\n2,1\n"), 2)["flag"] is None  # no validation loss
+    curves = learning_curves(
+        [
+            {"setting": "lr1", "fraction": 0.25, "score": 0.4, "low": 0.2, "high": 0.6},
+            {"setting": "lr1", "fraction": 0.5, "score": 0.5, "low": 0.3, "high": 0.7},
+            {"setting": "lr1", "fraction": 1.0, "score": 0.6, "low": 0.4, "high": 0.8},
+        ]
+    )
+    assert curves[0]["doubling_gain"] == pytest.approx(0.1)
+    assert curves[0]["doubling_projection"] == pytest.approx(0.7)

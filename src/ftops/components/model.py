@@ -274,21 +274,20 @@ def run_experiment(
     base = env.base_of(key)
     full = root / spec.training_file
     variants = []
+    uploads: dict[Path, TrainingFile] = {full: training}  # one upload per subset, shared by its variants
     for plan in experiment_plans(spec):
         subset = write_subset(
             full, plan.fraction, experiments.subset_seed, root / ".ftops" / "experiments" / key
         )
-        data = (
-            training
-            if subset == full
-            else TrainingFile(
-                f"{key}-{plan.label}-training",
+        if subset not in uploads:
+            uploads[subset] = TrainingFile(
+                f"{key}-f{round(plan.fraction * 100):g}-training",
                 target=wiring.target,
                 path=str(subset),
                 digest=sha256_file(str(subset)),
                 opts=child,
             )
-        )
+        data = uploads[subset]
         job = train(f"{key}-{plan.label}-job", data, method_for(method_input(spec), plan))
         epochs = plan.hyperparameters.get("n_epochs", spec.method.hyperparameters.n_epochs)
         meta = {
