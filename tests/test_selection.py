@@ -158,3 +158,31 @@ def test_the_overfitting_flag_and_the_doubling_gain() -> None:
     )
     assert curves[0]["doubling_gain"] == pytest.approx(0.1)
     assert curves[0]["doubling_projection"] == pytest.approx(0.7)
+
+
+def test_the_plan_prices_the_grid_and_the_checkpoint_scoring(repo_copy: Path) -> None:
+    from ftops.config.load import load_environment
+    from ftops.cost import plan_lines
+
+    path = repo_copy / "environments" / "Pulumi.local.yaml"
+    text = path.read_text().replace(
+        "        checkpoint: final",
+        "        experiments:\n          grid: {learning_rate_multiplier: [1, 2]}\n          fractions: [0.5, 1]\n"
+        "        checkpoint: final",
+    )
+    path.write_text(text)
+    lines = {line.item: line for line in plan_lines(load_environment(repo_copy, "local"), repo_copy)}
+    grid = lines["training support-bot experiment grid (4 variants)"]
+    assert grid.usd is not None
+    assert grid.basis.startswith("lr1-f50: $")
+    assert "evaluation support-bot experiment (4 variants)" in lines
+    assert "training support-bot" not in lines  # the grid replaces the single job
+    path.write_text(
+        text.replace(
+            "        experiments:\n          grid: {learning_rate_multiplier: [1, 2]}\n          fractions: [0.5, 1]\n",
+            "",
+        ).replace("checkpoint: final", "checkpoint: best_eval")
+    )
+    lines = {line.item: line for line in plan_lines(load_environment(repo_copy, "local"), repo_copy)}
+    assert "evaluation support-bot checkpoints (3, best_eval)" in lines
+    assert lines["evaluation support-bot checkpoints (3, best_eval)"].basis.startswith("3 x (")
