@@ -86,7 +86,7 @@ class ExperimentProvider(ResourceProvider):
         request = GateRequest.from_wire(props)
         target = Target.of(props)
         name = str(props["name"])
-        variants = list(props["variants"])
+        variants = [dict(v) for v in props["variants"]]  # annotated below; the inputs stay as given
         folder = Path(str(props["evidence_dir"]))
         sku = props.get("sku") or {}
         deployer = ModelDeploymentProvider()
