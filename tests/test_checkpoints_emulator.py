@@ -178,6 +178,17 @@ def test_best_eval_serves_the_earlier_checkpoint_when_the_last_epoch_goes_wrong(
         kept[1]["id"],
     )
 
+    # Promoted, the pin deploys exactly that checkpoint in another account (model.source), as
+    # PromotedModel does: the staging account serves epoch 2, not the job's final model.
+    staging = deployment_props(emu, "bestev-staging", "bot", pin.artifact)
+    staging["model"] = {**staging["model"], "source": pin.source_account}
+    host.create(ModelDeploymentProvider(), staging)
+    promoted = emu.v1(account="bestev-staging").chat.completions.create(
+        model="bot", messages=[{"role": "user", "content": PROMPTS[11]}], max_tokens=6, temperature=0
+    )
+    assert promoted.model == kept[1]["id"]
+    assert promoted.choices[0].message.content == reply.choices[0].message.content
+
 
 def test_best_eval_needs_a_number_of_epochs(emu: Emulator, host: DynamicHost) -> None:
     props = {
