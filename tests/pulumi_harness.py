@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import runpy
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,14 @@ ARM_IDS = {
     "azure-native:monitor:DiagnosticSetting": "{resourceUri}/providers/Microsoft.Insights/diagnosticSettings/{name}",
     "azure-native:authorization:RoleAssignment": "{scope}/providers/Microsoft.Authorization/roleAssignments"
     "/{roleAssignmentName}",
+    "azure-native:keyvault:Vault": "{rg}/providers/Microsoft.KeyVault/vaults/{vaultName}",
+    "azure-native:keyvault:Key": "{rg}/providers/Microsoft.KeyVault/vaults/{vaultName}/keys/{keyName}",
+    "azure-native:monitor:ActionGroup": "{rg}/providers/Microsoft.Insights/actionGroups/{actionGroupName}",
+    "azure-native:monitor:MetricAlert": "{rg}/providers/Microsoft.Insights/metricAlerts/{ruleName}",
+    "azure-native:operationalinsights:SavedSearch": "{rg}/providers/Microsoft.OperationalInsights/workspaces"
+    "/{workspaceName}/savedSearches/{savedSearchId}",
 }
+TENANT = "11111111-2222-3333-4444-555555555555"
 NAME_KEYS = {
     "azure-native:resources:ResourceGroup": "resourceGroupName",
     "azure-native:cognitiveservices:Account": "accountName",
@@ -75,6 +83,10 @@ NAME_KEYS = {
     "azure-native:operationalinsights:Workspace": "workspaceName",
     "azure-native:managedidentity:UserAssignedIdentity": "resourceName",
     "azure-native:authorization:RoleAssignment": "roleAssignmentName",
+    "azure-native:keyvault:Vault": "vaultName",
+    "azure-native:keyvault:Key": "keyName",
+    "azure-native:monitor:ActionGroup": "actionGroupName",
+    "azure-native:monitor:MetricAlert": "ruleName",
 }
 
 
@@ -172,15 +184,34 @@ class Mocks(pulumi.runtime.Mocks):
                 if identity.get("userAssignedIdentities"):  # PAN takes a list; ARM answers a map by id
                     identity["userAssignedIdentities"] = {i: {} for i in identity["userAssignedIdentities"]}
                     outputs["identity"] = identity
+            elif kind == "azure-native:managedidentity:UserAssignedIdentity":
+                # The identity's ids, derived from its name: stable across runs, as Azure's are.
+                guid = str(uuid.uuid5(uuid.NAMESPACE_URL, arm_id))
+                outputs.update(principalId=guid, clientId=guid[::-1], tenantId=TENANT)
+            elif kind == "azure-native:keyvault:Vault":
+                outputs["properties"] = {
+                    **outputs["properties"],
+                    "vaultUri": f"https://{outputs['vaultName']}.vault.azure.net/",
+                }
+            elif kind == "azure-native:keyvault:Key":
+                uri = f"https://{outputs['vaultName']}.vault.azure.net/keys/{outputs['keyName']}"
+                outputs.update(keyUri=uri, keyUriWithVersion=f"{uri}/{'0' * 32}")
             elif kind == "azure-native:storage:StorageAccount":
+                identity = dict(outputs.get("identity") or {})
+                if identity.get("userAssignedIdentities"):  # a list in, a map by id out (as the account)
+                    identity["userAssignedIdentities"] = {i: {} for i in identity["userAssignedIdentities"]}
+                    outputs["identity"] = identity
                 outputs["primaryEndpoints"] = {
                     "blob": f"https://{outputs['accountName']}.blob.core.windows.net/"
                 }
             return arm_id, outputs
         return f"{args.name}_id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == "azure-native:authorization:getClientConfig":
+            subscription = SUBSCRIPTION.rsplit("/", 1)[-1]
+            return {"tenantId": TENANT, "subscriptionId": subscription, "clientId": "", "objectId": ""}, []
+        return {}, []
 
 
 class _Blank(dict[str, str]):

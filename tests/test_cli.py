@@ -393,3 +393,30 @@ def test_a_usage_error_raised_inside_a_command_keeps_its_own_exit_code() -> None
     assert result.exit_code == 2, result.output
     assert "unexpected" not in result.output
     assert "must be even" in result.output
+
+
+def test_env_check_refuses_a_prod_file_without_customer_managed_keys(repo_copy: Path) -> None:
+    prod = repo_copy / "environments" / "Pulumi.prod.yaml"
+    text = prod.read_text()
+    prod.write_text(text.replace("mode: customer_managed", "mode: platform"))
+    code, _out, err = run("env", "check", "prod", cwd=repo_copy)
+    assert code == 1
+    assert err.splitlines() == [
+        "environments/Pulumi.prod.yaml: ftops:environment.encryption.mode: production requires customer-managed "
+        "keys: set encryption: {mode: customer_managed} (or keep platform keys with encryption.opt_out_reason "
+        f"saying why) (line {text.splitlines().index('      mode: customer_managed') + 1})"
+    ]
+    # Without the section at all: the same rule, at the environment.
+    prod.write_text(text[: text.index("    encryption:\n")])
+    code, _, err = run("env", "check", "prod", cwd=repo_copy)
+    assert code == 1
+    assert len(err.splitlines()) == 1
+    assert "encryption: production requires customer-managed keys" in err
+    # An opt-out is a reason written in the file, reviewed like any change.
+    prod.write_text(
+        text.replace(
+            "mode: customer_managed", "mode: platform\n      opt_out_reason: regulator accepts platform keys"
+        )
+    )
+    code, _, err = run("env", "check", "prod", cwd=repo_copy)
+    assert (code, err) == (0, "")

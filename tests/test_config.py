@@ -431,3 +431,29 @@ def test_best_eval_needs_a_number_of_epochs_and_quality_checks(repo_copy: Path) 
         "declare a deployment of 'support-bot' and gates.support-bot.quality, or use final / best_valid_loss "
         "(line 31)",
     ], problems
+
+
+def test_customer_managed_key_rules_name_the_key(repo_copy: Path) -> None:
+    _edit(
+        repo_copy,
+        "staging",
+        "      key_rotation_days: 365\n",
+        "      key_rotation_days: 365\n      key_vault:\n        purge_protection: false\n        location: westeurope\n",
+    )
+    problems = _problems(repo_copy, "staging")
+    s = "environments/Pulumi.staging.yaml: ftops:environment."
+    assert any(
+        p.startswith(s + "encryption.key_vault.purge_protection: Azure requires purge protection")
+        for p in problems
+    ), problems
+    assert any(
+        p.startswith(
+            s + "encryption.key_vault.location: the key vault must be in the environment's region (eastus2)"
+        )
+        for p in problems
+    ), problems
+    _edit(repo_copy, "local", "    models:\n", "    encryption: {mode: platform}\n    models:\n")
+    assert any(
+        "encryption: a local environment has no Azure storage to encrypt" in p
+        for p in _problems(repo_copy, "local")
+    )

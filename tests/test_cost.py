@@ -82,13 +82,17 @@ def test_every_environment_is_priced_and_hosting_is_per_month() -> None:
         env = load_environment(REPO, name)
         lines = cost.plan_lines(env, REPO)
         hosting = [ln for ln in lines if ln.kind == "hosting"]
-        assert len(hosting) == 2 * len(env.deployments)  # serving and the gate's candidate
+        deployments = [ln for ln in hosting if ln.item.startswith("hosting ")]
+        assert len(deployments) == 2 * len(env.deployments)  # serving and the gate's candidate
+        alerts = [ln for ln in hosting if ln.item.startswith("alerts ")]
+        assert len(alerts) == (len(env.deployments) if env.target == "azure" else 0)
         for line in hosting:
             assert line.per == "month"
             assert line.usd is not None
         assert {ln.kind for ln in lines} >= {"hosting", "evaluation"}
         payload = json.loads(cost.as_json(lines))
-        assert payload["totals"]["month"] == pytest.approx(sum(ln.usd or 0 for ln in hosting))
+        monthly = [ln for ln in lines if ln.per == "month"]  # hosting, alerts and the nightly canary
+        assert payload["totals"]["month"] == pytest.approx(sum(ln.usd or 0 for ln in monthly))
     dev = load_environment(REPO, "dev")
     [candidate] = [ln for ln in cost.plan_lines(dev, REPO) if "candidate" in ln.item]
     assert candidate.usd == 0.0
@@ -166,3 +170,24 @@ def test_unpriced_jobs_and_hosting_over_budget_are_reported() -> None:
     assert line.startswith(
         "the deployments cost $1,241.00 per month, over budget.hosting_usd_per_month $1,000.00"
     )
+
+
+def test_a_deployment_billed_by_the_hour_that_nobody_calls_is_idle() -> None:
+    from ftops.gitops.status import Row
+
+    row = Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=0)
+    assert row.idle
+    assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=3).idle
+    assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=0.0, requests=0).idle  # Developer tier
+    assert not Row("d", "m", None, "x", "pass", "x", "", cost_per_hour=1.7, requests=None).idle  # unknown
+
+
+def test_alerts_and_the_canary_are_priced_per_month_on_azure() -> None:
+    prod = load_environment(REPO, "prod")
+    lines = {ln.item: ln for ln in cost.plan_lines(prod, REPO)}
+    # Five rules; the 429 rule watches one status code and the 5xx rule four: 8 series at $0.10.
+    assert lines["alerts support-bot"].usd == pytest.approx(8 * 0.10)
+    gate = lines["evaluation gate support-bot"]
+    canary = lines["canary support-bot"]
+    # A canary run asks the serving deployment only (no baseline): half a gate run, 30 times a month.
+    assert canary.usd == pytest.approx(gate.usd / 2 * 30)  # type: ignore[operator]

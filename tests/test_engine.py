@@ -281,6 +281,9 @@ def test_drift_is_reported_and_a_vanished_deployment_comes_back_without_training
     assert "would create support-bot-support-bot\n" in out, out
     assert "would create support-bot-job" not in out
     assert re.search(r"preview: stack local-dev: 1 to create, \d+ unchanged", last_line(preview)), out
+    assert "; cost: this change trains nothing; deployments $" in last_line(
+        preview
+    )  # a deployment is not a job
     refreshed = repo.ftops("refresh", "--env", "local-dev")
     assert "deployment support-bot no longer exists" in ok(refreshed)
     run = repo.ftops("up", "--env", "local-dev")
@@ -584,4 +587,7 @@ def test_a_budget_too_small_fails_up_before_any_upload_with_the_numbers(
         "      training_usd_per_change: 0.0001\n",
         "      training_usd_per_change: 0.0001\n      override: {reason: the first training of this model, up_to_usd: 5}\n",
     )
-    ok(repo.ftops("preview", "--env", "local-dev"))
+    preview = ok(repo.ftops("preview", "--env", "local-dev"))
+    assert re.search(
+        r"; cost: this change trains support-bot for \$\d+\.\d\d; deployments \$[\d,.]+/month", preview
+    )

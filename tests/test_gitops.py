@@ -736,6 +736,8 @@ def test_train_promote_roll_back_and_audit_on_a_git_repo(emu: Emulator, tmp_path
         assert all(r.actor for r in deploys)
         status = cli(repo, "status", "--env", "local-staging")
         assert status.exit_code == 0, status.output
+        assert "$1.70" in status.output  # GlobalStandard hosting per hour
+        assert "IDLE" not in status.output  # it was called above
 
         # Tampering with one record is caught, at its line.
         path = Path(staging.audit["path"])

@@ -35,7 +35,9 @@ ZONES = {
 ALLOWED_ROLES = {
     "a001fd3d-188f-4b5d-821b-7da978bf7442",  # Cognitive Services OpenAI Contributor
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe",  # Storage Blob Data Contributor
+    "e147488a-f6f5-4113-8e2d-b22465e65bf6",  # Key Vault Crypto Service Encryption User (CMK)
 }
+VAULT_ZONE = "privatelink.vaultcore.azure.net"
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 AZURE_STACKS = [n for n in environment_names(REPO) if load_environment(REPO, n).target == "azure"]
 _runs: dict[str, Run] = {}
@@ -77,7 +79,11 @@ def test_accounts_are_locked_down_as_the_environment_says(stack: str) -> None:
     assert props["publicNetworkAccess"] == env.account.public_network_access, account.urn
     assert props["networkAcls"]["defaultAction"] == "Deny", f"{account.urn}: ACLs must deny by default"
     assert props["customSubDomainName"], f"{account.urn}: Entra auth and private endpoints need a subdomain"
-    assert account.inputs["identity"]["type"] == env.account.identity, account.urn
+    cmk = env.encryption is not None and env.encryption.mode == "customer_managed"
+    expected_identity = (
+        env.account.identity if not cmk else "SystemAssigned, UserAssigned"
+    )  # the key's identity joins the declared one
+    assert account.inputs["identity"]["type"] == expected_identity, account.urn
     if env.stage == "production":
         assert props["publicNetworkAccess"] == "Disabled", f"{account.urn}: production is private only"
     endpoints = result.of_type(ENDPOINT)
@@ -95,7 +101,9 @@ def test_accounts_are_locked_down_as_the_environment_says(stack: str) -> None:
             e for e in endpoints if e.inputs["privateLinkServiceConnections"][0]["groupIds"] == ["blob"]
         ]
         assert zones_of(result, to_blob) == {"privatelink.blob.core.windows.net"}, to_blob.urn
-        assert {z.inputs["privateZoneName"] for z in result.of_type(ZONE)} == ZONES
+        assert {z.inputs["privateZoneName"] for z in result.of_type(ZONE)} == ZONES | (
+            {VAULT_ZONE} if cmk else set()
+        )
     else:
         assert endpoints == [], [e.urn for e in endpoints]
         ranges = [r["value"] for r in props["networkAcls"]["ipRules"]]
@@ -167,7 +175,8 @@ def test_no_secret_in_plain_config_or_in_any_input(stack: str) -> None:
     assert not SECRET_VALUE.search(text), f"environments/Pulumi.{stack}.yaml holds a credential"
     for path, value in _walk(plain(read_stack_node(REPO, stack))):
         key = path.rsplit(".", 1)[-1]
-        if SECRET_KEY.search(key) and not key.endswith("_env"):  # api_key_env names a variable
+        # api_key_env names a variable; encryption.key_* name and rotate a key that stays in its vault
+        if SECRET_KEY.search(key) and not key.endswith("_env") and not path.startswith(".encryption."):
             pytest.fail(f"environments/Pulumi.{stack}.yaml: {path} looks like a secret in plain config")
         if isinstance(value, str) and KEY_LIKE.fullmatch(value):
             pytest.fail(f"environments/Pulumi.{stack}.yaml: {path} holds what looks like a key")
@@ -310,7 +319,7 @@ def test_bring_your_own_vnet_and_zones() -> None:
     assert result.of_type("azure-native:network:VirtualNetwork") == []
     assert result.of_type("azure-native:network:Subnet") == []
     created = {z.inputs["privateZoneName"] for z in result.of_type(ZONE)}
-    assert created == ZONES - {"privatelink.openai.azure.com"}
+    assert created == (ZONES | {VAULT_ZONE}) - {"privatelink.openai.azure.com"}  # staging: its own vault
     for link in result.of_type("azure-native:privatedns:VirtualNetworkLink"):
         assert link.inputs["virtualNetwork"]["id"] == subnet.split("/subnets/", maxsplit=1)[0], link.urn
     for endpoint in result.of_type(ENDPOINT):
@@ -324,10 +333,15 @@ def test_user_assigned_identity_is_created_and_attached() -> None:
         raw["account"]["identity"] = "SystemAssigned, UserAssigned"
 
     result = edited("prod", user_assigned)
-    (identity,) = result.of_type("azure-native:managedidentity:UserAssignedIdentity")
+    identities = result.of_type("azure-native:managedidentity:UserAssignedIdentity")
+    (identity,) = [i for i in identities if i.name == "identity"]
+    (key_identity,) = [i for i in identities if i.name == "encryption-identity"]  # prod's CMK
     (account,) = result.of_type(ACCOUNT)
     assert account.inputs["identity"]["type"] == "SystemAssigned, UserAssigned", account.urn
-    assert list(account.inputs["identity"]["userAssignedIdentities"]) == [identity.outputs["id"]], account.urn
+    assert list(account.inputs["identity"]["userAssignedIdentities"]) == [
+        identity.outputs["id"],
+        key_identity.outputs["id"],
+    ], account.urn
 
 
 def test_an_adopted_resource_group_is_not_managed() -> None:
@@ -384,3 +398,207 @@ def test_applied_changes_are_recorded_in_the_audit_container(stack: str) -> None
     gated = result.named("support-bot-gated")
     assert gated.inputs["details"]["account_id"].endswith(("/accounts/oai-ftops-dev",)), gated.urn
     assert result.outputs["gated"]["support-bot"]["account_id"] == gated.inputs["details"]["account_id"]
+
+
+# ---------------------------------------------------------------- customer-managed keys
+
+KEY = "azure-native:keyvault:Key"
+VAULT = "azure-native:keyvault:Vault"
+CRYPTO_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
+
+
+def _depends_on(result: Run, urn: str, target: str) -> bool:
+    """Whether `urn` waits for `target`, directly or through what it waits for."""
+    reg, seen, todo = result.by_urn(), set(), [urn]
+    while todo:
+        here = todo.pop()
+        if here == target:
+            return True
+        if here in seen or here not in reg:
+            continue
+        seen.add(here)
+        todo.extend(reg[here].dependencies)
+    return False
+
+
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_account_and_storage_are_encrypted_as_declared_with_the_role_on_the_key_first(stack: str) -> None:
+    env = load_environment(REPO, stack)
+    result = stack_run(stack)
+    (account,) = result.of_type(ACCOUNT)
+    (storage,) = result.of_type(STORAGE)
+    cmk = env.encryption is not None and env.encryption.mode == "customer_managed"
+    if env.stage == "production":
+        assert cmk, f"{stack}: production must use customer-managed keys"
+    if not cmk:
+        assert account.inputs["properties"].get("encryption") is None, account.urn
+        assert storage.inputs.get("encryption") is None, storage.urn
+        assert result.of_type(KEY) == [], stack
+        return
+    assert env.encryption is not None
+    (key,) = result.of_type(KEY)
+    (vault,) = result.of_type(VAULT)
+    props = vault.inputs["properties"]
+    assert props["enableRbacAuthorization"] is True, vault.urn
+    assert props["enableSoftDelete"] is True, vault.urn
+    assert props["enablePurgeProtection"] is True, vault.urn
+    assert vault.inputs["location"] == env.location, f"{vault.urn}: the vault must be in the account's region"
+    assert env.network is not None
+    if env.network.mode == "private":
+        assert props["publicNetworkAccess"] == "Disabled", vault.urn
+        (to_vault,) = [
+            e
+            for e in result.of_type(ENDPOINT)
+            if e.inputs["privateLinkServiceConnections"][0]["groupIds"] == ["vault"]
+        ]
+        assert zones_of(result, to_vault) == {VAULT_ZONE}, to_vault.urn
+    policy = key.inputs["properties"]["rotationPolicy"]
+    rotate = [a for a in policy["lifetimeActions"] if a["action"]["type"] == "rotate"]
+    assert rotate == [
+        {
+            "action": {"type": "rotate"},
+            "trigger": {"timeAfterCreate": f"P{env.encryption.key_rotation_days}D"},
+        }
+    ], key.urn
+    # Exactly one role on the key: Crypto Service Encryption User, to the key's identity, scoped to
+    # the key itself (not the vault, never the subscription).
+    crypto = [r for r in result.of_type(ROLE) if r.inputs["roleDefinitionId"].endswith(CRYPTO_USER)]
+    (role,) = crypto
+    assert role.inputs["scope"] == key.outputs["id"], (
+        f"{role.urn}: scope {role.inputs['scope']} is not the key"
+    )
+    assert "/keys/" in role.inputs["scope"], role.urn
+    (identity,) = [
+        i
+        for i in result.of_type("azure-native:managedidentity:UserAssignedIdentity")
+        if i.name == "encryption-identity"
+    ]
+    assert role.inputs["principalId"] == identity.outputs["principalId"], role.urn
+    encryption = account.inputs["properties"]["encryption"]
+    assert encryption["keySource"] == "Microsoft.KeyVault", account.urn
+    assert encryption["keyVaultProperties"]["keyName"] == env.encryption.key_name, account.urn
+    assert encryption["keyVaultProperties"]["identityClientId"] == identity.outputs["clientId"], account.urn
+    assert identity.outputs["id"] in account.inputs["identity"]["userAssignedIdentities"], account.urn
+    assert storage.inputs["encryption"]["keySource"] == "Microsoft.Keyvault", storage.urn
+    assert storage.inputs["encryption"]["keyVaultProperties"]["keyName"] == env.encryption.key_name, (
+        storage.urn
+    )
+    assert (
+        storage.inputs["encryption"]["encryptionIdentity"]["encryptionUserAssignedIdentity"]
+        == (identity.outputs["id"])
+    ), storage.urn
+    # The order Azure needs: identity -> role on the key -> the encryption that uses it.
+    assert _depends_on(result, role.urn, identity.urn), role.urn
+    for encrypted in (account, storage):
+        assert _depends_on(result, encrypted.urn, role.urn), f"{encrypted.urn} does not wait for {role.urn}"
+
+
+def test_an_existing_vault_is_used_and_none_is_created() -> None:
+    vault_id = (
+        "/subscriptions/9a8b7c6d-0000-4000-8000-000000000000/resourceGroups/rg-keys/providers/"
+        "Microsoft.KeyVault/vaults/kv-central"
+    )
+
+    def bring(raw: dict[str, Any]) -> None:
+        raw["encryption"]["key_vault"] = {"existing_id": vault_id, "location": raw["location"]}
+
+    result = edited("prod", bring)
+    assert result.of_type(VAULT) == []
+    assert VAULT_ZONE not in {z.inputs["privateZoneName"] for z in result.of_type(ZONE)}
+    (key,) = result.of_type(KEY)
+    assert (key.inputs["vaultName"], key.inputs["resourceGroupName"]) == ("kv-central", "rg-keys"), key.urn
+    (account,) = result.of_type(ACCOUNT)
+    vault_uri = account.inputs["properties"]["encryption"]["keyVaultProperties"]["keyVaultUri"]
+    assert vault_uri == "https://kv-central.vault.azure.net/", account.urn
+
+
+# ---------------------------------------------------------------- alerts
+
+ALERT = "azure-native:monitor:MetricAlert"
+# Valid for Microsoft.CognitiveServices/accounts (Azure Monitor's supported-metrics reference);
+# the legacy Cognitive Services metrics (Latency, ServerErrors, BlockedCalls) say "do not use for
+# Azure OpenAI" there.
+OPENAI_METRICS = {
+    "AzureOpenAIRequests",
+    "AzureOpenAITimeToResponse",
+    "RAIRejectedRequests",
+    "TokenTransaction",
+    "AzureOpenAIProvisionedManagedUtilizationV2",
+}
+
+
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_every_serving_deployment_has_its_alerts_scoped_to_the_account(stack: str) -> None:
+    from ftops.config.alerts import rules_for
+    from ftops.ratelimit import limits_for
+
+    env = load_environment(REPO, stack)
+    result = stack_run(stack)
+    (account,) = result.of_type(ACCOUNT)
+    alerts = result.of_type(ALERT)
+    for name, dep in env.deployments.items():
+        mine = {
+            a.name.removeprefix(f"alert-{name}-"): a for a in alerts if a.name.startswith(f"alert-{name}-")
+        }
+        assert set(mine) == {"throttled", "server-errors", "latency", "content-filter", "capacity"}, stack
+        for kind, alert in mine.items():
+            assert alert.inputs["scopes"] == [account.outputs["id"]], alert.urn
+            assert alert.inputs["windowSize"] == f"PT{env.alerts.window_minutes}M", alert.urn
+            (criterion,) = alert.inputs["criteria"]["allOf"]
+            assert criterion["metricName"] in OPENAI_METRICS, alert.urn
+            assert criterion["metricNamespace"] == "Microsoft.CognitiveServices/accounts", alert.urn
+            dims = {d["name"]: d["values"] for d in criterion["dimensions"]}
+            assert dims["ModelDeploymentName"] == [name], alert.urn
+            if kind == "throttled":
+                assert dims["StatusCode"] == ["429"], alert.urn
+                _, rpm = limits_for(dep.sku.capacity, "gpt-4.1-mini")
+                expected = max(1, -(-rpm * env.alerts.window_minutes * env.alerts.throttled_percent // 100))
+                assert criterion["threshold"] == expected, alert.urn
+            if kind == "capacity":
+                tpm = dep.sku.capacity * 1000
+                assert criterion["metricName"] == "TokenTransaction", alert.urn
+                assert (
+                    criterion["threshold"]
+                    == tpm * env.alerts.window_minutes * env.alerts.token_usage_percent / 100
+                )
+            if kind == "latency":
+                assert (criterion["metricName"], criterion["timeAggregation"]) == (
+                    "AzureOpenAITimeToResponse",
+                    "Average",
+                ), alert.urn
+        # What the README prices: 8 monitored time series per deployment (server errors: 4 codes).
+        assert sum(r.series for r in rules_for(env.alerts, "", dep.sku.name, dep.sku.capacity)) == 8
+    groups = result.of_type("azure-native:monitor:ActionGroup")
+    if env.alerts.emails or env.alerts.webhooks:
+        (group,) = groups
+        assert [r["emailAddress"] for r in group.inputs["emailReceivers"]] == env.alerts.emails, group.urn
+        for alert in alerts:
+            assert alert.inputs["actions"] == [{"actionGroupId": group.outputs["id"]}], alert.urn
+    else:
+        assert groups == [], stack
+    (query,) = result.of_type("azure-native:operationalinsights:SavedSearch")
+    assert "modelDeploymentName" in query.inputs["query"], query.urn
+    assert "percentile(DurationMs, 95)" in query.inputs["query"], query.urn
+
+
+def test_provisioned_deployments_alert_on_utilisation_and_alerts_can_be_off() -> None:
+    def provisioned(raw: dict[str, Any]) -> None:
+        raw["deployments"]["support-bot"]["sku"] = {"name": "ProvisionedManaged", "capacity": 50}
+        raw["alerts"]["webhooks"] = ["https://hooks.example.com/ftops"]
+
+    result = edited("prod", provisioned)
+    (capacity,) = [a for a in result.of_type(ALERT) if a.name.endswith("-capacity")]
+    (criterion,) = capacity.inputs["criteria"]["allOf"]
+    assert (criterion["metricName"], criterion["threshold"]) == (
+        "AzureOpenAIProvisionedManagedUtilizationV2",
+        80.0,
+    )
+    (group,) = result.of_type("azure-native:monitor:ActionGroup")
+    assert [w["serviceUri"] for w in group.inputs["webhookReceivers"]] == ["https://hooks.example.com/ftops"]
+
+    def off(raw: dict[str, Any]) -> None:
+        raw["alerts"] = {"enabled": False}
+
+    quiet = edited("dev", off)
+    assert quiet.of_type(ALERT) == []
+    assert quiet.of_type("azure-native:monitor:ActionGroup") == []

@@ -626,3 +626,57 @@ def test_the_bootstrap_is_checked_for_drift_like_the_environments(
     _, _, app = step_of("drift", "bootstrap", "app")
     granted = {k: v for k, v in app["with"].items() if k.startswith("permission-")}
     assert set(granted.values()) == {"read"}, granted  # it reads GitHub's settings, never writes them
+
+
+# --- canary.yml ---------------------------------------------------------------------------------
+
+CANARY_CONTEXT = {**DRIFT_CONTEXT, "secrets.PULUMI_CONFIG_PASSPHRASE": ""}
+
+
+def test_the_canary_passes_with_its_table_in_the_summary(runner: Runner) -> None:
+    runner.answer("ftops", args=("canary",), stdout="### Canary `dev/support-bot`: ✅ pass\n")
+    result = runner.run("canary", "canary", "Canary", CANARY_CONTEXT)
+    assert result.returncode == 0, result.stderr
+    assert result.argv("ftops") == [["canary", "--env", "dev", "--issue"]]
+    assert "✅ pass" in result.summary
+    assert "::error::" not in result.stdout
+
+
+def test_a_canary_regression_fails_the_job_and_an_unrunnable_canary_is_not_called_a_pass(
+    runner: Runner,
+) -> None:
+    runner.answer(
+        "ftops",
+        args=("canary",),
+        stdout="### Canary `dev/support-bot`: ❌ regression\n",
+        stderr="canary dev/support-bot: REGRESSION ...; roll back: ftops rollback support-bot --env dev\n",
+        exit=1,
+    )
+    regressed = runner.run("canary", "canary", "Canary", CANARY_CONTEXT)
+    assert regressed.returncode == 1
+    assert "❌ regression" in regressed.summary
+    assert "answers worse than at its gate" in regressed.stdout
+    assert "ftops rollback support-bot" in regressed.stdout
+
+    broken = Runner(runner.root / "broken")
+    broken.answer("ftops", args=("canary",), stderr="error: no Azure credential\n", exit=2)
+    failed = broken.run("canary", "canary", "Canary", CANARY_CONTEXT)
+    assert failed.returncode == 2
+    assert "the canary could not run (exit 2): quality unknown" in failed.summary
+    assert "no Azure credential" in failed.summary
+
+
+def test_the_canary_never_deploys_and_stays_out_of_the_deploy_groups() -> None:
+    flow = workflow("canary")
+    assert "schedule" in flow["on"]
+    job = flow["jobs"]["canary"]
+    assert job["environment"] == "readonly"  # never a deploying identity
+    assert job["concurrency"]["cancel-in-progress"] is False
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "issues": "write"}
+    deploy = workflow("deploy")["jobs"]
+    deploy_groups = {j["concurrency"]["group"] for j in deploy.values() if "concurrency" in j}
+    for stack in job["strategy"]["matrix"]["stack"]:
+        assert resolve(job["concurrency"]["group"], {"matrix.stack": stack}) not in deploy_groups
+    commands = " ".join(str(s.get("run", "")) for s in job["steps"])
+    assert "ftops up" not in commands
+    assert "ftops canary" in commands

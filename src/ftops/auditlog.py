@@ -28,7 +28,9 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 GENESIS = "sha256:" + "0" * 64
-Action = Literal["train", "gate", "deploy", "promote", "rollback", "budget-override"]
+# canary: a check of what serves against its gate evidence (it changes nothing, it is recorded);
+# budget-override: a change allowed to spend over its training budget, with the reason
+Action = Literal["train", "gate", "deploy", "promote", "rollback", "canary", "budget-override"]
 
 
 class Record(BaseModel):

@@ -55,6 +55,11 @@ LIST_PRICES: dict[str, ListPrice] = {
 TIER_FACTOR: dict[str, float] = {"GlobalStandard": 1.0, "Standard": 1 / 0.8, "Developer": 0.5}
 HOSTING_PER_HOUR: dict[str, float] = {"Standard": 1.70, "GlobalStandard": 1.70, "Developer": 0.0}
 PTU_PER_HOUR = 2.00  # ProvisionedManaged (regional) per PTU-hour, hourly (no reservation)
+# Azure Monitor bills a metric alert per monitored time series per month (the first 10 series of a
+# subscription free, not subtracted here: other alerts may use them). Retail "Alerts Metric
+# Monitored" meter, as read from copies of Azure's retail price list (not from Azure's own page).
+ALERT_SERIES_PER_MONTH = 0.10
+CANARY_RUNS_PER_MONTH = 30  # canary.yml runs nightly
 
 # RFT time is estimated from the tokens it processes: each prompt is sampled several times per
 # epoch and each sample reasons before it answers. A job's real time depends on the grader and
@@ -304,6 +309,53 @@ def plan_lines(environment: Environment, root: Path) -> list[CostLine]:
         if model is not None:
             items, tokens = eval_tokens(gate, root, model)
             lines.append(evaluation_line(environment, key, gate, model, tokens, items))
+            if environment.target == "azure" and any(
+                d.model == key for d in environment.deployments.values()
+            ):
+                lines.append(canary_line(environment, key, gate, model, tokens, items))
+    if environment.target == "azure" and environment.alerts.enabled:
+        lines += alert_lines(environment)
+    return lines
+
+
+def canary_line(
+    environment: Environment, key: str, gate: GateSpec, model: str, input_tokens: int, items: int
+) -> CostLine:
+    """The nightly canary: the gate's checks against what serves (no baseline calls: it compares
+    with the gate's recorded answers), every night."""
+    rates = rates_for(environment, model)
+    calls = items * gate.repeats * CANARY_RUNS_PER_MONTH
+    sent = input_tokens * gate.repeats * CANARY_RUNS_PER_MONTH
+    answered = calls * EVAL_OUTPUT_TOKENS
+    return CostLine(
+        f"canary {key}",
+        "evaluation",
+        rates.inference_usd(sent, answered),
+        "month",
+        f"{CANARY_RUNS_PER_MONTH} nightly runs x {items * gate.repeats:,} calls, {sent:,} prompt tokens "
+        f"+ ~{answered:,} answer tokens",
+    )
+
+
+def alert_lines(environment: Environment) -> list[CostLine]:
+    """Azure Monitor alerts on each serving deployment, by the metric time series they monitor."""
+    from ftops.config.alerts import rules_for
+
+    lines = []
+    for name, dep in environment.deployments.items():
+        model = _served_model(environment, dep.model)
+        if model is None:
+            continue
+        series = sum(r.series for r in rules_for(environment.alerts, model, dep.sku.name, dep.sku.capacity))
+        lines.append(
+            CostLine(
+                f"alerts {name}",
+                "hosting",
+                series * ALERT_SERIES_PER_MONTH,
+                "month",
+                f"{series} monitored series x ${ALERT_SERIES_PER_MONTH:.2f} (first 10 per subscription free)",
+            )
+        )
     return lines
 
 

@@ -7,6 +7,7 @@ environment of the process running the provider, so it never lands in inputs or 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import time
@@ -194,19 +195,61 @@ def retry_after(response: httpx.Response | None) -> float | None:
     return None
 
 
+MONITOR_API_VERSION = "2023-10-01"
+
+
+def requests_by_deployment(target: Target, days: int) -> dict[str, int]:
+    """Inference requests per deployment over the last `days` UTC days, from Azure Monitor's
+    AzureOpenAIRequests metric split by ModelDeploymentName (a deployment nobody called is absent)."""
+    now = dt.datetime.now(dt.UTC)
+    start = (now - dt.timedelta(days=days)).strftime("%Y-%m-%dT00:00:00Z")
+    url = f"{target.arm_endpoint.rstrip('/')}{target.arm_id}/providers/Microsoft.Insights/metrics"
+    params = {
+        "api-version": MONITOR_API_VERSION,
+        "metricnames": "AzureOpenAIRequests",
+        "timespan": f"{start}/{now.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        "interval": "P1D",
+        "aggregation": "Total",
+        "$filter": "ModelDeploymentName eq '*'",
+    }
+    response = arm_call("GET", url, target.arm_headers(), params=params)
+    if response.status_code >= 400:
+        detail = " ".join(response.text[:200].split())
+        raise ServiceError(
+            f"reading request metrics: HTTP {response.status_code} {detail}".rstrip(),
+            fix="this identity needs Monitoring Reader (or Reader) on the account",
+        )
+    counts: dict[str, int] = {}
+    try:
+        for metric in response.json()["value"]:
+            for series in metric["timeseries"]:
+                names = [
+                    m["value"]
+                    for m in series["metadatavalues"]
+                    if m["name"]["value"].lower() == "modeldeploymentname"
+                ]
+                if names:
+                    total = sum(float(point.get("total") or 0) for point in series["data"])
+                    counts[names[0]] = counts.get(names[0], 0) + int(total)
+    except (ValueError, KeyError, TypeError):
+        raise ServiceError(f"reading request metrics: the answer from {url} is not Azure Monitor's") from None
+    return counts
+
+
 def arm_call(
     method: str,
     url: str,
     headers: dict[str, str],
     *,
     json: Any = None,
+    params: dict[str, str] | None = None,
     retries: int = RETRIES,
     sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
     """One ARM request, retried on 409 RequestConflict (another write on the account), 429 and 5xx,
     waiting what Retry-After says or backing off exponentially with jitter; an RBAC denial is
     waited out underneath (propagation.PropagationClient)."""
-    params = {"api-version": ARM_API_VERSION}
+    params = params or {"api-version": ARM_API_VERSION}
     attempt = 0
     with PropagationClient(timeout=60, sleep=sleep) as http:
         while True:

@@ -5,20 +5,12 @@ from __future__ import annotations
 import sys
 
 from ftops import __version__
-from ftops.cli import bootstrap, costs, data, emulator, environments, evaluate, gitops, stack
+from ftops.cli import bootstrap, canary, costs, data, emulator, environments, evaluate, gitops, stack
 from ftops.cli.common import app, err, out
 
 __all__ = ["app", "main"]
-_COMMANDS = (
-    bootstrap,
-    costs,
-    data,
-    emulator,
-    environments,
-    evaluate,
-    gitops,
-    stack,
-)  # imported for their commands
+# imported for their commands
+_COMMANDS = (bootstrap, canary, costs, data, emulator, environments, evaluate, gitops, stack)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from ftops.errors import EXIT_INVALID, CheckFailedError, UsageError
 
 if TYPE_CHECKING:  # the GitOps modules reach Azure's clients: imported by the commands that use them
     from ftops.gitops.release import Outcome
+    from ftops.gitops.status import Row
 
 
 class TableFormat(StrEnum):
@@ -134,13 +135,30 @@ def deltas_command(
 def status_command(
     env: Annotated[str, typer.Option("--env", help="Environment to inspect.")],
     output_format: Annotated[TableFormat, typer.Option("--format", help=_FORMAT_HELP)] = TableFormat.table,
+    idle_days: Annotated[
+        int,
+        typer.Option(
+            "--idle-days", min=1, max=90, help="Flag deployments with no requests in this many days."
+        ),
+    ] = 7,
 ) -> None:
-    """What each deployment serves now, its gate verdict, and whether git, state and service agree."""
+    """What each deployment serves now, its gate verdict, whether git, state and service agree,
+    what it costs per hour and whether anyone calls it."""
     root = repo_root()
     from ftops.gitops.status import status_rows
 
-    rows = status_rows(root, load_environment(root, env))
-    columns = ("deployment", "model", "git says", "last applied", "gate", "service serves", "agree")
+    rows = status_rows(root, load_environment(root, env), idle_days)
+    columns = (
+        "deployment",
+        "model",
+        "git says",
+        "last applied",
+        "gate",
+        "service serves",
+        "agree",
+        "cost/h",
+        f"requests ({idle_days} d)",
+    )
     cells = [
         (
             row.deployment,
@@ -150,12 +168,36 @@ def status_command(
             row.gate,
             _short(row.serving) if row.serving is not None else row.service_note,
             "yes" if row.agree else "NO",
+            f"${row.cost_per_hour:,.2f}",
+            row.requests_note
+            if row.requests is None
+            else (
+                f"none: IDLE, ${row.cost_per_hour * 24 * idle_days:,.2f} billed"
+                if row.idle
+                else f"{row.requests:,}"
+            ),
         )
         for row in rows
     ]
     _emit(f"{env}: git, state and service", columns, cells, output_format)
+    idle = [row for row in rows if row.idle]
+    if idle and output_format is TableFormat.table:
+        out.print(
+            f"{len(idle)} deployment(s) billed by the hour with no requests in {idle_days} days: "
+            f"{', '.join(r.deployment for r in idle)}; remove them from the environment if nobody needs them "
+            "(Azure may also delete fine-tuned deployments idle for 15 days)",
+            soft_wrap=True,
+        )
     if not all(row.agree for row in rows):
         raise typer.Exit(EXIT_INVALID)
+
+
+def _traffic(row: Row, days: int) -> str:
+    if row.requests is None:
+        return row.requests_note
+    if row.idle:
+        return f"none: IDLE, ${row.cost_per_hour * 24 * days:,.2f} billed"
+    return f"{row.requests:,}"
 
 
 def _emit(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], fmt: TableFormat) -> None:

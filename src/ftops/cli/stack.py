@@ -12,6 +12,7 @@ import typer
 
 from ftops.cli.common import app, debug_on, one_line_errors, out, repo_root
 from ftops.engine import install
+from ftops.errors import FtopsError
 
 if TYPE_CHECKING:  # pulumi.automation is imported only by the commands that drive the engine
     from ftops.engine.stack import Operation, StackResult
@@ -68,7 +69,29 @@ def summary_line(root: Path, result: StackResult) -> str:
         tail = [served] if served else []
         tail += _gate_lines(root, result)
         return "; ".join([head, *tail])
+    if result.operation == "preview":
+        return "; ".join([head, *_cost_part(root, result)])
     return head
+
+
+NEW_JOB_STEPS = ("create", "replace", "create-replacement")
+
+
+def _cost_part(root: Path, result: StackResult) -> list[str]:
+    """What the previewed change would spend: the jobs it starts, and the hosting it declares."""
+    from ftops import cost
+
+    try:
+        lines = cost.plan_lines(result.env, root)
+    except FtopsError:
+        return []  # the preview itself said what is wrong with the environment
+    training = {line.item.removeprefix("training "): line for line in lines if line.kind == "training"}
+    new = [key for key in training if result.planned.get(f"{key}-job") in NEW_JOB_STEPS]
+    spend = sum(training[k].usd or 0.0 for k in new)
+    monthly = cost.totals(lines)["month"]
+    trains = f"trains {', '.join(new)} for {cost.usd(spend)}" if new else "trains nothing"
+    hosting = f"deployments {cost.usd(monthly)}/month"
+    return [f"cost: this change {trains}; {hosting} (ftops cost --env {result.env.name})"]
 
 
 def operate(operation: Operation, env: str, break_lock: bool, as_json: bool) -> None:

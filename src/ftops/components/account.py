@@ -10,6 +10,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_azure_native as an
 
+from ftops.components.encryption import EncryptionKey
 from ftops.components.monitoring import diagnostics
 from ftops.components.placement import Placement
 from ftops.config.naming import Names
@@ -36,6 +37,17 @@ class OpenAIAccount(pulumi.ComponentResource):
         if spec is None or env.network is None:
             raise ValueError(f"environment {env.name} has no account or network section")
         identity = self._identity(spec, names, resource_group, env.location, tags)
+        key = place.encryption
+        if key is not None:
+            # The customer-managed key's identity joins whatever identity the account declares.
+            declared = str(getattr(identity.type, "value", identity.type))
+            kinds = {k.strip() for k in declared.split(",")} | {"UserAssigned"}
+            identity = an.cognitiveservices.IdentityArgs(
+                type=an.cognitiveservices.ResourceIdentityType(
+                    "SystemAssigned, UserAssigned" if "SystemAssigned" in kinds else "UserAssigned"
+                ),
+                user_assigned_identities=[*(identity.user_assigned_identities or []), key.identity_id],  # type: ignore[misc]
+            )
         self.account = an.cognitiveservices.Account(
             "account",
             resource_group_name=resource_group,
@@ -57,10 +69,14 @@ class OpenAIAccount(pulumi.ComponentResource):
                         an.cognitiveservices.IpRuleArgs(value=str(r)) for r in env.network.allowed_ip_ranges
                     ],
                 ),
+                encryption=_encryption(key),
             ),
             tags=tags,
             # Keys come back if somebody flips disable_local_auth in the portal; refresh shows it.
-            opts=pulumi.ResourceOptions(parent=self, protect=env.stage == "production"),
+            # With a customer-managed key: after its identity holds the role on the key.
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=env.stage == "production", depends_on=key.ready if key else []
+            ),
         )
         self.account_id = self.account.id
         self.account_name = self.account.name
@@ -119,6 +135,23 @@ class OpenAIAccount(pulumi.ComponentResource):
         return an.cognitiveservices.IdentityArgs(
             type=an.cognitiveservices.ResourceIdentityType(spec.identity), user_assigned_identities=[uai.id]
         )
+
+
+def _encryption(key: EncryptionKey | None) -> an.cognitiveservices.EncryptionArgs | None:
+    """The account's data (training files, fine-tuned weights) under the customer-managed key. The
+    account pins a key version (as Azure Verified Modules do): a rotation shows as a change in the
+    next preview, applied by the next `pulumi up`."""
+    if key is None:
+        return None  # Microsoft-managed keys
+    return an.cognitiveservices.EncryptionArgs(
+        key_source="Microsoft.KeyVault",
+        key_vault_properties=an.cognitiveservices.KeyVaultPropertiesArgs(
+            identity_client_id=key.identity_client_id,
+            key_name=key.key_name,
+            key_vault_uri=key.vault_uri,
+            key_version=key.key_version,
+        ),
+    )
 
 
 def _filter(f: ContentFilter) -> an.cognitiveservices.RaiPolicyContentFilterArgs:

@@ -1,6 +1,7 @@
 """Everything an Azure environment needs around its models, composed in dependency order:
 
-    resource group -> Monitoring -> Network -> OpenAIAccount -> Storage -> Access
+    resource group -> Monitoring -> Network -> [CustomerManagedKey] -> OpenAIAccount -> Storage -> Access
+    -> Alerts (metric alerts per serving deployment, the action group, the traffic query)
 
 and what the model chain needs from it: the provider target of the account (endpoint + ARM id,
 Entra auth: no key ever), the deployer, and the resources that must exist before the data plane
@@ -9,6 +10,7 @@ is reachable (the account, its private endpoint, the role that lets the deployer
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +19,9 @@ import pulumi_azure_native as an
 
 from ftops.components.access import Access
 from ftops.components.account import OpenAIAccount
+from ftops.components.alerts import Alerts
 from ftops.components.azure_deployer import azure_deployer
+from ftops.components.encryption import CustomerManagedKey
 from ftops.components.model import Deployer
 from ftops.components.monitoring import Monitoring
 from ftops.components.network import Network
@@ -51,12 +55,18 @@ class AzureInfrastructure:
         self.monitoring = Monitoring(
             names, self.resource_group, env.location, env.account.log_retention_days, tags
         )
+        cmk = env.encryption is not None and env.encryption.mode == "customer_managed"
+        own_vault = cmk and env.encryption is not None and env.encryption.key_vault.existing_id is None
         self.network = (
-            Network(env.network, names, self.resource_group, env.location, tags)
+            Network(env.network, names, self.resource_group, env.location, tags, key_vault=own_vault)
             if env.network.mode == "private"
             else None
         )
         place = Placement(env, names, self.resource_group, self.network, self.monitoring.workspace_id, tags)
+        # identity -> role on the key -> the account's and the storage's encryption (`key.ready`)
+        self.encryption = CustomerManagedKey(place) if cmk else None
+        if self.encryption is not None:
+            place = dataclasses.replace(place, encryption=self.encryption.key)
         self.account = OpenAIAccount(place)
         self.storage = Storage(place)
         self.access = Access(
@@ -66,6 +76,19 @@ class AzureInfrastructure:
             {role: c.id for role, c in self.storage.containers.items()},
         )
         self.ready: list[pulumi.Resource] = [*self.account.ready, *self.access.assignments]
+        self.alerts = (
+            Alerts(
+                env,
+                names,
+                self.resource_group,
+                self.account.account_id,
+                self.monitoring.workspace,
+                served(env),
+                tags,
+            )
+            if env.alerts.enabled and env.deployments
+            else None
+        )
 
     def target(self) -> Mapping[str, pulumi.Input[str]]:
         return {
@@ -90,3 +113,14 @@ class AzureInfrastructure:
                 "containers": {role: c.name for role, c in self.storage.containers.items()},
             },
         }
+
+
+def served(env: Environment) -> dict[str, tuple[str, str, int]]:
+    """deployment -> (the base model it serves, SKU, capacity): what the alert thresholds scale with.
+    (The fine-tuned id is known only after training or from the pin; its base is enough here.)"""
+    out: dict[str, tuple[str, str, int]] = {}
+    for name, dep in env.deployments.items():
+        pin = env.releases.get(dep.model)
+        base = env.base_of(dep.model) if dep.model in env.models else pin.model if pin else ""
+        out[name] = (base, dep.sku.name, dep.sku.capacity)
+    return out

@@ -9,6 +9,7 @@ from ftops.config.naming import Names
 
 
 class Monitoring(pulumi.ComponentResource):
+    workspace: an.operationalinsights.Workspace
     workspace_id: pulumi.Output[str]
 
     def __init__(
@@ -31,6 +32,7 @@ class Monitoring(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.workspace = workspace
         self.workspace_id = workspace.id
         self.register_outputs({"workspace_id": self.workspace_id})
 

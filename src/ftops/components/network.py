@@ -18,11 +18,13 @@ ZONES = {
     "privatelink.openai.azure.com": "account",  # <subdomain>.openai.azure.com
     "privatelink.cognitiveservices.azure.com": "account",  # <subdomain>.cognitiveservices.azure.com
     "privatelink.blob.core.windows.net": "blob",
+    "privatelink.vaultcore.azure.net": "vault",  # the customer-managed key's vault, when ftops creates one
 }
+VAULT_ZONE = "privatelink.vaultcore.azure.net"
 
 
 def _short(zone: str) -> str:
-    return zone.split(".")[1]  # openai | cognitiveservices | blob
+    return zone.split(".")[1]  # openai | cognitiveservices | blob | vaultcore
 
 
 class Network(pulumi.ComponentResource):
@@ -37,6 +39,7 @@ class Network(pulumi.ComponentResource):
         location: str,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
+        key_vault: bool = False,  # resolve a key vault's private endpoint too
     ) -> None:
         super().__init__("ftops:azure:Network", names.env, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -70,6 +73,8 @@ class Network(pulumi.ComponentResource):
             vnet_id = vnet.id
         self.zone_ids = {}
         for zone in ZONES:
+            if zone == VAULT_ZONE and not key_vault:
+                continue
             existing = spec.existing_dns_zone_ids.get(zone)  # type: ignore[call-overload]
             if existing is not None:
                 self.zone_ids[zone] = pulumi.Output.from_input(existing)

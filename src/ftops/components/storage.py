@@ -7,9 +7,12 @@ audit log is one append blob per environment), so records can be added but never
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_azure_native as an
 
+from ftops.components.encryption import EncryptionKey
 from ftops.components.monitoring import diagnostics
 from ftops.components.placement import Placement
 
@@ -48,7 +51,12 @@ class Storage(pulumi.ComponentResource):
                 ip_rules=[an.storage.IPRuleArgs(i_p_address_or_range=str(r)) for r in net.allowed_ip_ranges],
             ),
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=env.stage == "production"),
+            **_encrypted(place.encryption),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=env.stage == "production",
+                depends_on=place.encryption.ready if place.encryption else [],
+            ),
         )
         self.blob_endpoint = self.account.primary_endpoints.apply(lambda e: e.blob)
         blob_service = an.storage.BlobServiceProperties(
@@ -103,3 +111,26 @@ class Storage(pulumi.ComponentResource):
                 "containers": {role: c.name for role, c in self.containers.items()},
             }
         )
+
+
+def _encrypted(key: EncryptionKey | None) -> dict[str, Any]:
+    """Identity and encryption of the storage account under the customer-managed key. No key
+    version: storage follows the key's newest version by itself after a rotation."""
+    if key is None:
+        return {}
+    return {
+        "identity": an.storage.IdentityArgs(type="UserAssigned", user_assigned_identities=[key.identity_id]),
+        "encryption": an.storage.EncryptionArgs(
+            key_source="Microsoft.Keyvault",
+            key_vault_properties=an.storage.KeyVaultPropertiesArgs(
+                key_name=key.key_name, key_vault_uri=key.vault_uri
+            ),
+            encryption_identity=an.storage.EncryptionIdentityArgs(
+                encryption_user_assigned_identity=key.identity_id
+            ),
+            services=an.storage.EncryptionServicesArgs(
+                blob=an.storage.EncryptionServiceArgs(enabled=True, key_type="Account"),
+                file=an.storage.EncryptionServiceArgs(enabled=True, key_type="Account"),
+            ),
+        ),
+    }

@@ -61,3 +61,8 @@ def role_assignment_name(scope_key: str, role_id: str, principal_id: str) -> str
     """A GUID that depends only on what the assignment grants (scope key is a stable logical name:
     the scope's ARM id is not known before the resource exists)."""
     return str(uuid.uuid5(ROLE_NAMESPACE, f"{scope_key}|{role_id}|{principal_id}".lower()))
+
+
+def key_vault_name(prefix: str, env: str) -> str:
+    """3-24 letters, digits and hyphens, globally unique: `kv-` + prefix + environment, cut to fit."""
+    return f"kv-{prefix}-{env}"[:24].rstrip("-")

@@ -428,6 +428,7 @@ class Network(Strict):
             "privatelink.openai.azure.com",
             "privatelink.cognitiveservices.azure.com",
             "privatelink.blob.core.windows.net",
+            "privatelink.vaultcore.azure.net",
         ],
         str,
     ] = {}
@@ -507,6 +508,61 @@ class Storage(Strict):
                 {"missing": ", ".join(sorted(missing))},
             )
         return value
+
+
+KEY_VAULT_ID = re.compile(
+    r"^/subscriptions/[0-9a-f-]{36}/resourceGroups/[\w.()-]+/providers/Microsoft\.KeyVault/vaults/"
+    r"[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$",
+    re.IGNORECASE,
+)
+
+
+class KeyVault(Strict):
+    """Where the customer-managed key lives: a vault ftops creates (the default), or yours."""
+
+    existing_id: str | None = None  # your vault's ARM id; it must use RBAC and purge protection
+    location: Region | None = None  # an existing vault's region (ARM ids do not say it)
+    purge_protection: bool = True  # Azure refuses a CMK from a vault without it
+    soft_delete_days: Annotated[int, Field(ge=7, le=90)] = 90
+    sku: Literal["standard", "premium"] = "premium"  # premium: HSM-backed keys
+
+    @field_validator("existing_id")
+    @classmethod
+    def _vault_id(cls, value: str | None) -> str | None:
+        if value is not None and not KEY_VAULT_ID.match(value):
+            raise PydanticCustomError(
+                "not_vault_id",
+                "must be a key vault ARM id '/subscriptions/<id>/resourceGroups/<rg>/providers/"
+                "Microsoft.KeyVault/vaults/<name>'",
+            )
+        return value
+
+
+class Encryption(Strict):
+    """At-rest encryption of the account (training data, fine-tuned weights) and the storage."""
+
+    mode: Literal["platform", "customer_managed"]
+    key_vault: KeyVault = KeyVault()
+    key_name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9-]{1,127}$")] = "ftops-cmk"
+    key_rotation_days: Annotated[int, Field(ge=30, le=730)] = 365
+    # Production on platform keys is allowed only with the reason written here, reviewed in the PR.
+    opt_out_reason: Annotated[str, StringConstraints(min_length=10)] | None = None
+
+
+class Alerts(Strict):
+    """Azure Monitor metric alerts on every serving deployment; on by default in Azure environments.
+    Rates are shares of the deployment's own allowance (its capacity) over `window_minutes`."""
+
+    enabled: bool = True
+    emails: list[Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+    webhooks: list[Annotated[str, StringConstraints(pattern=r"^https://\S+$")]] = []
+    severity: Literal[0, 1, 2, 3, 4] = 2  # 0 critical .. 4 verbose
+    window_minutes: Literal[5, 15, 30, 60] = 15
+    throttled_percent: Annotated[float, Field(gt=0, le=100)] = 5.0  # 429s, of the requests allowed
+    server_errors: Annotated[int, Field(ge=1)] = 5  # 5xx answers in the window
+    latency_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000  # average time to response
+    content_filter_percent: Annotated[float, Field(gt=0, le=100)] = 10.0  # blocked, of the requests allowed
+    token_usage_percent: Annotated[float, Field(gt=0, le=100)] = 80.0  # tokens, of the capacity
 
 
 class Access(Strict):
@@ -597,6 +653,8 @@ class Environment(Strict):
     network: Network | None = None
     account: Account | None = None
     storage: Storage | None = None
+    encryption: Encryption | None = None  # None: Azure's platform-managed keys
+    alerts: Alerts = Alerts()  # Azure environments only; a local one has no Azure Monitor
     access: Access = Access()
     emulator: Emulator | None = None
     promotion: Promotion | None = None
@@ -617,6 +675,7 @@ class Environment(Strict):
             *self._production_rules(),
             *self._model_rules(),
             *self._deployment_rules(),
+            *self._encryption_rules(),
         ]
         if len(found) == 1:
             raise found[0]
@@ -658,6 +717,44 @@ class Environment(Strict):
         if self.promotion is None:
             yield _at(
                 "promotion", "prod_promotion", "production only takes promoted releases; set promotion.from"
+            )
+
+    def _encryption_rules(self) -> Iterator[PydanticCustomError]:
+        enc = self.encryption
+        if self.target != "azure":
+            if enc is not None:
+                yield _at("encryption", "not_allowed", "a local environment has no Azure storage to encrypt")
+            return
+        if self.stage == "production" and (
+            enc is None or (enc.mode != "customer_managed" and not enc.opt_out_reason)
+        ):
+            yield _at(
+                "encryption.mode" if enc is not None else "encryption",
+                "prod_cmk",
+                "production requires customer-managed keys: set encryption: {mode: customer_managed} "
+                "(or keep platform keys with encryption.opt_out_reason saying why)",
+            )
+        if enc is None:
+            return
+        if enc.mode == "customer_managed" and enc.opt_out_reason is not None:
+            yield _at("encryption.opt_out_reason", "not_opted_out", "only with mode: platform; remove it")
+        if enc.mode != "customer_managed":
+            return
+        vault = enc.key_vault
+        if not vault.purge_protection:
+            yield _at(
+                "encryption.key_vault.purge_protection",
+                "purge_protection",
+                "Azure requires purge protection on a vault holding customer-managed keys; set true",
+            )
+        if vault.existing_id is not None and vault.location is None:
+            yield _at("encryption.key_vault.location", "required", "name the existing vault's region")
+        if vault.location is not None and vault.location != self.location:
+            yield _at(
+                "encryption.key_vault.location",
+                "vault_region",
+                f"the key vault must be in the environment's region ({self.location}): Azure OpenAI and "
+                "storage accept keys only from a vault in their own region",
             )
 
     def _model_rules(self) -> Iterator[PydanticCustomError]:

@@ -19,7 +19,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ftops import __version__
-from ftops.emulator import chat_api, deployments_api, files_api, jobs_api, models_api, responses_api
+from ftops.emulator import (
+    chat_api,
+    deployments_api,
+    files_api,
+    jobs_api,
+    metrics_api,
+    models_api,
+    responses_api,
+)
 from ftops.emulator.faults import ASGIApp, FaultInjector, Message, Receive, Scope, Send
 from ftops.emulator.http import (
     ApiError,
@@ -80,6 +88,7 @@ CONTROL_PLANE: list[tuple[str, str, Handler]] = [
     ("PUT", "/deployments/{deployment}", deployments_api.put),
     ("GET", "/deployments/{deployment}", deployments_api.get),
     ("DELETE", "/deployments/{deployment}", deployments_api.delete),
+    ("GET", "/providers/Microsoft.Insights/metrics", metrics_api.metrics),
 ]
 
 

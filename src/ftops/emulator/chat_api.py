@@ -139,6 +139,9 @@ def admit(
     capacity = deployment["sku"]["capacity"]
     model_name = deployment["properties"]["model"]["name"]
     wait = emu.limiter.acquire(ctx.account, name, capacity, model_name, tokens)
+    # Counted as Azure Monitor's AzureOpenAIRequests (by deployment, day and status code): what
+    # `ftops status` reads to flag a deployment billed by the hour that nobody calls.
+    emu.store.count_request(ctx.account, name, 429 if wait else 200, time.strftime("%Y-%m-%d", time.gmtime()))
     if wait:
         raise ApiError(
             429,
@@ -194,6 +197,7 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         "stop": stop,
     }
     adapters = [Path(p) for p in serving["adapters"]]
+    adapters, options = drifted(emu, name, adapters, options)
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
@@ -235,6 +239,19 @@ async def complete(emu: Emulator, ctx: Ctx, request: Request) -> Response:
         },
         headers=prompt.headers(),
     )
+
+
+def drifted(
+    emu: Emulator, deployment: str, adapters: list[Path], options: dict[str, Any]
+) -> tuple[list[Path], dict[str, Any]]:
+    """The generation as the `drift` fault changes it: the same deployment and model name, other
+    answers (the base model's, or noisier samples), so only an evaluation of what serves sees it."""
+    faults = emu.faults.faults
+    if faults.drift is None or (faults.drift_deployments and deployment not in faults.drift_deployments):
+        return adapters, options
+    if faults.drift == "base":
+        return [], options
+    return adapters, {**options, "temperature": faults.drift_temperature}
 
 
 async def generated(

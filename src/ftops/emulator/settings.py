@@ -79,6 +79,13 @@ class Faults(BaseModel):
     # AuthorizationFailed on ARM) until this many seconds after the faults were set: a role
     # assignment made in the same `pulumi up` that Azure has not propagated yet.
     rbac_delay_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    # The serving model drifts without any deployment write (what a canary must catch): "base"
+    # answers with the base model, as if the fine-tuned weights were swapped out; "noise" samples
+    # at `drift_temperature` whatever the request asked. Only chat completions on the deployments
+    # named in `drift_deployments` (every deployment when empty).
+    drift: Literal["base", "noise"] | None = None
+    drift_deployments: list[str] = []
+    drift_temperature: Annotated[float, Field(gt=0, le=2)] = 2.0
 
     @field_validator("path_pattern")
     @classmethod

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS account_writes (
 CREATE TABLE IF NOT EXISTS responses (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, account TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS usage (
+    account TEXT NOT NULL, deployment TEXT NOT NULL, day TEXT NOT NULL, status INTEGER NOT NULL,
+    requests INTEGER NOT NULL, PRIMARY KEY (account, deployment, day, status));
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
 CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_account ON jobs (account, seq);
@@ -354,6 +357,28 @@ class Store:
                 "INSERT OR REPLACE INTO deployments (account, name, doc) VALUES (?, ?, ?)",
                 (account, name, json.dumps(doc)),
             )
+
+    # ------------------------------------------------------------------ usage (Azure Monitor's metrics)
+    def count_request(self, account: str, deployment: str, status: int, day: str) -> None:
+        """One inference request on a deployment, by UTC day and status: what AzureOpenAIRequests counts."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO usage (account, deployment, day, status, requests) VALUES (?, ?, ?, ?, 1) "
+                "ON CONFLICT (account, deployment, day, status) DO UPDATE SET requests = requests + 1",
+                (account, deployment, day, status),
+            )
+
+    def requests_per_day(
+        self, account: str, first_day: str, last_day: str
+    ) -> list[tuple[str, str, int, int]]:
+        """(deployment, day, status, requests) for the account's days in [first_day, last_day]."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT deployment, day, status, requests FROM usage "
+                "WHERE account = ? AND day BETWEEN ? AND ? ORDER BY deployment, day, status",
+                (account, first_day, last_day),
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def delete_deployment(self, account: str, name: str) -> bool:
         with self._write() as conn:

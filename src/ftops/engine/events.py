@@ -92,6 +92,7 @@ class Renderer:
     started: dict[str, float] = field(default_factory=dict)
     failures: dict[str, Failure] = field(default_factory=dict)
     changes: dict[str, int] = field(default_factory=dict)
+    planned: dict[str, str] = field(default_factory=dict)  # resource name -> its step (create, same, ...)
     seconds: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,6 +109,7 @@ class Renderer:
                     self.say(f"  {meta.op.value} {label(meta.urn)} ...")
         elif event.res_outputs_event is not None:
             meta = event.res_outputs_event.metadata
+            self.planned[resource_name(meta.urn)] = meta.op.value
             if _shown(meta):
                 took = time.monotonic() - self.started.pop(meta.urn, time.monotonic())
                 if self.verb == "preview":

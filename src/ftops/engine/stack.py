@@ -17,7 +17,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +54,7 @@ class StackResult:
     changes: dict[str, int]
     outputs: dict[str, Any]
     seconds: float
+    planned: dict[str, str] = field(default_factory=dict)  # resource name -> step
 
 
 def shown(path: Path) -> Path:
@@ -303,6 +304,7 @@ def run(req: StackRequest, say: Callable[[str], None]) -> StackResult:
         operation=req.operation,
         env=env,
         changes=renderer.changes,
+        planned=renderer.planned,
         outputs=outputs,
         seconds=renderer.seconds if renderer.seconds is not None else time.monotonic() - started,
     )

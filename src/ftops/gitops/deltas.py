@@ -96,18 +96,24 @@ def reruns(env: Environment, before: dict[str, Any], after: dict[str, Any], path
 
 
 def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) -> Found:
-    stem = pin.evidence_digest.removeprefix("sha256:")
+    return evidence_by_digest(root, pin.source_environment, key, pin.evidence_digest, folders)
+
+
+def evidence_by_digest(root: Path, environment: str, key: str, digest: str, folders: list[Path]) -> Found:
+    """The evidence `digest` of gate `key` in `environment`: from `folders`, the environment's
+    local evidence folder, then its evidence container; only if it still hashes to `digest`."""
+    stem = digest.removeprefix("sha256:")
     looked = []
     candidates = [p for folder in folders for p in sorted(folder.rglob(f"{stem}.json"))]
-    candidates.append(evidence_folder(root, pin.source_environment) / f"{stem}.json")
+    candidates.append(evidence_folder(root, environment) / f"{stem}.json")
     for path in candidates:
         if path.is_file():
-            return _verified(path.read_bytes(), pin.evidence_digest, str(path))
+            return _verified(path.read_bytes(), digest, str(path))
         looked.append(str(path))
     try:
-        source = load_environment(root, pin.source_environment)
+        source = load_environment(root, environment)
     except FtopsError:
-        return Found(None, f"not found ({', '.join(looked)}; {pin.source_environment} is not declared here)")
+        return Found(None, f"not found ({', '.join(looked)}; {environment} is not declared here)")
     site = Site(source, root)
     if site.local:
         return Found(None, f"not found ({', '.join(looked)})")
@@ -116,7 +122,7 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
     from ftops.azure.connection import container_client
 
     spec = site.container("evidence")
-    blob = blob_name(pin.source_environment, key, stem)
+    blob = blob_name(environment, key, stem)
     where = blob
     try:
         container = container_client(spec)
@@ -135,7 +141,7 @@ def find_evidence(root: Path, pin: ReleasePin, key: str, folders: list[Path]) ->
             "(FTOPS_RUNNER) or allow its address",
         }.get(str(getattr(exc, "error_code", "") or ""), "")
         return Found(None, f"not readable at {where} ({reason[:160]}{hint})")
-    return _verified(body, pin.evidence_digest, where)
+    return _verified(body, digest, where)
 
 
 def _verified(body: bytes, digest: str, where: str) -> Found:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftops.auditlog import records
-from ftops.azure.connection import Target, deployed
+from ftops.azure.connection import Target, deployed, requests_by_deployment
 from ftops.azure.failures import translate
 from ftops.config.pins import load_releases
 from ftops.config.schema import Environment
+from ftops.cost import rates_for
 from ftops.errors import FtopsError, UsageError
 from ftops.gitops.logs import account_target, audit_log
 
@@ -24,6 +25,14 @@ class Row:
     gate: str
     serving: str | None
     service_note: str  # why `serving` is None
+    cost_per_hour: float  # what hosting it is billed per hour, used or not
+    requests: int | None  # inference requests over the idle window; None: metrics unreadable
+    requests_note: str = ""  # why `requests` is None
+
+    @property
+    def idle(self) -> bool:
+        """Billed by the hour and called by nobody over the window."""
+        return self.requests == 0 and self.cost_per_hour > 0
 
     @property
     def agree(self) -> bool:
@@ -45,7 +54,16 @@ def _serving(target: Target | None, name: str) -> tuple[str | None, str]:
     return found.model, ""
 
 
-def status_rows(root: Path, env: Environment) -> list[Row]:
+def _requests(target: Target | None, days: int) -> tuple[dict[str, int] | None, str]:
+    if target is None:
+        return None, "unknown"
+    try:
+        return requests_by_deployment(target, days), ""
+    except FtopsError as exc:
+        return None, f"unknown ({exc.message})"
+
+
+def status_rows(root: Path, env: Environment, idle_days: int = 7) -> list[Row]:
     pins = load_releases(root, env.name)
     try:
         log = records(audit_log(root, env))
@@ -58,6 +76,7 @@ def status_rows(root: Path, env: Environment) -> list[Row]:
         where.exit_code = error.exit_code
         raise where from exc
     target = account_target(root, env)
+    traffic, traffic_note = _requests(target, idle_days)
     rows = []
     for name, dep in env.deployments.items():
         deploys = [r for r in log if r.action == "deploy" and r.resource == name]
@@ -69,6 +88,12 @@ def status_rows(root: Path, env: Environment) -> list[Row]:
             else "no record"
         )
         serving, note = _serving(target, name)
+        model = (
+            serving
+            or (pin.model if pin else None)
+            or (env.base_of(dep.model) if dep.model in env.models else None)
+        )
+        hourly = rates_for(env, model).hosting_usd_per_hour(dep.sku) if model else 0.0
         rows.append(
             Row(
                 deployment=name,
@@ -78,6 +103,9 @@ def status_rows(root: Path, env: Environment) -> list[Row]:
                 gate=gate,
                 serving=serving,
                 service_note=note,
+                cost_per_hour=hourly,
+                requests=None if traffic is None else traffic.get(name, 0),
+                requests_note=traffic_note,
             )
         )
     return rows
