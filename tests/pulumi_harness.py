@@ -142,6 +142,28 @@ class Mocks(pulumi.runtime.Mocks):
             outputs.update(
                 job_id=f"ftjob-{args.name}", status="succeeded", fine_tuned_model=model, model=model
             )
+            epochs = ((outputs.get("method") or {}).get("hyperparameters") or {}).get("n_epochs")
+            if isinstance(epochs, int | float):  # the kept checkpoints, as spec.deployable lists them
+                kept = list(range(max(1, int(epochs) - 2), int(epochs) + 1))
+                outputs["checkpoints"] = [
+                    {
+                        "id": f"ftckpt_{e:032x}",
+                        "step": e * 10,
+                        "deploy": model if e == epochs else f"ftckpt_{e:032x}",
+                        "final": e == epochs,
+                    }
+                    for e in kept
+                ]
+        elif kind == "ExperimentProvider":  # this mock chooses the first variant
+            first = outputs["variants"][0]
+            outputs.update(
+                model=first["model"],
+                fine_tuned_model=first["model"],
+                job_id=first["job"],
+                label=first["label"],
+                data_digest=first["data_digest"],
+                report_digest="sha256:" + "f" * 64,
+            )
         elif kind == "EvaluationGateProvider":
             # A mark of its own, so a test can tell a model that went through the gate.
             outputs.update(
@@ -149,6 +171,9 @@ class Mocks(pulumi.runtime.Mocks):
                 evidence_digest="sha256:" + "e" * 64,
                 verdict="pass",
             )
+            if outputs.get("candidates"):  # best_eval: this mock chooses the first (oldest) checkpoint
+                first = outputs["candidates"][0]
+                outputs.update(model=f"{first['model']}#gated", checkpoint=f"{first['id']}#gated")
         elif kind in ARM_IDS:
             values = {k: v for k, v in outputs.items() if isinstance(v, str)}
             rg = f"{SUBSCRIPTION}/resourceGroups/{outputs.get('resourceGroupName', 'rg-unknown')}"

@@ -586,6 +586,26 @@ def test_the_checkpoint_policy_fits_the_method(repo_copy: Path, old: str, new: s
     assert _problems(repo_copy, "dev") == [D + expected]
 
 
+def test_best_eval_needs_a_number_of_epochs_and_quality_checks(repo_copy: Path) -> None:
+    at = "environments/Pulumi.local.yaml: ftops:environment."
+    _edit(repo_copy, "local", "checkpoint: final", "checkpoint: best_eval")
+    assert load_environment(repo_copy, "local").models["support-bot"].checkpoint == "best_eval"
+    _edit(repo_copy, "local", "n_epochs: 6", "n_epochs: auto")
+    _edit(repo_copy, "local", "        quality:\n", "        quality: []\n")
+    _edit(repo_copy, "local", "          - name: policy-recall\n", "")
+    for line in ("eval_set: data/evals/support-bot-recall.jsonl", "grader: regex", "threshold: 0.1"):
+        _edit(repo_copy, "local", f"            {line}\n", "")
+    problems = _problems(repo_copy, "local")
+    assert problems == [
+        at + "models.support-bot.method.hyperparameters.n_epochs: checkpoint: best_eval needs a whole number "
+        "of epochs (one candidate deployment per kept checkpoint is declared before training); set n_epochs "
+        "(line 24)",
+        at + "models.support-bot.checkpoint: best_eval scores checkpoints with the gate's quality checks: "
+        "declare a deployment of 'support-bot' and gates.support-bot.quality, or use final / best_valid_loss "
+        "(line 31)",
+    ], problems
+
+
 def test_customer_managed_key_rules_name_the_key(repo_copy: Path) -> None:
     _edit(
         repo_copy,

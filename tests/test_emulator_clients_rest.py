@@ -56,6 +56,31 @@ def poll(url: str, params: dict[str, str], headers: dict[str, str]) -> dict[str,
         time.sleep(0.5)
 
 
+def deploy_arm(endpoint: str, name: str, model: str) -> None:
+    """PUT an ARM deployment (again after a 409: another write on the account is provisioning) and
+    wait until it has provisioned."""
+    arm = (
+        f"{endpoint}/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-local/providers/"
+        f"Microsoft.CognitiveServices/accounts/local/deployments/{name}"
+    )
+    body: dict[str, Any] = {
+        "sku": {"name": "GlobalStandard", "capacity": 50},
+        "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}},
+    }
+    params, headers = {"api-version": "2024-10-01"}, {"api-key": KEY}
+    deadline = time.monotonic() + 30
+    while (put := requests.put(arm, params=params, headers=headers, json=body)).status_code == 409:
+        assert time.monotonic() < deadline, put.text
+        time.sleep(0.2)
+    assert put.status_code in (200, 201), put.text
+    while (
+        requests.get(arm, params=params, headers=headers).json()["properties"]["provisioningState"]
+        != "Succeeded"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
 def test_the_rest_how_to_end_to_end(emu: Emulator) -> None:
     endpoint = emu.url
     headers = {"api-key": KEY, "Content-Type": "application/json"}
@@ -140,6 +165,31 @@ def test_the_rest_how_to_end_to_end(emu: Emulator) -> None:
     assert requests.delete(f"{endpoint}/openai/v1/responses/{answer.json()['id']}", headers=headers).json()[
         "deleted"
     ]
+
+    # Azure's deployment docs name a checkpoint `ftchkpt-<hex>` where the API lists `ftckpt_<hex>`:
+    # the emulator deploys it by either, and serves that epoch's adapter, not the final model's.
+    earlier = checkpoints[1]
+    azure_name = "ftchkpt-" + earlier["id"].removeprefix("ftckpt_")
+    said = {}
+    for name, deployed in (
+        ("rest-step10", earlier["fine_tuned_model_checkpoint"]),
+        ("rest-ftchkpt", azure_name),
+    ):
+        deploy_arm(endpoint, name, deployed)
+        reply = requests.post(
+            f"{endpoint}/openai/deployments/{name}/chat/completions",
+            params=API,
+            headers=headers,
+            json={
+                "messages": [{"role": "user", "content": "Do you ship to Canada?"}],
+                "max_tokens": 12,
+                "temperature": 0,
+            },
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["model"] == deployed
+        said[name] = reply.json()["choices"][0]["message"]["content"]
+    assert said["rest-ftchkpt"] == said["rest-step10"]
 
     time.sleep(0.6)  # the deployment write keeps the account busy briefly, as on Azure
     assert requests.delete(arm, params={"api-version": "2024-10-01"}, headers=bearer).status_code == 200

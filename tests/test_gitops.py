@@ -3,6 +3,7 @@ of promote and rollback, and the whole loop on a temporary git repository with t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -905,3 +906,38 @@ def test_an_unreadable_last_record_is_named_instead_of_breaking_every_append(tmp
         fh.write('{"seq": 2, "trunc\n')
     with pytest.raises(RuntimeError, match=r"the last record \(line 2\) is unreadable"):
         log.append(change(MODEL_B, "deploy"))
+
+
+def test_a_checkpoint_chosen_by_best_eval_is_pinned_promoted_and_rolled_back_as_its_own_artifact(
+    repo: Path,
+) -> None:
+    checkpoint = "ftckpt_" + "c" * 32
+    log = FileAuditLog(repo / ".ftops" / "audit" / "local-dev.jsonl")
+    gated = change(checkpoint)
+    log.append(
+        dataclasses.replace(
+            gated, details={**(gated.details or {}), "fine_tuned_model": MODEL_A, "checkpoint": checkpoint}
+        )
+    )
+    first = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert first.exit_code == 0, first.output
+    pin = load_releases(repo, "local-staging")["support-bot"]
+    assert (pin.model, pin.checkpoint, pin.artifact) == (MODEL_A, checkpoint, checkpoint)
+    text = (repo / "environments" / "releases" / "local-staging.yaml").read_text()
+    assert f"checkpoint: {checkpoint}" in text
+    git(repo, "commit", "--quiet", "-am", "pin the epoch-2 checkpoint")
+    # The same job's final model later passes: a different artifact, so promotion moves it, and the
+    # pin loses its checkpoint.
+    _gate(repo, MODEL_A)
+    second = cli(repo, "promote", "support-bot", "--from", "local-dev", "--to", "local-staging")
+    assert second.exit_code == 0, second.output
+    pin = load_releases(repo, "local-staging")["support-bot"]
+    assert (pin.model, pin.checkpoint) == (MODEL_A, None)
+    assert "checkpoint:" not in (repo / "environments" / "releases" / "local-staging.yaml").read_text()
+    git(repo, "commit", "--quiet", "-am", "pin the final model")
+    back = cli(repo, "rollback", "support-bot", "--env", "local-staging", "--reason", "epoch 3 overfits")
+    assert back.exit_code == 0, back.output
+    pin = load_releases(repo, "local-staging")["support-bot"]
+    assert (pin.model, pin.checkpoint) == (MODEL_A, checkpoint)
+    message = git(repo, "log", "-1", "--format=%B")
+    assert f"From: {MODEL_A}\nTo: {checkpoint}" in message

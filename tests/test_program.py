@@ -167,3 +167,81 @@ def test_continual_training_takes_the_parent_jobs_model(tmp_path: Path) -> None:
     assert by_name["support-dpo-job"].inputs["base_model"] == "gpt-4.1-mini-2025-04-14.ft-support-bot-job"
     names = [r.name for r in mocks.resources]
     assert names.index("support-dpo-job") > names.index("support-bot-job")
+
+
+def test_best_eval_deploys_a_candidate_per_kept_checkpoint_and_the_gate_scores_them_all() -> None:
+    raw = plain(read_stack_node(REPO, "local"))
+    raw["models"]["support-bot"]["checkpoint"] = "best_eval"  # n_epochs 6: epochs 4, 5 and 6 are kept
+    graph = run("local", raw)
+    by_name = {r.name: r for r in graph.mocks.resources}
+    model = "gpt-4.1-mini-2025-04-14.ft-support-bot-job"
+    candidates = {
+        name: by_name[name].inputs["model"]["name"]
+        for name in ("support-bot-candidate-e4", "support-bot-candidate-e5", "support-bot-candidate")
+    }
+    assert candidates == {
+        "support-bot-candidate-e4": f"ftckpt_{4:032x}",
+        "support-bot-candidate-e5": f"ftckpt_{5:032x}",
+        "support-bot-candidate": model,
+    }
+    gate = by_name["support-bot-gate"].inputs
+    assert [(c["deployment"], c["epoch"], c["model"]) for c in gate["candidates"]] == [
+        ("support-bot-candidate-e4", 4, f"ftckpt_{4:032x}"),
+        ("support-bot-candidate-e5", 5, f"ftckpt_{5:032x}"),
+        ("support-bot-candidate", 6, model),
+    ]
+    waits = {
+        r.name: {graph.by_urn()[d].name for d in r.dependencies if d in graph.by_urn()}
+        for r in graph.registrations
+    }
+    # One deployment write at a time on the account; the gate after the last candidate.
+    assert "support-bot-job" in waits["support-bot-candidate-e4"], waits
+    assert "support-bot-candidate-e4" in waits["support-bot-candidate-e5"], waits
+    assert "support-bot-candidate-e5" in waits["support-bot-candidate"], waits
+    assert "support-bot-candidate" in waits["support-bot-gate"], waits
+    # The audit record of the gate says which checkpoint passed, of which job's model.
+    details = by_name["support-bot-gated"].inputs["details"]
+    assert details["fine_tuned_model"] == model, details
+    assert details["checkpoint"] == f"ftckpt_{4:032x}#gated", details
+    gated = graph.outputs["gated"]["support-bot"]
+    assert (gated["model"], gated["checkpoint"]) == (f"ftckpt_{4:032x}#gated",) * 2, gated
+    # The serving deployment serves the checkpoint the gate chose.
+    assert by_name["support-bot-support-bot"].inputs["model"]["name"] == f"ftckpt_{4:032x}#gated"
+
+
+def test_experiments_train_a_job_per_variant_and_only_the_chosen_model_reaches_a_deployment() -> None:
+    raw = plain(read_stack_node(REPO, "local"))
+    raw["models"]["support-bot"]["experiments"] = {
+        "grid": {"learning_rate_multiplier": [1, 2]},
+        "fractions": [0.5, 1],
+    }
+    graph = run("local", raw)
+    by_name = {r.name: r for r in graph.mocks.resources}
+    jobs = sorted(n for n in by_name if n.endswith("-job"))
+    assert jobs == [
+        "support-bot-lr1-f100-job",
+        "support-bot-lr1-f50-job",
+        "support-bot-lr2-f100-job",
+        "support-bot-lr2-f50-job",
+    ]
+    # One upload of the half subset, shared by both learning rates; the full file as declared.
+    assert sorted(n for n in by_name if n.endswith("-training")) == [
+        "support-bot-f50-training",
+        "support-bot-training",
+    ]
+    half = by_name["support-bot-lr2-f50-job"].inputs
+    assert half["training_file"] == "file-support-bot-f50-training"
+    assert half["method"]["hyperparameters"]["learning_rate_multiplier"] == 2
+    experiment = by_name["support-bot-experiment"].inputs
+    assert [v["label"] for v in experiment["variants"]] == ["lr1-f50", "lr1-f100", "lr2-f50", "lr2-f100"]
+    assert experiment["select"] == "cheapest_not_worse"
+    assert [c["name"] for c in experiment["checks"]] == ["policy-recall", "safety"]
+    chosen = "gpt-4.1-mini-2025-04-14.ft-support-bot-lr1-f50-job"
+    deployments = {n: r.inputs["model"]["name"] for n, r in by_name.items() if "deployment_name" in r.inputs}
+    assert deployments == {"support-bot-candidate": chosen, "support-bot-support-bot": f"{chosen}#gated"}
+    waits = {
+        r.name: {graph.by_urn()[d].name for d in r.dependencies if d in graph.by_urn()}
+        for r in graph.registrations
+    }
+    assert "support-bot-experiment" in waits["support-bot-candidate"], waits
+    assert graph.outputs["gated"]["support-bot"]["job"] == "ftjob-support-bot-lr1-f50-job"

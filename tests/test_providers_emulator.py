@@ -408,7 +408,7 @@ def test_check_and_diff_name_exactly_what_is_wrong_and_what_replaces(
         ("base_model", "is required: a base model or a fine-tuned model id"),
         ("training_digest", "must be a sha256 digest (64 hex digits)"),
         ("method.type", "must be supervised, dpo or reinforcement"),
-        ("checkpoint", "must be final, best_valid_loss or best_valid_reward"),
+        ("checkpoint", "must be final, best_valid_loss, best_valid_reward or best_eval"),
         ("wait_timeout_minutes", "must be a positive number of minutes"),
     ]
     base = job_props(emu, "diff", {"file_id": "file-" + "1" * 32, "digest": "a" * 64})

@@ -368,8 +368,12 @@ def plan_lines(environment: Environment, root: Path) -> list[CostLine]:
         if spec.distill_from is not None:
             lines.append(distillation_line(environment, key, spec, root))
         examples, tokens = training_tokens(environment, key, spec, root)
+        if spec.experiments is not None:
+            lines += experiment_lines(environment, key, spec, examples, tokens, root)
+            continue
         line = training_line(environment, key, spec, examples, tokens)
         lines.append(with_grading(line, grading_lines(environment, key, spec, examples, tokens)))
+        lines += best_eval_lines(environment, key, spec, root)
     for name, dep in environment.deployments.items():
         model = _served_model(environment, dep.model)
         if model is None:
@@ -555,3 +559,75 @@ def per_thousand(
     latencies = sorted(r[2] for r in rows)
     p95 = latencies[min(n - 1, int(0.95 * n))]
     return PerThousand(model, n, None if spent is None else spent / n * 1000, sum(latencies) / n, p95)
+
+
+def _scoring_line(environment: Environment, key: str, item: str, runs: int, root: Path) -> CostLine | None:
+    """Scoring `runs` models with the gate's quality checks alone (no safety, no baseline)."""
+    gate = environment.gates.get(key)
+    if gate is None or not gate.quality:
+        return None
+    quality = gate.model_copy(update={"safety": None, "baseline": "none"})
+    model = environment.base_of(key)
+    items, tokens = eval_tokens(quality, root, model)
+    one = evaluation_line(environment, key, quality, model, tokens, items)
+    return CostLine(
+        item,
+        "evaluation",
+        None if one.usd is None else one.usd * runs,
+        "run",
+        f"{runs} x ({one.basis}), quality checks only",
+    )
+
+
+def experiment_lines(
+    environment: Environment, key: str, spec: ModelSpec, examples: int, tokens_per_epoch: int, root: Path
+) -> list[CostLine]:
+    """An experiment grid: a job per variant (a fraction of the data bills about that fraction of
+    its tokens) and the scoring of every variant with the gate's quality checks."""
+    from ftops.config.experiments import of
+
+    plans = of(spec)
+    jobs = []
+    for plan in plans:
+        hp = spec.method.hyperparameters.model_copy(
+            update={
+                k: v
+                for k, v in plan.hyperparameters.items()
+                if k in type(spec.method.hyperparameters).model_fields
+            }
+        )
+        variant = spec.model_copy(update={"method": spec.method.model_copy(update={"hyperparameters": hp})})
+        jobs.append(
+            training_line(
+                environment,
+                key,
+                variant,
+                max(1, round(examples * plan.fraction)),
+                round(tokens_per_epoch * plan.fraction),
+            )
+        )
+    priced = [j.usd for j in jobs if j.usd is not None]
+    lines = [
+        CostLine(
+            f"training {key} experiment grid ({len(plans)} variants)",
+            "training",
+            sum(priced) if len(priced) == len(jobs) else None,
+            "change",
+            "; ".join(f"{plan.label}: {job.label()}" for plan, job in zip(plans, jobs, strict=True))
+            + " (a fraction of the data bills about that fraction of its tokens)",
+        )
+    ]
+    scoring = _scoring_line(
+        environment, key, f"evaluation {key} experiment ({len(plans)} variants)", len(plans), root
+    )
+    return lines + ([scoring] if scoring else [])
+
+
+def best_eval_lines(environment: Environment, key: str, spec: ModelSpec, root: Path) -> list[CostLine]:
+    """checkpoint: best_eval scores every kept checkpoint (at most three) with the quality checks."""
+    epochs = spec.method.hyperparameters.n_epochs
+    if spec.checkpoint != "best_eval" or not isinstance(epochs, int):
+        return []
+    kept = min(3, epochs)
+    line = _scoring_line(environment, key, f"evaluation {key} checkpoints ({kept}, best_eval)", kept, root)
+    return [line] if line else []

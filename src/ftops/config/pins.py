@@ -30,6 +30,7 @@ PIN_ORDER = (
     "data_digest",
     "evidence_digest",
     "source_commit",
+    "checkpoint",  # only when a checkpoint, not the final model, is pinned
 )
 
 
@@ -87,6 +88,7 @@ def pinned_models(path: str) -> list[str]:
             reason = exc.one_line() if isinstance(exc, ConfigError) else str(exc)
             raise PinsUnreadableError(f"{file}: {reason}") from None
         models += [pin.model for pin in pins.values()]
+        models += [pin.checkpoint for pin in pins.values() if pin.checkpoint]
     return models
 
 
@@ -114,12 +116,15 @@ def write_pin(root: Path, env: str, key: str, pin: ReleasePin) -> Path:
     if releases is None:
         releases = doc["releases"] = CommentedMap()
     values: dict[str, Any] = pin.model_dump(mode="json")
+    keys = [k for k in PIN_ORDER if values.get(k) is not None]
     entry = releases.get(key)
     if entry is None:
-        releases[key] = CommentedMap((k, values[k]) for k in PIN_ORDER)
+        releases[key] = CommentedMap((k, values[k]) for k in keys)
     else:
-        for k in PIN_ORDER:
+        for k in keys:
             entry[k] = values[k]  # in place: comments on the entry's lines stay
+        for k in set(PIN_ORDER) - set(keys):
+            entry.pop(k, None)
     out = io.StringIO()
     yaml.dump(doc, out)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -257,6 +257,63 @@ class DistillFrom(Strict):
         return self
 
 
+Hyperparameter = Literal["n_epochs", "learning_rate_multiplier", "batch_size", "beta"]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class Variant(Strict):
+    """One variant of an experiment, listed by hand: hyperparameters over the model's, and the
+    fraction of its training data."""
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | None = None
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=10)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=256)] | None = None
+    beta: Annotated[float, Field(gt=0, le=2)] | None = None
+    fraction: Fraction = 1.0
+
+
+class Selection(Strict):
+    # cheapest_not_worse: among the variants not significantly worse than the best (the gate's
+    # paired test at its confidence), the one with the fewest billed training tokens; best: the
+    # highest score.
+    policy: Literal["cheapest_not_worse", "best"] = "cheapest_not_worse"
+
+
+class Experiments(Strict):
+    """Variants of a model trained side by side and scored with its gate's quality checks on the
+    held-out eval sets; the `select` policy picks the one that goes on to the candidate and gate."""
+
+    grid: dict[Hyperparameter, Annotated[list[float], Field(min_length=1, max_length=10)]] = {}
+    fractions: Annotated[list[Fraction], Field(min_length=1, max_length=10)] = [1.0]
+    variants: Annotated[list[Variant], Field(max_length=20)] = []
+    subset_seed: Annotated[int, Field(ge=0)] = 0  # which examples a fraction keeps (nested subsets)
+    select: Selection = Selection()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        if self.variants and (self.grid or self.fractions != [1.0]):
+            raise PydanticCustomError(
+                "grid_or_variants", "declare either grid/fractions or a list of variants, not both"
+            )
+        count = len(self.variants) if self.variants else len(self.fractions) * _product(self.grid)
+        if count < 2:
+            raise PydanticCustomError("one_variant", "an experiment needs at least two variants")
+        if count > 20:
+            raise PydanticCustomError(
+                "too_many_variants",
+                "{count} variants; at most 20 (each is a paid training job)",
+                {"count": count},
+            )
+        return self
+
+
+def _product(grid: dict[Any, list[float]]) -> int:
+    count = 1
+    for values in grid.values():
+        count *= len(values)
+    return count
+
+
 class ModelSpec(Strict):
     """A model this environment trains."""
 
@@ -272,12 +329,15 @@ class ModelSpec(Strict):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     training_type: Literal["Standard", "GlobalStandard", "Developer"] = "Standard"
     # best_valid_reward: for reinforcement, whose checkpoints carry rewards, not losses.
-    checkpoint: Literal["final", "best_valid_loss", "best_valid_reward"] = "final"
+    # best_eval: the kept checkpoints (the last three epochs) are each deployed and scored with the
+    # gate's quality checks; the best serves (ties: the later one).
+    checkpoint: Literal["final", "best_valid_loss", "best_valid_reward", "best_eval"] = "final"
     wait_timeout_minutes: Annotated[int, Field(ge=1, le=720 * 60)] = 60
     # Part of the job's identity: raising it is the explicit decision to train again after a job
     # failed, was cancelled or was deleted (ftops never retrains on its own).
     attempt: Annotated[int, Field(ge=0)] = 0
     retain_on_delete: bool = True
+    experiments: Experiments | None = None
 
     def data_files(self) -> list[str]:
         """The repository files this model's training data comes from."""
@@ -315,8 +375,8 @@ class ModelSpec(Strict):
                 "a distilled model's validation file is split from the teacher's answers "
                 "(distill_from.validation_split); remove validation_file",
             )
-        if (self.checkpoint == "best_valid_reward") != (self.method.type == REINFORCEMENT) and (
-            self.checkpoint != "final"
+        if self.checkpoint in ("best_valid_loss", "best_valid_reward") and (
+            (self.checkpoint == "best_valid_reward") != (self.method.type == REINFORCEMENT)
         ):
             raise _at(
                 "checkpoint",
@@ -474,6 +534,15 @@ class ReleasePin(Strict):
     data_digest: Digest
     evidence_digest: Digest
     source_commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,40}$")]
+    # The checkpoint of `model`'s job that passed and serves (checkpoint: best_eval chose an earlier
+    # epoch); absent when the final model itself serves. Deployed by this id, so promotion moves
+    # exactly that artifact.
+    checkpoint: Annotated[str, StringConstraints(pattern=r"^(ftckpt_|ftchkpt-)[0-9a-f]{32}$")] | None = None
+
+    @property
+    def artifact(self) -> str:
+        """What a deployment of this pin serves: the checkpoint when one is pinned, else the model."""
+        return self.checkpoint or self.model
 
     @field_validator("model")
     @classmethod
@@ -880,6 +949,7 @@ class Environment(Strict):
                 except PydanticCustomError as exc:
                     field = "method.type" if exc.type == "method_not_supported" else "training_type"
                     yield _at(f"models.{key}.{field}", exc.type, exc.message())
+        yield from self._best_eval_rules()
         for key in self.gates:
             if key not in self.models and key not in {d.model for d in self.deployments.values()}:
                 yield _at(
@@ -913,6 +983,49 @@ class Environment(Strict):
             found = self.graders[use.ref]
             return found if getattr(found, "name", "") else found.model_copy(update={"name": use.ref})
         return use
+
+    def _best_eval_rules(self) -> Iterator[PydanticCustomError]:
+        """checkpoint: best_eval deploys one candidate per kept checkpoint, so their number must be
+        known before training (n_epochs), and they are scored with the gate's quality checks."""
+        for key, spec in self.models.items():
+            served = key in {d.model for d in self.deployments.values()}
+            gate = self.gates.get(key)
+            if spec.experiments is not None and (not served or gate is None or not gate.quality):
+                yield _at(
+                    f"models.{key}.experiments",
+                    "experiments_gate",
+                    f"variants are scored with the gate's quality checks and the winner is deployed: declare "
+                    f"a deployment of '{key}' and gates.{key}.quality",
+                )
+            if spec.experiments is not None and spec.distill_from is not None:
+                yield _at(
+                    f"models.{key}.experiments",
+                    "experiments_distill",
+                    "experiments take fractions of a training_file; a distilled model's data is captured",
+                )
+            if spec.experiments is not None and spec.checkpoint == "best_eval":
+                yield _at(
+                    f"models.{key}.checkpoint",
+                    "experiments_best_eval",
+                    "experiments score each variant's final model; use checkpoint: final with experiments",
+                )
+            if spec.checkpoint != "best_eval":
+                continue
+            if not isinstance(spec.method.hyperparameters.n_epochs, int):
+                yield _at(
+                    f"models.{key}.method.hyperparameters.n_epochs",
+                    "best_eval_epochs",
+                    "checkpoint: best_eval needs a whole number of epochs (one candidate deployment per "
+                    "kept checkpoint is declared before training); set n_epochs",
+                )
+            gate = self.gates.get(key)
+            if key not in {d.model for d in self.deployments.values()} or gate is None or not gate.quality:
+                yield _at(
+                    f"models.{key}.checkpoint",
+                    "best_eval_gate",
+                    f"best_eval scores checkpoints with the gate's quality checks: declare a deployment of "
+                    f"'{key}' and gates.{key}.quality, or use final / best_valid_loss",
+                )
 
     def _root(self, key: str) -> str | None:
         seen = set()

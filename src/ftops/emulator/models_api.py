@@ -94,6 +94,9 @@ def tuned_doc(doc: Doc, internal: Doc) -> Doc:
     }
 
 
+AZURE_CHECKPOINT = "ftchkpt-"
+
+
 def resolve(emu: Emulator, name: str) -> Resolved | None:
     """A base model (dated or undated), a stand-in, a fine-tuned model or one of its checkpoints."""
     name = UNDATED.get(name, name)
@@ -107,6 +110,10 @@ def resolve(emu: Emulator, name: str) -> Resolved | None:
         return Resolved(
             internal["stand_in"], [Path(p) for p in internal["adapters"]], internal.get("base_model"), account
         )
+    if name.startswith(AZURE_CHECKPOINT):
+        # Azure's deployment docs name a checkpoint `ftchkpt-<hex>` where the API lists `ftckpt_<hex>`:
+        # both deploy the same checkpoint.
+        name = "ftckpt_" + name.removeprefix(AZURE_CHECKPOINT)
     if ids.valid("checkpoint", name) and (checkpoint := emu.store.checkpoint_by_id(name)) is not None:
         name = checkpoint[0]["fine_tuned_model_checkpoint"]  # deployed by its checkpoint id
         if (final := emu.store.get_model(name)) is not None:

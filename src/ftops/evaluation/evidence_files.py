@@ -62,6 +62,7 @@ def markdown(evidence: dict[str, Any], digest: str) -> str:
             lines += ["", f"`{check['name']}` by category:", ""]
             lines += ["| category | score |", "|---|---|"]
             lines += [f"| {name} | {_f(rate)} |" for name, rate in categories.items()]
+    lines += checkpoint_lines(evidence.get("checkpoints"), confidence)
     if evidence["failures"]:
         lines += ["", "**Failures**", ""] + [f"- {failure}" for failure in evidence["failures"]]
     curve = (evidence.get("training") or {}).get("loss") or []
@@ -80,6 +81,28 @@ def markdown(evidence: dict[str, Any], digest: str) -> str:
         ]
     lines += ["", f"Evidence `{digest}`."]
     return "\n".join(lines) + "\n"
+
+
+def checkpoint_lines(selection: dict[str, Any] | None, confidence: str) -> list[str]:
+    """The `best_eval` choice: each kept checkpoint's quality score, and why the one serving won."""
+    if not selection:
+        return []
+    lines = [
+        "",
+        f"Checkpoints scored with the quality checks (best_eval): `{selection['chosen']['label']}` chosen.",
+        "",
+        f"| checkpoint | id | score | {confidence} interval | train loss | valid loss | p vs chosen "
+        "| chosen |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in selection["candidates"]:
+        lines.append(
+            f"| {row['label']}{' (final)' if row['final'] else ''} | `{row.get('id') or ''}` "
+            f"| {_f(row['score'])} | [{_f(row['low'])}, {_f(row['high'])}] | {_f(row.get('train_loss'))} "
+            f"| {_f(row.get('valid_loss'))} | {row['p_vs_best']:.3f} "
+            f"| {'**yes**' if row['label'] == selection['chosen']['label'] else ''} |"
+        )
+    return lines + [""] + [f"- {note}" for note in selection["notes"]]
 
 
 def rows_by_item(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -17,6 +17,7 @@ from ftops.catalog import base_of
 from ftops.errors import GateError
 from ftops.evaluation.request import Baseline, GateRequest
 from ftops.evaluation.runner import Limits, Pacer
+from ftops.evaluation.selection import Scored
 from ftops.evaluation.verdict import Endpoint, evidence_record, loss_curve, run_check
 from ftops.ratelimit import limits_for
 
@@ -152,3 +153,46 @@ def judge_of(client: Any, deployment: str) -> Any:
         return str(reply.choices[0].message.content or "")
 
     return ask
+
+
+def score_candidates(
+    request: GateRequest,
+    target: Target,
+    candidates: list[Candidate],
+    labels: list[str],
+    orders: list[int],
+    *,
+    progress_dir: Path | None = None,
+) -> list[Scored]:
+    """Each candidate scored with the gate's quality checks alone (no baseline, no safety): what
+    `checkpoint: best_eval` chooses by. The answers go to the same progress files the gate keeps,
+    so the full gate on the chosen candidate afterwards asks nothing twice."""
+    client = target.client()
+    quality = [c for c in request.checks if c.kind == "quality"]
+    if not quality:
+        raise GateError(
+            f"gate {request.name}: best_eval scores checkpoints with quality checks, and it has none",
+            fix="declare gates.<model>.quality, or use checkpoint: final",
+        )
+    scored = []
+    pacers: dict[str, Pacer] = {}
+    for candidate, label, order in zip(candidates, labels, orders, strict=True):
+        limits = pace(candidate.capacity, base_of(candidate.model), candidate.sku, candidate.share)
+        endpoint = Endpoint(candidate.deployment, candidate.model, limits, role=label)
+        rows: list[list[bool]] = []
+        per_check = {}
+
+        def log_progress(what: str, done: int, total: int, label: str = label) -> None:
+            if done == total:
+                pulumi.log.info(f"gate {request.name}: {label}: {what} {done}/{total} answers")
+
+        for check in quality:
+            judge = judge_of(client, check.judge_deployment) if check.judge_deployment else None
+            outcome = run_check(
+                check, request.policy, client, endpoint, None, progress_dir, judge, log_progress, pacers
+            )
+            rows += outcome.candidate
+            answers = sum(len(r) for r in outcome.candidate)
+            per_check[check.name] = sum(map(sum, outcome.candidate)) / answers if answers else 0.0
+        scored.append(Scored(label, candidate.model, candidate.deployment, order, rows, per_check))
+    return scored

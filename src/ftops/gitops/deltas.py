@@ -56,7 +56,7 @@ def pin_changes(root: Path, commit: str, envs: list[str], label: str) -> list[Pi
         after = load_releases(root, name)
         for key in sorted(before.keys() | after.keys()):
             old, new = before.get(key), after.get(key)
-            if (old and (old.model, old.evidence_digest)) != (new and (new.model, new.evidence_digest)):
+            if (old and (old.artifact, old.evidence_digest)) != (new and (new.artifact, new.evidence_digest)):
                 out.append(PinChange(name, key, old, new))
     return out
 
@@ -216,7 +216,8 @@ def _short(model: str | None) -> str:
 
 def change_markdown(root: Path, change: PinChange, target: Environment, folders: list[Path]) -> str:
     old_pin, new_pin = change.old, change.new
-    title = f"`{_short(old_pin.model if old_pin else None)}` → `{_short(new_pin.model if new_pin else None)}`"
+    before, after = (pin.artifact if pin else None for pin in (old_pin, new_pin))
+    title = f"`{_short(before)}` → `{_short(after)}`"
     lines = [f"### `{change.key}` in {change.env}: {title}", ""]
     if new_pin is None:
         lines.append(f"The pin is removed: {change.env} stops serving `{change.key}` on merge.")
@@ -224,14 +225,18 @@ def change_markdown(root: Path, change: PinChange, target: Environment, folders:
     found_new = find_evidence(root, new_pin, change.key, folders)
     found_old = find_evidence(root, old_pin, change.key, folders) if old_pin else Found(None, "no pin before")
     lines.append(
-        f"Proposed: `{new_pin.model}` from {new_pin.source_environment} (job `{new_pin.job}`, commit "
+        f"Proposed: `{new_pin.model}`"
+        + (f" at checkpoint `{new_pin.checkpoint}`" if new_pin.checkpoint else "")
+        + f" from {new_pin.source_environment} (job `{new_pin.job}`, commit "
         f"`{new_pin.source_commit}`), evidence `{new_pin.evidence_digest[:19]}…`"
         + ("" if found_new.evidence else f": {found_new.where}")
         + "."
     )
     if old_pin is not None:
         lines.append(
-            f"Current: `{old_pin.model}` from {old_pin.source_environment}, evidence "
+            f"Current: `{old_pin.model}`"
+            + (f" at checkpoint `{old_pin.checkpoint}`" if old_pin.checkpoint else "")
+            + f" from {old_pin.source_environment}, evidence "
             f"`{old_pin.evidence_digest[:19]}…`"
             + ("" if found_old.evidence else f": {found_old.where}")
             + "."

@@ -9,8 +9,10 @@ behind that environment's own gate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ftops.auditlog import AuditLog, context, records, verify
 from ftops.config.load import load_environment
@@ -46,7 +48,7 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
     if gated and gated.get("commit"):
         return (
             ReleasePin(
-                model=gated["model"],
+                **_artifact(gated["model"], gated),
                 source_account=gated["account_id"],
                 source_environment=source.name,
                 job=gated["job"],
@@ -77,7 +79,7 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
     if key in source.releases and key not in source.models:
         # A promoted environment passes on the pin it took; the artifact's origin stays the same.
         pin = source.releases.get(key)
-        if pin is None or pin.model != last.to_model:
+        if pin is None or pin.artifact != last.to_model:
             raise RefusedError(
                 f"{key} in {source.name}: the last passing gate was for {last.to_model}, but the pin is "
                 f"{pin.model if pin else 'absent'}; run `pulumi up --stack {source.name}` first"
@@ -95,7 +97,7 @@ def _passed_result(root: Path, source: Environment, key: str) -> tuple[ReleasePi
         )
     return (
         ReleasePin(
-            model=last.to_model,
+            **_artifact(str(last.to_model), details),
             source_account=str(details["account_id"]),
             source_environment=source.name,
             job=str(details["job"]),
@@ -128,12 +130,14 @@ def promote(root: Path, key: str, source_name: str, target_name: str, *, pr: boo
     if git.is_dirty(root, path):
         raise RefusedError(f"{path.relative_to(root)} has uncommitted changes; commit or discard them first")
     old = load_releases(root, target_name).get(key)
-    if old is not None and old.model == new.model and old.evidence_digest == new.evidence_digest:
-        raise RefusedError(f"{target_name} already pins {key} to {new.model}; nothing to promote")
+    if old is not None and old.artifact == new.artifact and old.evidence_digest == new.evidence_digest:
+        raise RefusedError(f"{target_name} already pins {key} to {new.artifact}; nothing to promote")
     actor = context()["actor"]
     message = (
-        f"promote({target_name}): {key} {_short(old.model if old else None)} -> {_short(new.model)}\n\n"
-        f"From {source_name} ({origin}).\nModel: {new.model}\nJob: {new.job}\nData: {new.data_digest}\n"
+        f"promote({target_name}): {key} {_short(old.artifact if old else None)} -> {_short(new.artifact)}\n\n"
+        f"From {source_name} ({origin}).\nModel: {new.model}\n"
+        + (f"Checkpoint: {new.checkpoint}\n" if new.checkpoint else "")
+        + f"Job: {new.job}\nData: {new.data_digest}\n"
         f"Evidence: {new.evidence_digest}\nActor: {actor}\n"
     )
     return _apply(root, path, key, target_name, old, new, message, "promote", pr=pr, commit=pr)
@@ -155,19 +159,21 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
     if to is None:
         # Never back to a model that was itself rolled back from (a rollback of a rollback).
         rejected = _rolled_back_from(root, path, key)
-        older = [(c, p) for c, p in history if p.model != current.model]
-        earlier = [(c, p) for c, p in older if p.model not in rejected]
+        older = [(c, p) for c, p in history if p.artifact != current.artifact]
+        earlier = [(c, p) for c, p in older if p.artifact not in rejected]
         if not earlier and older:
             raise RefusedError(
-                f"{key} in {env_name}: the earlier pin {older[0][1].model} was rolled back from, so it is "
+                f"{key} in {env_name}: the earlier pin {older[0][1].artifact} was rolled back from, so it is "
                 "never the default target",
                 fix="pass --to MODEL or --to REF to restore a pin on purpose",
             )
         if not earlier:
-            raise RefusedError(f"{key} in {env_name} has no earlier pin in git history than {current.model}")
+            raise RefusedError(
+                f"{key} in {env_name} has no earlier pin in git history than {current.artifact}"
+            )
         source_commit, target = earlier[0]
     else:
-        named = [(c, p) for c, p in history if p.model == to]
+        named = [(c, p) for c, p in history if to in (p.artifact, p.model)]
         commit = git.resolve(root, to) if not named else None
         if named:
             source_commit, target = named[0]
@@ -178,12 +184,12 @@ def rollback(root: Path, key: str, env_name: str, *, to: str | None, reason: str
             source_commit, target = commit, pins[key]
         else:
             raise RefusedError(f"--to {to}: neither a model pinned for {key} in the history nor a git ref")
-        if target.model == current.model:
-            raise RefusedError(f"{env_name} already pins {key} to {target.model}; nothing to roll back")
+        if target.artifact == current.artifact:
+            raise RefusedError(f"{env_name} already pins {key} to {target.artifact}; nothing to roll back")
     actor = context()["actor"]
     message = (
-        f"rollback({env_name}): {key} {_short(current.model)} -> {_short(target.model)}\n\n"
-        f"Reason: {reason.strip()}\nActor: {actor}\nFrom: {current.model}\nTo: {target.model}\n"
+        f"rollback({env_name}): {key} {_short(current.artifact)} -> {_short(target.artifact)}\n\n"
+        f"Reason: {reason.strip()}\nActor: {actor}\nFrom: {current.artifact}\nTo: {target.artifact}\n"
         f"Restores the pin of commit {source_commit[:12]}; the model was retained, nothing is retrained.\n"
     )
     return _apply(root, path, key, env_name, current, target, message, "rollback", pr=pr, commit=True)
@@ -266,6 +272,15 @@ def _where(root: Path, log: AuditLog) -> str:
         return Path(where).resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return where
+
+
+def _artifact(served: str, provenance: Mapping[str, Any]) -> dict[str, str | None]:
+    """The pin's model and checkpoint from what passed the gate: a checkpoint id when `best_eval`
+    chose an earlier epoch (the provenance then names its job's model), else the model itself."""
+    checkpoint = str(provenance.get("checkpoint") or "") or None
+    if checkpoint is None or served != checkpoint:
+        return {"model": served, "checkpoint": None}
+    return {"model": str(provenance.get("fine_tuned_model") or ""), "checkpoint": checkpoint}
 
 
 def _short(model: str | None) -> str:

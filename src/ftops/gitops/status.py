@@ -98,7 +98,7 @@ def status_rows(root: Path, env: Environment, idle_days: int = 7) -> list[Row]:
             Row(
                 deployment=name,
                 model=dep.model,
-                git=pin.model if pin else None,
+                git=pin.artifact if pin else None,
                 applied=deploys[-1].to_model if deploys else None,
                 gate=gate,
                 serving=serving,

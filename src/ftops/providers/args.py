@@ -72,6 +72,9 @@ class EvaluationGateArgs(Args):
     job: pulumi.Input[str] | None  # the job whose loss curve the summary shows
     evidence_dir: str
     evidence_store: Mapping[str, pulumi.Input[str]] | None
+    # checkpoint: best_eval: one candidate deployment per kept checkpoint, {deployment, model, id,
+    # step, epoch, final, train_loss, valid_loss}; the gate scores them all and decides on the best.
+    candidates: pulumi.Input[list[dict[str, Any]]] | None = None
 
     def inputs(self) -> dict[str, Any]:
         plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "request"}
@@ -119,3 +122,18 @@ class DistillationDatasetArgs(Args):
     student_base: str  # the student's base model: the rules its training file is validated with
     folder: str  # where the files and the journal are kept on this machine
     concurrency: int
+
+
+@dataclass(frozen=True)
+class ExperimentArgs(Args):
+    target: Target
+    request: GateRequest  # the model's gate: its quality checks score the variants
+    variants: pulumi.Input[list[dict[str, Any]]]  # {label, setting, fraction, epochs, job, model, ...}
+    sku: Mapping[str, Any]  # {"name", "capacity"}: each variant's short-lived evaluation deployment
+    select: str  # the selection policy: cheapest_not_worse or best
+    usd_per_million: float | None  # the training rate, for the report's cost column
+    evidence_dir: str
+
+    def inputs(self) -> dict[str, Any]:
+        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "request"}
+        return {**plain, **self.request.wire()}

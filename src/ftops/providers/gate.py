@@ -29,13 +29,25 @@ from ftops.errors import FtopsError, GateFailedError
 from ftops.evaluation import evidence_files
 from ftops.evaluation.evidence_store import upload
 from ftops.evaluation.graders import registry
-from ftops.evaluation.live import Candidate, evaluate
+from ftops.evaluation.live import Candidate, evaluate, score_candidates
 from ftops.evaluation.request import GateRequest
+from ftops.evaluation.selection import best_checkpoint
 from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.providers.args import EvaluationGateArgs
 from ftops.providers.base import PROVIDER_KEY, inputs_of, unknown
+from ftops.providers.spec import canonical
 
-OUTPUTS = ("model", "scores", "evidence_digest", "evidence_path", "evidence_url", "verdict", "commit")
+OUTPUTS = (
+    "model",
+    "scores",
+    "evidence_digest",
+    "evidence_path",
+    "evidence_url",
+    "verdict",
+    "commit",
+    "checkpoint",
+    "selection",
+)
 
 
 class EvaluationGateProvider(ResourceProvider):
@@ -96,13 +108,16 @@ class EvaluationGateProvider(ResourceProvider):
                 str(pace.get("sku") or ""),
                 float(pace.get("share") or 1),
             )
+            request = GateRequest.from_wire(props)
+            progress = folder / "progress" if folder else None
+            selection: dict[str, Any] | None = None
+            if props.get("candidates"):
+                candidate, selection = choose_checkpoint(request, props, candidate, progress)
             evidence = evaluate(
-                GateRequest.from_wire(props),
-                Target.of(props),
-                candidate,
-                job=props.get("job"),
-                progress_dir=folder / "progress" if folder else None,
+                request, Target.of(props), candidate, job=props.get("job"), progress_dir=progress
             )
+            if selection is not None:
+                evidence["checkpoints"] = selection
         except FtopsError as exc:
             raise GateFailedError(
                 f"gate {props.get('name', 'gate')} could not decide: {exc.one_line()}"
@@ -117,18 +132,24 @@ class EvaluationGateProvider(ResourceProvider):
                     props["evidence_store"], written, str(props.get("environment")), str(props.get("name"))
                 )
         scores = {c["name"]: c["summary"]["pass_rate"] for c in evidence["checks"]}
+        chosen = (selection or {}).get("chosen") or {}
         name = props.get("name", "gate")
         if evidence["failures"]:
             raise GateFailedError(
-                f"gate {name} failed for model {props['candidate_model']} on deployment "
-                f"{props['deployment']}: " + "; ".join(evidence["failures"]) + f" (evidence {digest})"
+                f"gate {name} failed for model {candidate.model} on deployment "
+                f"{candidate.deployment}: " + "; ".join(evidence["failures"]) + f" (evidence {digest})"
             )
+        if selection is not None:
+            pulumi.log.info(f"gate {name}: best_eval: " + "; ".join(selection["notes"]))
         pulumi.log.info(
-            f"gate {name} passed for {props['candidate_model']} in {time.monotonic() - started:.0f} s: "
+            f"gate {name} passed for {candidate.model} in {time.monotonic() - started:.0f} s: "
             + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
         )
         return {
-            "model": props["candidate_model"],
+            "model": candidate.model,
+            # The checkpoint that serves when best_eval chose one before the final model ("" else).
+            "checkpoint": "" if chosen.get("final", True) else str(chosen.get("id") or candidate.model),
+            "selection": selection,
             "scores": scores,
             "evidence_digest": digest,
             "evidence_path": path,
@@ -151,11 +172,38 @@ class EvaluationGateProvider(ResourceProvider):
         )  # nothing remote to read
 
 
+def choose_checkpoint(
+    request: GateRequest, props: dict[str, Any], final: Candidate, progress: Path | None
+) -> tuple[Candidate, dict[str, Any]]:
+    """`checkpoint: best_eval`: score each kept checkpoint on its own candidate deployment with the
+    quality checks, and return the best as the candidate the gate then decides on (against the
+    baseline, with every check, exactly as for a single model), with the record of the choice."""
+    wired = sorted(props["candidates"], key=lambda c: int(c["step"]))
+    candidates = [
+        Candidate(str(c["deployment"]), str(c["model"]), final.capacity, final.sku, final.share)
+        for c in wired
+    ]
+    labels = [f"epoch {int(c['epoch'])} (step {int(c['step'])})" for c in wired]
+    scored = score_candidates(
+        request, Target.of(props), candidates, labels, [int(c["step"]) for c in wired], progress_dir=progress
+    )
+    choice = best_checkpoint(scored, request.policy.confidence)
+    index = scored.index(choice.chosen)
+    chosen = {**{k: wired[index][k] for k in ("id", "step", "epoch", "final")}, "label": labels[index]}
+    rows = [
+        {**row, **{k: c.get(k) for k in ("id", "step", "epoch", "final", "train_loss", "valid_loss")}}
+        for row, c in zip(choice.rows, wired, strict=True)
+    ]
+    record = {"policy": "best_eval", "chosen": chosen, "notes": choice.notes, "candidates": rows}
+    return candidates[index], canonical(record)
+
+
 class EvaluationGate(pulumi.dynamic.Resource):
     model: pulumi.Output[str]  # the model that passed: what the serving deployment takes
     scores: pulumi.Output[dict[str, float]]
     evidence_digest: pulumi.Output[str]
     commit: pulumi.Output[str]
+    checkpoint: pulumi.Output[str]
 
     def __init__(
         self, resource_name: str, args: EvaluationGateArgs, opts: pulumi.ResourceOptions | None = None

@@ -40,8 +40,10 @@ from ftops.providers.spec import (
     Checkpoint,
     canonical,
     choose_model,
+    deployable,
     is_job_for,
     job_suffix,
+    kept_checkpoints,
     spec_hash,
     status_of,
 )
@@ -59,6 +61,7 @@ OUTPUTS = (
     "spec_hash",
     "drift",
     "drift_blocking",
+    "checkpoints",
 )
 _STEP = re.compile(r"Step (\d+)/(\d+)")
 MAX_POLL_SECONDS = 60.0
@@ -84,8 +87,19 @@ class FineTuningJobProvider(ResourceProvider):
         method = news.get("method") or {}
         if method.get("type") not in ("supervised", "dpo", "reinforcement"):
             failures.append(CheckFailure("method.type", "must be supervised, dpo or reinforcement"))
-        if news.get("checkpoint", "final") not in ("final", "best_valid_loss", "best_valid_reward"):
-            failures.append(CheckFailure("checkpoint", "must be final, best_valid_loss or best_valid_reward"))
+        if news.get("checkpoint", "final") not in (
+            "final",
+            "best_valid_loss",
+            "best_valid_reward",
+            "best_eval",
+        ):
+            failures.append(
+                CheckFailure("checkpoint", "must be final, best_valid_loss, best_valid_reward or best_eval")
+            )
+        elif news.get("checkpoint") == "best_eval" and kept_checkpoints(method) is None:
+            failures.append(
+                CheckFailure("method.hyperparameters.n_epochs", "best_eval needs a whole number of epochs")
+            )
         timeout = news.get("wait_timeout_minutes", 60)
         if not isinstance(timeout, int | float) or timeout <= 0:
             failures.append(CheckFailure("wait_timeout_minutes", "must be a positive number of minutes"))
@@ -219,14 +233,24 @@ class FineTuningJobProvider(ResourceProvider):
 
     @staticmethod
     def _outputs(client: openai.OpenAI, props: dict[str, Any], spec: str, job: Any) -> dict[str, Any]:
+        listed = client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
         checkpoints = [
             Checkpoint(
                 int(c.step_number),
                 c.fine_tuned_model_checkpoint,
                 {k: float(v) for k, v in c.metrics.model_dump(exclude_none=True).items()},
+                c.id,
             )
-            for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
+            for c in listed
         ]
+        kept = deployable(job.fine_tuned_model, checkpoints)
+        expected = kept_checkpoints(props.get("method") or {})
+        if props.get("checkpoint") == "best_eval" and expected is not None and len(kept) < expected:
+            raise JobError(
+                f"model {props.get('name')}: job {job.id} keeps {len(kept)} checkpoint(s), best_eval "
+                f"declared a candidate for each of {expected}; check the job's checkpoints, or use "
+                "checkpoint: final"
+            )
         model, step = choose_model(job.fine_tuned_model, checkpoints, str(props.get("checkpoint", "final")))
         last = max(checkpoints, key=lambda c: c.step, default=None)
         metrics = last.metrics if last else {}
@@ -243,6 +267,7 @@ class FineTuningJobProvider(ResourceProvider):
             "spec_hash": spec,
             "drift": "",
             "drift_blocking": False,
+            "checkpoints": kept,
         }
 
     # ------------------------------------------------------------------ read, update, delete
@@ -323,6 +348,7 @@ class FineTuningJob(pulumi.dynamic.Resource):
     valid_loss: pulumi.Output[float]
     spec_hash: pulumi.Output[str]
     drift: pulumi.Output[str]
+    checkpoints: pulumi.Output[list[dict[str, Any]]]  # the kept ones, oldest first (spec.deployable)
 
     def __init__(
         self, resource_name: str, args: FineTuningJobArgs, opts: pulumi.ResourceOptions | None = None

@@ -93,6 +93,34 @@ class Checkpoint:
     step: int
     model: str
     metrics: dict[str, float]
+    id: str = ""  # the service's checkpoint id: what a deployment names to serve this checkpoint
+
+
+KEPT = 3  # Azure keeps the checkpoints of the last three epochs
+
+
+def kept_checkpoints(method: dict[str, Any]) -> int | None:
+    """How many checkpoints a job of this method keeps: known only when n_epochs is a number."""
+    epochs = canonical((method.get("hyperparameters") or {}).get("n_epochs"))
+    return min(KEPT, epochs) if isinstance(epochs, int) and epochs > 0 else None
+
+
+def deployable(final_model: str, checkpoints: list[Checkpoint]) -> list[dict[str, Any]]:
+    """The kept checkpoints, oldest first, each with the name a deployment serves it by: the
+    checkpoint id, except the last, which is the fine-tuned model itself."""
+    ordered = sorted(checkpoints, key=lambda c: c.step)[-KEPT:]
+    return [
+        {
+            "id": c.id,
+            "step": c.step,
+            "name": c.model,
+            "deploy": final_model if i == len(ordered) - 1 else (c.id or c.model),
+            "final": i == len(ordered) - 1,
+            "valid_loss": c.metrics.get("full_valid_loss", c.metrics.get("valid_loss")),
+            "train_loss": c.metrics.get("train_loss"),
+        }
+        for i, c in enumerate(ordered)
+    ]
 
 
 def choose_model(final_model: str, checkpoints: list[Checkpoint], policy: str) -> tuple[str, int | None]:
