@@ -179,10 +179,17 @@ class Store:
         return (json.loads(row[0]), json.loads(row[1]), row[2]) if row else None
 
     def update_job(
-        self, job_id: str, change: Callable[[Doc, Doc], str | bool | None], control: str | bool | None = False
+        self,
+        job_id: str,
+        change: Callable[[Doc, Doc], str | bool | None],
+        control: str | bool | None = False,
+        events: tuple[Doc, ...] = (),
+        final_checkpoint: str | None = None,
     ) -> tuple[Doc, Doc] | None:
         """Apply `change(doc, internal)` atomically; it may return False to abort the update.
-        `control`: False keeps the control flag, None clears it, a string sets it."""
+        `control`: False keeps the control flag, None clears it, a string sets it. `events` and the
+        final checkpoint's name are written in the same transaction, so a client that sees the new
+        status also sees them (a job that reads "succeeded" has its "Job succeeded." event)."""
         with self._write() as conn:
             row = conn.execute("SELECT doc, internal FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
@@ -196,6 +203,13 @@ class Store:
             )
             if control is not False:
                 conn.execute("UPDATE jobs SET control = ? WHERE id = ?", (control, job_id))
+            if final_checkpoint is not None:
+                self._rename_last_checkpoint(conn, job_id, final_checkpoint)
+            for event in events:
+                conn.execute(
+                    "INSERT INTO events (id, job_id, doc) VALUES (?, ?, ?)",
+                    (event["id"], event["job_id"], json.dumps(event)),
+                )
         return doc, internal
 
     def control(self, job_id: str) -> str | None:
@@ -255,14 +269,18 @@ class Store:
     def rename_last_checkpoint(self, job_id: str, name: str) -> None:
         """The final checkpoint is the fine-tuned model itself: it carries the model's bare id."""
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT seq, doc FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
-            ).fetchone()
-            if row is None:
-                return
-            doc = json.loads(row[1])
-            doc["fine_tuned_model_checkpoint"] = name
-            conn.execute("UPDATE checkpoints SET doc = ? WHERE seq = ?", (json.dumps(doc), row[0]))
+            self._rename_last_checkpoint(conn, job_id, name)
+
+    @staticmethod
+    def _rename_last_checkpoint(conn: sqlite3.Connection, job_id: str, name: str) -> None:
+        row = conn.execute(
+            "SELECT seq, doc FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
+        ).fetchone()
+        if row is None:
+            return
+        doc = json.loads(row[1])
+        doc["fine_tuned_model_checkpoint"] = name
+        conn.execute("UPDATE checkpoints SET doc = ? WHERE seq = ?", (json.dumps(doc), row[0]))
 
     def checkpoint_by_id(self, checkpoint_id: str) -> tuple[Doc, Path] | None:
         with self._read() as conn:

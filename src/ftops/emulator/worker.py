@@ -41,18 +41,22 @@ def add_event(
     kind: str = "message",
     data: dict[str, Any] | None = None,
 ) -> None:
-    store.add_event(
-        {
-            "id": ids.new("event"),
-            "object": "fine_tuning.job.event",
-            "created_at": ids.now(),
-            "level": level,
-            "message": message,
-            "type": kind,
-            "data": data or {},
-            "job_id": job_id,
-        }
-    )
+    store.add_event(event_doc(job_id, message, level, kind, data))
+
+
+def event_doc(
+    job_id: str, message: str, level: str = "info", kind: str = "message", data: dict[str, Any] | None = None
+) -> Doc:
+    return {
+        "id": ids.new("event"),
+        "object": "fine_tuning.job.event",
+        "created_at": ids.now(),
+        "level": level,
+        "message": message,
+        "type": kind,
+        "data": data or {},
+        "job_id": job_id,
+    }
 
 
 class StoreReporter:
@@ -457,11 +461,18 @@ def _succeed(
         i.pop("resume_dir", None)
         return None
 
-    store.update_job(job_id, done, control=None)
-    store.rename_last_checkpoint(job_id, model_id)
-    add_event(store, job_id, f"New fine-tuned model created: {model_id}")
-    add_event(store, job_id, "The job has successfully completed.")
-    add_event(store, job_id, "Job succeeded.")
+    messages = (
+        f"New fine-tuned model created: {model_id}",
+        "The job has successfully completed.",
+        "Job succeeded.",
+    )
+    store.update_job(
+        job_id,
+        done,
+        control=None,
+        events=tuple(event_doc(job_id, m) for m in messages),
+        final_checkpoint=model_id,
+    )
 
 
 def _finish(store: Store, job_id: str, status: str, error: Doc | None = None) -> None:
