@@ -254,3 +254,24 @@ def test_alerts_and_the_canary_are_priced_per_month_on_azure() -> None:
     canary = lines["canary support-bot"]
     # A canary run asks the serving deployment only (no baseline): half a gate run, 30 times a month.
     assert canary.usd == pytest.approx(gate.usd / 2 * 30)  # type: ignore[operator]
+
+
+def test_the_budget_counts_an_experiment_grid_as_the_jobs_it_starts() -> None:
+    from ftops.program import budget_args
+
+    env = env_with(budget={"training_usd_per_change": 0.01})
+    spec = env.models["support-bot"].model_dump(mode="json", exclude_unset=True)
+    spec["experiments"] = {"grid": {"learning_rate_multiplier": [1.0, 2.0]}, "fractions": [0.5, 1.0]}
+    env = env_with(budget={"training_usd_per_change": 0.01}, models={"support-bot": spec})
+    args = budget_args(env, REPO, None)
+    assert args is not None
+    [grid] = [
+        ln for ln in cost.plan_lines(env, REPO) if ln.item.startswith("training support-bot experiment grid")
+    ]
+    assert args.jobs["support-bot"]["usd"] == grid.usd
+    assert grid.usd is not None
+    [(prop, line)] = problems({}, args.inputs())
+    assert prop == "jobs"
+    assert line.startswith(
+        f"training this change costs ${grid.usd:,.2f}, over budget.training_usd_per_change"
+    )

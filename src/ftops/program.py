@@ -172,11 +172,20 @@ def budget_args(env: Environment, root: Path, audit: dict[str, Any] | None) -> B
     if limits.training_usd_per_change is None and limits.hosting_usd_per_month is None:
         return None
     lines = cost.plan_lines(env, root)
-    # A distilled model's capture is a training-kind line of its own; the job's line is "training <key>".
-    training = {ln.item: ln for ln in lines if ln.kind == "training"}
+    # A distilled model's capture is a training-kind line of its own; the job's line is "training <key>",
+    # or "training <key> experiment grid (...)" for an experiment: its variants' jobs start together.
+    training = [ln for ln in lines if ln.kind == "training"]
+
+    def job_line(key: str) -> cost.CostLine:
+        return next(
+            ln
+            for ln in training
+            if ln.item == f"training {key}" or ln.item.startswith(f"training {key} experiment ")
+        )
+
     jobs = {
         key: {"identity": job_identity(env, key, root), "usd": line.usd, "basis": line.basis}
-        for key, line in ((key, training[f"training {key}"]) for key in env.models)
+        for key, line in ((key, job_line(key)) for key in env.models)
     }
     hosting = [ln for ln in lines if ln.kind == "hosting"]
     return BudgetArgs(
