@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from ftops.cli.common import app, err, one_line_errors, repo_root
+from ftops.cli.common import answer_progress, app, err, one_line_errors, repo_root
 from ftops.config.load import load_environment
 from ftops.errors import EXIT_INVALID
 
@@ -46,21 +45,7 @@ def canary_command(
 
     root = repo_root()
     environment = load_environment(root, env)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        tasks: dict[str, TaskID] = {}
-
-        def on_answer(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done)
-
+    with answer_progress() as on_answer:
         reports = run(
             root,
             environment,

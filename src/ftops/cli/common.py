@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -131,3 +132,27 @@ def repo_root() -> Path:
 def debug_on() -> bool:
     """Whether --debug was given: tracebacks are shown instead of one-line errors."""
     return _debug["on"]
+
+
+@contextmanager
+def answer_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """One transient progress bar per check on stderr, fed by the eval runner's `on_answer`
+    (label, answered, total): what `ftops evaluate` and `ftops canary` show while they ask."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def on_answer(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        yield on_answer
