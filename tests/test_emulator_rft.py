@@ -30,29 +30,7 @@ VALID = REPO / "data" / "rft-digits" / "valid.jsonl"
 BASE = "o4-mini-2025-04-16"
 # "Reply with the number only": most of the reward for an answer that is a number, the rest for
 # the right one. The same object is the job's reward and the gate's check.
-GRADER: dict[str, Any] = {
-    "type": "multi",
-    "name": "number-only",
-    "graders": {
-        "format": {
-            "type": "python",
-            "name": "format",
-            "source": (
-                "def grade(sample, item):\n"
-                "    text = sample['output_text'].strip()\n"
-                "    return sum(c.isdigit() for c in text) / max(len(text), 1)\n"
-            ),
-        },
-        "exact": {
-            "type": "string_check",
-            "name": "exact",
-            "input": "{{sample.output_text}}",
-            "reference": "{{item.answer}}",
-            "operation": "eq",
-        },
-    },
-    "calculate_output": "0.8 * format + 0.2 * exact",
-}
+GRADER: dict[str, Any] = json.loads((REPO / "data" / "rft-digits" / "grader.json").read_text())
 HYPER: dict[str, Any] = {
     "n_epochs": 4,
     "batch_size": 4,
