@@ -68,6 +68,12 @@ def _problems(root: Path) -> list[str]:
             "models.support-mini.distill_from.prompts: no such file 'data/support-bot-distill/prompt.jsonl'; "
             "fix the path or add the file (line 75)",
         ),
+        (
+            "      support-bot:\n        baseline: serving\n",
+            "      support-bot:\n        baseline: teacher\n",
+            "gates.support-bot.baseline: baseline: teacher compares with the teacher of a distilled model; "
+            "'support-bot' has no distill_from here (use serving, base or none) (line 107)",
+        ),
     ],
 )
 def test_a_bad_distill_from_is_one_line_with_file_key_and_line(
@@ -181,6 +187,44 @@ def test_the_dev_stack_trains_the_student_on_the_dataset_and_gates_it_against_th
     assert agreement["digest"] == "sha256:" + dataset.outputs["heldout_digest"], gate.urn
     assert (agreement["grader"], agreement["threshold"]) == ("similarity", 0.8)
     assert [c["name"] for c in gate.inputs["checks"]] == ["policy-facts", "safety", "teacher-agreement"]
+    # A distilled model's gate compares with its teacher unless told otherwise: declared, not looked
+    # up, and priced at the teacher's rates (the evidence reports 1,000 requests of each).
+    assert gate.inputs["baseline"] == {
+        "kind": "teacher",
+        "deployment": "support-gpt41",
+        "teacher": {"model": "gpt-4.1-2025-04-14", "capacity": 50, "endpoint": ""},
+    }
+    prices = gate.inputs["prices"]
+    assert prices["candidate"]["output_per_million"] < prices["baseline"]["output_per_million"]
+    # Every other gate's baseline keeps the keys it always had: an upgrade re-runs no gate.
+    assert result.named("support-bot-gate").inputs["baseline"] == {
+        "kind": "serving",
+        "deployment": "support-bot",
+    }
+
+
+def test_an_explicit_baseline_wins_over_the_teacher_and_another_account_is_reached_by_name(
+    repo_copy: Path,
+) -> None:
+    from ftops.config.gates import gate_request
+
+    _edit(repo_copy, "        max_regression: 0.05\n", "        baseline: none\n")
+    env = load_environment(repo_copy, "dev")
+    assert gate_request(env, "support-mini", repo_copy, "support-mini", 0).baseline.kind == "none"
+    _edit(repo_copy, "        baseline: none\n", "")
+    _edit(
+        repo_copy,
+        "            capacity: 50  #",
+        "            account: oai-contoso-prod\n            capacity: 50  #",
+    )
+    env = load_environment(repo_copy, "dev")
+    teacher = gate_request(env, "support-mini", repo_copy, "support-mini", 0).baseline.teacher
+    assert teacher is not None
+    assert teacher.endpoint == "https://oai-contoso-prod.openai.azure.com"
+    line = next(
+        line for line in cost.plan_lines(env, repo_copy) if line.item == "evaluation gate support-mini"
+    )
+    assert "x candidate and baseline (teacher)" in line.basis
 
 
 def test_distill_dry_run_prints_prompts_tokens_and_costs_before_anything_runs() -> None:

@@ -90,7 +90,7 @@ def gate(emu: Emulator, heldout: Path, deployment: str, model: str, baseline: st
         environment="local",
         checks=(check,),
         policy=a_policy(),
-        baseline=Baseline("base" if baseline else "none", baseline),
+        baseline=Baseline("base" if baseline else "none", baseline, None),
     )
     return evaluate(
         request,

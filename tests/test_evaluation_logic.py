@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from ftops.evaluation import evidence_files, stats
 from ftops.evaluation.evalset import EvalItem, load, parse
 from ftops.evaluation.graders import GraderContext, make, refusal_score
 from ftops.evaluation.request import Policy
+from ftops.evaluation.runner import Answer
+from ftops.evaluation.usage import Prices
 from ftops.evaluation.verdict import Endpoint, Outcome, builtin_suite, evidence_record, loss_curve
 from tests.gate_inputs import a_check, a_policy
 
@@ -266,6 +269,58 @@ def test_markdown_junit_and_the_digest_come_from_the_record(tmp_path: Path) -> N
     assert failure.get("message", "").startswith("1/2 repeats failed")
 
 
+def test_the_evidence_prices_1k_requests_of_each_side_on_the_prompts_both_answered() -> None:
+    """The candidate's and the baseline's own token counts and latencies, over the checks both
+    were asked; a check only the candidate answered (a teacher is not asked its own agreement)
+    is left out of the comparison."""
+
+    def answers(n: int, prompt: int, completion: int, latency: float) -> list[Answer]:
+        return [Answer(f"i{i}", 0, "x", False, latency * (1 + i % 2), prompt, completion) for i in range(n)]
+
+    paired = _outcome([[True]] * 20, baseline=[[True]] * 20)
+    paired.answers, paired.baseline_answers = answers(20, 100, 50, 0.2), answers(20, 100, 60, 0.5)
+    alone = _outcome([[True]] * 4)
+    alone.answers = answers(4, 5000, 5000, 9.0)
+    evidence = evidence_record(
+        gate="support-mini",
+        environment="dev",
+        candidate=Endpoint("mini-candidate", "gpt-4.1-nano.ft-x"),
+        baseline=Endpoint("support-gpt41", "gpt-4.1"),
+        baseline_kind="teacher",
+        policy=a_policy(),
+        outcomes=[paired, alone],
+        prices={"candidate": Prices(0.2, 0.8), "baseline": Prices(2.0, 8.0)},
+    )
+    usage = evidence["usage"]
+    assert usage["checks"] == ["facts"]
+    student, teacher = usage["candidate"], usage["baseline"]
+    assert (student["requests"], student["prompt_tokens"], student["completion_tokens"]) == (20, 2000, 1000)
+    # 1,000 requests of 100 prompt and 50 answer tokens at $0.20 / $0.80 per million tokens
+    assert student["usd_per_1k"] == pytest.approx(100 * 0.2 / 1000 + 50 * 0.8 / 1000)
+    assert teacher["usd_per_1k"] == pytest.approx(100 * 2.0 / 1000 + 60 * 8.0 / 1000)
+    assert (student["latency_mean_s"], student["latency_p95_s"]) == (0.3, 0.4)
+    text = evidence_files.markdown(evidence, "sha256:0")
+    assert "| candidate | `mini-candidate` | `gpt-4.1-nano.ft-x` | 20 | 100 / 50 | $0.0600 | 0.300 s" in text
+    assert "| baseline (teacher) | `support-gpt41` | `gpt-4.1` | 20 | 100 / 60 | $0.6800 | 0.750 s" in text
+    assert (
+        "The candidate costs 9% of the baseline per request and answers in 0.40x the baseline's mean" in text
+    )
+    unpriced = evidence_record(
+        gate="g",
+        environment=None,
+        candidate=Endpoint("c", "tiny-test"),
+        baseline=None,
+        baseline_kind="none",
+        policy=a_policy(),
+        outcomes=[alone],
+    )
+    assert unpriced["usage"]["candidate"]["usd_per_1k"] is None
+    assert unpriced["usage"]["baseline"] is None
+    assert "| candidate | `c` | `tiny-test` | 4 | 5000 / 5000 | n/a |" in evidence_files.markdown(
+        unpriced, "x"
+    )
+
+
 def test_loss_curve_reads_results_csv_and_thins_it() -> None:
     rows = "step,train_loss,valid_loss\n" + "".join(f"{s},{3 - s / 100},\n" for s in range(1, 201))
     curve = loss_curve(rows, limit=50)
@@ -340,7 +395,7 @@ def test_a_failed_request_stops_the_run_and_keeps_every_paid_answer(tmp_path: Pa
 
 def test_a_gate_request_survives_the_wire_with_its_types() -> None:
     """Pulumi carries every number as a float: what comes back is the request that went in."""
-    from ftops.evaluation.request import Baseline, GateRequest
+    from ftops.evaluation.request import Baseline, GateRequest, Teacher
 
     request = GateRequest(
         name="bot",
@@ -352,12 +407,16 @@ def test_a_gate_request_survives_the_wire_with_its_types() -> None:
             ),
         ),
         policy=a_policy(repeats=3, concurrency=4, seed=7),
-        baseline=Baseline("serving", "bot"),
+        baseline=Baseline("serving", "bot", None),
     )
     wire = request.wire()
     floats = {**wire, "policy": {k: float(v) for k, v in wire["policy"].items()}, "seed": float(wire["seed"])}
     back = GateRequest.from_wire(floats)
     assert back == request
+    taught = replace(request, baseline=Baseline("teacher", "big", Teacher("gpt-4.1", 50, "https://t")))
+    wired = taught.wire()
+    wired["baseline"]["teacher"]["capacity"] = 50.0
+    assert GateRequest.from_wire(wired) == taught
     assert isinstance(back.policy.repeats, int)
     assert isinstance(back.policy.concurrency, int)
     assert GateRequest.problems({"name": "bot", "checks": [], "policy": {"repeats": 1}}) == [

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ftops.catalog import auto_epochs, base_of, resolve_base
+from ftops.catalog import UnknownModelError, auto_epochs, base_of, resolve_base
 from ftops.config.schema import (
     Environment,
     GateSpec,
@@ -32,6 +32,7 @@ from ftops.config.schema import (
 )
 from ftops.config.skus import candidate_sku
 from ftops.evaluation import rft_graders
+from ftops.evaluation.usage import Prices
 
 if TYPE_CHECKING:
     from ftops.evaluation.distillation import Estimate, Plan
@@ -310,19 +311,26 @@ def hosting_line(environment: Environment, item: str, model: str, sku: Sku) -> C
 def evaluation_line(
     environment: Environment, key: str, gate: GateSpec, model: str, input_tokens: int, items: int
 ) -> CostLine:
-    """A gate run: every eval item sent `repeats` times to the candidate (and to a baseline)."""
-    rates = rates_for(environment, model)
-    calls = items * gate.repeats * (1 if gate.baseline == "none" else 2)
-    sent = input_tokens * gate.repeats * (1 if gate.baseline == "none" else 2)
-    answered = calls * EVAL_OUTPUT_TOKENS
+    """A gate run: every eval item sent `repeats` times to the candidate (and to a baseline, at
+    the baseline's rates: a distilled model's teacher answers at the teacher's)."""
+    kind = "none" if gate.baseline == "none" else environment.gate_baseline(key)
+    sides = [rates_for(environment, model)]
+    if kind != "none":
+        distill = environment.models[key].distill_from if key in environment.models else None
+        teacher = distill.teacher.model if kind == "teacher" and distill is not None else model
+        sides.append(rates_for(environment, teacher))
+    calls = items * gate.repeats * len(sides)
+    sent = input_tokens * gate.repeats
+    answered = items * gate.repeats * EVAL_OUTPUT_TOKENS
+    priced = [rates.inference_usd(sent, answered) for rates in sides]
     return CostLine(
         f"evaluation gate {key}",
         "evaluation",
-        rates.inference_usd(sent, answered),
+        None if None in priced else sum(p or 0.0 for p in priced),
         "run",
         f"{calls:,} calls ({items:,} items x {gate.repeats} repeats"
-        f"{'' if gate.baseline == 'none' else ' x candidate and baseline'}), {sent:,} prompt tokens "
-        f"+ ~{answered:,} answer tokens",
+        f"{'' if kind == 'none' else f' x candidate and baseline ({kind})'}), {sent * len(sides):,} prompt "
+        f"tokens + ~{answered * len(sides):,} answer tokens",
     )
 
 
@@ -527,38 +535,23 @@ def distillation_line(environment: Environment, key: str, spec: ModelSpec, root:
     )
 
 
-@dataclass(frozen=True)
-class PerThousand:
-    """What 1,000 requests like the measured ones cost and how long each took (distillation's
-    promise: the student answers cheaper and faster than the teacher)."""
-
-    model: str
-    requests: int  # measured
-    usd: float | None  # per 1,000 requests, at the model's inference rates
-    latency_mean_s: float
-    latency_p95_s: float
-
-    def line(self) -> str:
-        return (
-            f"{self.model}: {usd(self.usd)} per 1k requests; latency {self.latency_mean_s:.3f} s mean, "
-            f"{self.latency_p95_s:.3f} s p95 ({self.requests} requests measured)"
+def gate_prices(environment: Environment, candidate: str, baseline: str | None) -> dict[str, Any]:
+    """The inference rates a gate prices its requests at, by side (models as ids or base names;
+    a fine-tuned model answers at its base's rates): the gate resource's `prices` input."""
+    out: dict[str, Any] = {}
+    for side, model in (("candidate", candidate), ("baseline", baseline or candidate)):
+        try:
+            rates = rates_for(environment, model)
+        except UnknownModelError:  # a deployment of a model ftops has no rates for: not priced
+            out[side] = None
+            continue
+        known = rates.input_per_million is not None and rates.output_per_million is not None
+        out[side] = (
+            Prices(float(rates.input_per_million or 0), float(rates.output_per_million or 0)).wire()
+            if known
+            else None
         )
-
-
-def per_thousand(
-    environment: Environment, model: str, measured: Iterable[tuple[int, int, float]]
-) -> PerThousand:
-    """From (prompt tokens, completion tokens, latency seconds) of requests a deployment answered,
-    as its own usage counted them."""
-    rows = list(measured)
-    if not rows:
-        raise ValueError("no measured requests")
-    n = len(rows)
-    rates = rates_for(environment, model)
-    spent = rates.inference_usd(sum(r[0] for r in rows), sum(r[1] for r in rows))
-    latencies = sorted(r[2] for r in rows)
-    p95 = latencies[min(n - 1, int(0.95 * n))]
-    return PerThousand(model, n, None if spent is None else spent / n * 1000, sum(latencies) / n, p95)
+    return out
 
 
 def _scoring_line(environment: Environment, key: str, item: str, runs: int, root: Path) -> CostLine | None:

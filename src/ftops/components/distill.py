@@ -11,12 +11,14 @@ from typing import Any
 import pulumi
 
 from ftops.config.schema import DistillFrom, Environment, ModelSpec
+from ftops.config.site import account_endpoint
+from ftops.evaluation.request import TEACHER_AGREEMENT
 from ftops.providers.args import DistillationDatasetArgs, EvaluationGateArgs
 from ftops.providers.distillation import DistillationDataset
 from ftops.providers.files import TrainingFile
 from ftops.providers.spec import sha256_file
 
-AGREEMENT_CHECK = "teacher-agreement"
+AGREEMENT_CHECK = TEACHER_AGREEMENT
 AGREEMENT_GRADER = "similarity"
 
 
@@ -33,9 +35,10 @@ def teacher_target(
     account = distill.teacher.account
     if account is None:
         return dict(target)
-    if env.target == "local" and env.emulator is not None:
-        return {**target, "endpoint": f"{env.emulator.endpoint}/accounts/{account}", "arm_id": ""}
-    return {"endpoint": f"https://{account}.openai.azure.com", "auth": "entra", "arm_id": ""}
+    endpoint = account_endpoint(env, account)
+    if env.target == "local":
+        return {**target, "endpoint": endpoint, "arm_id": ""}
+    return {"endpoint": endpoint, "auth": "entra", "arm_id": ""}
 
 
 def dataset_args(

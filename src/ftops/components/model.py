@@ -34,7 +34,7 @@ from ftops.config.schema import (
 )
 from ftops.config.skus import candidate_sku
 from ftops.config.yamlfiles import RELEASES_DIR  # read by the job provider before it deletes a model
-from ftops.cost import rates_for
+from ftops.cost import gate_prices, rates_for
 from ftops.dataset.subsets import write_subset
 from ftops.evaluation import rft_graders
 from ftops.providers.args import AuditEntryArgs, ExperimentArgs, FineTuningJobArgs
@@ -187,6 +187,7 @@ def serve_through_gate(
     parent: pulumi.Resource,
     *,
     model: pulumi.Input[str],
+    base: str,  # the candidate's base model: what its answers are priced at
     candidate: Sku,
     deployments: list[tuple[str, DeploymentSpec]],
     after: pulumi.Resource | None,
@@ -212,12 +213,14 @@ def serve_through_gate(
             f"{key}-candidate", f"{first}-candidate", model, candidate, first_spec, chain, parent, source
         )
     )
+    request = gate_request(env, key, wiring.root, first, seed)
+    teacher = request.baseline.teacher
     gate = EvaluationGate(
         f"{key}-gate",
         GateWithTeacher(
             agreement=agreement,
             target=wiring.target,
-            request=gate_request(env, key, wiring.root, first, seed),
+            request=request,
             deployment=f"{first}-candidate",
             candidate_model=model,
             capacity={"sku": candidate.name, "capacity": candidate.capacity},
@@ -225,6 +228,7 @@ def serve_through_gate(
             evidence_dir=wiring.evidence_dir,
             evidence_store=wiring.evidence_store,
             candidates=candidates,
+            prices=gate_prices(env, base, teacher.model if teacher else None),
         ),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[previous]),
     )
@@ -415,6 +419,7 @@ class FineTunedModel(pulumi.ComponentResource):
                 wiring,
                 self,
                 model=self.job.model,
+                base=env.base_of(key),
                 candidate=candidate_sku(env, env.base_of(key), deployments[0][1]),
                 deployments=deployments,
                 after=after,
@@ -473,6 +478,7 @@ class PromotedModel(pulumi.ComponentResource):
             wiring,
             self,
             model=pin.artifact,
+            base=base_of(pin.model),
             candidate=candidate_sku_for(wiring.env, pin.model, deployments[0][1]),
             deployments=deployments,
             after=after,

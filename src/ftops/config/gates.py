@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 from ftops.config.schema import Environment, GateSpec, GraderRef, QualityCheck
+from ftops.config.site import account_endpoint
 from ftops.evaluation import rft_graders
-from ftops.evaluation.request import Baseline, Check, GateRequest, Policy
+from ftops.evaluation.request import Baseline, Check, GateRequest, Policy, Teacher
 from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE, suite
 
 SAFETY_GRADER = "refusal"
@@ -79,7 +80,7 @@ def gate_request(env: Environment, key: str, root: Path, serving: str, seed: int
     A model without a gate gets one with no checks, which the gate resource refuses by name."""
     spec = env.gates.get(key)
     settings = spec or GateSpec(safety=None)
-    baseline = {"serving": serving, "base": settings.baseline_deployment, "none": None}[settings.baseline]
+    kind = env.gate_baseline(key)
     return GateRequest(
         name=key,
         environment=env.name,
@@ -93,5 +94,20 @@ def gate_request(env: Environment, key: str, root: Path, serving: str, seed: int
             concurrency=settings.concurrency,
             seed=seed,
         ),
-        baseline=Baseline(settings.baseline, baseline),
+        baseline=baseline_of(env, key, kind, settings, serving),
     )
+
+
+def baseline_of(env: Environment, key: str, kind: str, settings: GateSpec, serving: str) -> Baseline:
+    if kind == "teacher":
+        distill = env.models[key].distill_from
+        if distill is None:  # the schema allows baseline: teacher only on a distilled model
+            raise ValueError(f"model {key} has no teacher")
+        teacher = distill.teacher
+        endpoint = account_endpoint(env, teacher.account) if teacher.account else ""
+        return Baseline("teacher", teacher.deployment, Teacher(teacher.model, teacher.capacity, endpoint))
+    if kind == "serving":
+        return Baseline("serving", serving, None)
+    if kind == "base":
+        return Baseline("base", settings.baseline_deployment, None)
+    return Baseline("none", None, None)

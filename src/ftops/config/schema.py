@@ -495,8 +495,10 @@ class SafetyCheck(Strict):
 
 class GateSpec(Strict):
     # serving: what the first serving deployment serves now (skipped while nothing serves);
-    # base: the base model on `baseline_deployment`, a deployment you keep for comparison.
-    baseline: Literal["serving", "base", "none"] = "serving"
+    # base: the base model on `baseline_deployment`, a deployment you keep for comparison;
+    # teacher: a distilled model's teacher (`distill_from.teacher`).
+    # Unset: teacher for a distilled model, serving for any other (`Environment.gate_baseline`).
+    baseline: Literal["serving", "base", "teacher", "none"] | None = None
     baseline_deployment: str | None = None
     confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
     repeats: Annotated[int, Field(ge=1, le=20)] = 3
@@ -957,6 +959,13 @@ class Environment(Strict):
                     "unknown_model",
                     "gates apply to a model this environment trains or serves",
                 )
+            elif self.gates[key].baseline == "teacher" and not self._distilled(key):
+                yield _at(
+                    f"gates.{key}.baseline",
+                    "baseline_teacher",
+                    f"baseline: teacher compares with the teacher of a distilled model; '{key}' has no "
+                    "distill_from here (use serving, base or none)",
+                )
 
     def _grader_refs(self) -> Iterator[PydanticCustomError]:
         declared = ", ".join(self.graders) or "none"
@@ -1035,6 +1044,18 @@ class Environment(Strict):
             seen.add(key)
             key = spec.continue_from
         return key
+
+    def _distilled(self, key: str) -> bool:
+        spec = self.models.get(key)
+        return spec is not None and spec.distill_from is not None
+
+    def gate_baseline(self, key: str) -> str:
+        """What model `key`'s gate compares with: as declared, else the teacher of a distilled
+        model (the student must not be significantly worse than what it replaces), else what serves."""
+        gate = self.gates.get(key)
+        if gate is not None and gate.baseline is not None:
+            return gate.baseline
+        return "teacher" if self._distilled(key) else "serving"
 
     def base_of(self, key: str) -> str:
         """The Azure base model a declared model ultimately trains from."""

@@ -92,3 +92,11 @@ class Site:
 def evidence_folder(root: Path, environment: str) -> Path:
     """An environment's evidence folder, for callers that know only its name (a stack's summary)."""
     return root / ".ftops" / "evidence" / environment
+
+
+def account_endpoint(env: Environment, account: str) -> str:
+    """Another account's endpoint by name (a distilled model's teacher may serve there): an
+    emulated account next to the environment's own, or an Azure account by its custom subdomain."""
+    if env.target == "local" and env.emulator is not None:
+        return f"{env.emulator.endpoint}/accounts/{account}"
+    return f"https://{account}.openai.azure.com"

@@ -11,6 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ftops.evaluation.usage import comparison
+
 
 def digest_of(evidence: dict[str, Any]) -> tuple[str, bytes]:
     body = json.dumps(evidence, sort_keys=True, separators=(",", ":")).encode()
@@ -62,6 +64,7 @@ def markdown(evidence: dict[str, Any], digest: str) -> str:
             lines += ["", f"`{check['name']}` by category:", ""]
             lines += ["| category | score |", "|---|---|"]
             lines += [f"| {name} | {_f(rate)} |" for name, rate in categories.items()]
+    lines += usage_lines(evidence.get("usage"), baseline.get("kind", "none"))
     lines += checkpoint_lines(evidence.get("checkpoints"), confidence)
     if evidence["failures"]:
         lines += ["", "**Failures**", ""] + [f"- {failure}" for failure in evidence["failures"]]
@@ -81,6 +84,35 @@ def markdown(evidence: dict[str, Any], digest: str) -> str:
         ]
     lines += ["", f"Evidence `{digest}`."]
     return "\n".join(lines) + "\n"
+
+
+def usage_lines(usage: dict[str, Any] | None, baseline_kind: str) -> list[str]:
+    """Cost and latency per 1,000 requests of the candidate and its baseline, from this gate's own
+    requests (records from before ftops measured them have none)."""
+    if not usage or not usage.get("candidate"):
+        return []
+    sides = [("candidate", usage["candidate"])]
+    if usage.get("baseline"):
+        sides.append((f"baseline ({baseline_kind})", usage["baseline"]))
+    checks = ", ".join(f"`{name}`" for name in usage.get("checks") or [])
+    lines = [
+        "",
+        f"Cost and latency per 1,000 requests, measured on this gate's requests ({checks}):",
+        "",
+        "| | deployment | model | requests | tokens in / out per request | cost per 1k | latency mean "
+        "| latency p95 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, row in sides:
+        n = row["requests"] or 1
+        cost = "n/a" if row.get("usd_per_1k") is None else f"${row['usd_per_1k']:,.4f}"
+        lines.append(
+            f"| {label} | `{row['deployment']}` | `{row['model']}` | {row['requests']} "
+            f"| {row['prompt_tokens'] / n:.0f} / {row['completion_tokens'] / n:.0f} | {cost} "
+            f"| {row['latency_mean_s']:.3f} s | {row['latency_p95_s']:.3f} s |"
+        )
+    said = comparison(usage["candidate"], usage["baseline"]) if usage.get("baseline") else None
+    return lines + (["", said] if said else [])
 
 
 def checkpoint_lines(selection: dict[str, Any] | None, confidence: str) -> list[str]:

@@ -5,8 +5,8 @@ with, the judge, and the run of a whole `GateRequest` into its evidence record. 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,10 @@ import pulumi
 from ftops.azure.connection import Target, deployed
 from ftops.catalog import base_of
 from ftops.errors import GateError
-from ftops.evaluation.request import Baseline, GateRequest
+from ftops.evaluation.request import TEACHER_AGREEMENT, Baseline, GateRequest
 from ftops.evaluation.runner import Limits, Pacer
 from ftops.evaluation.selection import Scored
+from ftops.evaluation.usage import Prices
 from ftops.evaluation.verdict import Endpoint, evidence_record, loss_curve, run_check
 from ftops.ratelimit import limits_for
 
@@ -49,6 +50,19 @@ def baseline_of(baseline: Baseline, target: Target, candidate: str) -> tuple[End
     kind, name = baseline.kind, baseline.deployment or ""
     if kind == "none" or not name:
         return None, "none"
+    if baseline.teacher is not None:
+        # Declared, not read: the teacher may serve in an account whose deployments this identity
+        # may call but not list. It serves live traffic, so the gate takes a share of its pace.
+        teacher = baseline.teacher
+        other = replace(target, endpoint=teacher.endpoint, arm_id="") if teacher.endpoint else None
+        limits = pace(teacher.capacity, base_of(teacher.model), "", SERVING_SHARE)
+        return Endpoint(
+            name,
+            teacher.model,
+            limits,
+            role="baseline (teacher)",
+            client=other.client() if other else None,
+        ), kind
     found = deployed(target, name)
     if found is None:
         if kind == "serving":
@@ -84,9 +98,11 @@ def evaluate(
     job: str | None = None,
     progress_dir: Path | None = None,
     on_answer: Callable[[str, int, int], None] | None = None,
+    prices: Mapping[str, Prices | None] | None = None,
 ) -> dict[str, Any]:
     """Run every check against the candidate deployment (and the baseline); the evidence record.
-    `job`: the fine-tuning job whose loss curve the summary shows."""
+    `job`: the fine-tuning job whose loss curve the summary shows; `prices`: each side's inference
+    rates ("candidate", "baseline"), for the cost per 1k requests the evidence reports."""
     client = target.client()
     model = candidate.model
     limits = pace(candidate.capacity, base_of(model), candidate.sku, candidate.share)
@@ -105,13 +121,14 @@ def evaluate(
     pacers: dict[str, Pacer] = {}
     for check in request.checks:
         judge = judge_of(client, check.judge_deployment) if check.judge_deployment else None
+        paired = None if baseline_kind == "teacher" and check.name == TEACHER_AGREEMENT else baseline
         outcomes.append(
             run_check(
                 check,
                 policy,
                 client,
                 endpoint,
-                baseline,
+                paired,
                 progress_dir,
                 judge,
                 on_answer or log_progress,
@@ -127,6 +144,7 @@ def evaluate(
         policy=policy,
         outcomes=outcomes,
         training=training_of(client, job),
+        prices=prices,
     )
 
 

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-BaselineKind = Literal["serving", "base", "none"]
+BaselineKind = Literal["serving", "base", "teacher", "none"]
+# A distilled model's check against its teacher's answers on held-out prompts. Not compared with a
+# teacher baseline: the teacher agrees with itself, so the pairing would say nothing.
+TEACHER_AGREEMENT = "teacher-agreement"
 QUALITY_ONLY = ("min_similarity", "judge_deployment")  # wire keys a safety check does not carry
 SAFETY_ONLY = ("categories",)  # and a quality check does not
 
@@ -77,9 +80,40 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """A distilled model's teacher as its gate compares with it: declared, not looked up (it may
+    serve in another account, whose deployments this identity need not be allowed to read)."""
+
+    model: str  # the model it serves: its rates and the pace its capacity allows
+    capacity: int
+    endpoint: str  # its account's endpoint; "" when it is the candidate's own account
+
+
+@dataclass(frozen=True)
 class Baseline:
-    kind: BaselineKind  # serving: what serves now; base: a deployment kept for comparison; none
+    # serving: what serves now; base: a deployment kept for comparison; teacher: a distilled
+    # model's teacher; none
+    kind: BaselineKind
     deployment: str | None
+    teacher: Teacher | None  # for kind teacher
+
+    def wire(self) -> dict[str, Any]:
+        """`teacher` only when set: the inputs of every other gate keep their keys (no re-run)."""
+        out: dict[str, Any] = {"kind": self.kind, "deployment": self.deployment}
+        if self.teacher is not None:
+            out["teacher"] = asdict(self.teacher)
+        return out
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> Baseline:
+        teacher = raw.get("teacher")
+        return cls(
+            raw.get("kind") or "none",
+            raw.get("deployment"),
+            None
+            if not teacher
+            else Teacher(str(teacher["model"]), int(teacher["capacity"]), str(teacher.get("endpoint") or "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -97,7 +131,7 @@ class GateRequest:
             "environment": self.environment,
             "checks": [c.wire() for c in self.checks],
             "policy": policy,
-            "baseline": asdict(self.baseline),
+            "baseline": self.baseline.wire(),
             "seed": self.policy.seed,
         }
 
@@ -122,7 +156,7 @@ class GateRequest:
             environment=str(props.get("environment") or ""),
             checks=tuple(Check.from_wire(c) for c in props["checks"]),
             policy=policy,
-            baseline=Baseline(baseline.get("kind") or "none", baseline.get("deployment")),
+            baseline=Baseline.from_wire(baseline),
         )
 
     @staticmethod

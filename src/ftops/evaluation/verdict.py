@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ftops.evaluation.evalset import EvalItem, EvalSet, load, parse
 from ftops.evaluation.graders import Grade, Grader, GraderContext, make
 from ftops.evaluation.request import Check, Policy
 from ftops.evaluation.runner import Answer, Limits, Pacer, Runner, RunOptions, progress_key
+from ftops.evaluation.usage import Prices, measure
 
 EVIDENCE_FORMAT = "ftops.evidence/2"
 BUILTIN_SUITE = "builtin"
@@ -40,7 +41,9 @@ class Endpoint:
     deployment: str
     model: str
     limits: Limits | None = None
-    role: str = "candidate"  # or "baseline (serving)", "baseline (base)"
+    role: str = "candidate"  # or "baseline (serving)", "baseline (base)", "baseline (teacher)"
+    # Another account's client (a teacher that serves elsewhere); None: the gate's own account.
+    client: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Outcome:
     results: list[dict[str, Any]]
     baseline: list[list[bool]] | None = None
     baseline_results: list[dict[str, Any]] | None = None
+    # Every answer each side gave (tokens and latency): what the cost per 1k requests is figured from.
+    answers: list[Answer] = field(default_factory=list)
+    baseline_answers: list[Answer] = field(default_factory=list)
 
 
 def builtin_suite() -> EvalSet:
@@ -171,6 +177,7 @@ def run_check(
     evalset = load_check_set(check)
     grader = check_grader(check, client, judge)
     graded: list[tuple[list[list[bool]], list[dict[str, Any]]]] = []
+    asked: list[list[Answer]] = []
     for endpoint in [candidate] + ([baseline] if baseline else []):
         options = RunOptions(
             deployment=endpoint.deployment,
@@ -181,21 +188,24 @@ def run_check(
             limits=endpoint.limits,
             concurrency=policy.concurrency,
         )
-        key = progress_key(evalset, options, str(client.base_url))
+        account = endpoint.client or client
+        key = progress_key(evalset, options, str(account.base_url))
         progress = progress_dir / f"{key}.jsonl" if progress_dir else None
-        pacer = pacers.setdefault(endpoint.deployment, Pacer(endpoint.limits))
+        pacer = pacers.setdefault(f"{account.base_url} {endpoint.deployment}", Pacer(endpoint.limits))
 
         def report(done: int, total: int, role: str = endpoint.role) -> None:
             if on_answer:
                 on_answer(f"{check.name} ({role})", done, total)
 
-        runner = Runner(client, options, progress, report, pacer)
+        runner = Runner(account, options, progress, report, pacer)
         answers = runner.run(evalset)
         outcomes, rows = _grade_all(evalset, grader, answers, policy.repeats)
         graded.append((outcomes, rows))
-    outcome = Outcome(check, evalset, grader, *graded[0])
+        asked.append(list(answers.values()))
+    outcome = Outcome(check, evalset, grader, *graded[0], answers=asked[0])
     if baseline:
         outcome.baseline, outcome.baseline_results = graded[1][0], graded[1][1]
+        outcome.baseline_answers = asked[1]
     return outcome
 
 
@@ -281,9 +291,12 @@ def evidence_record(
     policy: Policy,
     outcomes: list[Outcome],
     training: dict[str, Any] | None = None,
+    prices: Mapping[str, Prices | None] | None = None,
 ) -> dict[str, Any]:
-    """The evidence: everything needed to see why the gate decided as it did. Timings are left
-    out, so the same evaluation of the same model gives the same record and the same digest."""
+    """The evidence: everything needed to see why the gate decided as it did, and what each side's
+    answers cost and how long they took (`usage`, per 1,000 requests; `prices` by side, candidate
+    and baseline). The latencies are measured, so they are the one part of two runs of the same
+    evaluation that differs (answers resumed from a progress file keep theirs)."""
     checks, failures = [], []
     for outcome in outcomes:
         summary, failed = summarize(outcome, policy)
@@ -325,9 +338,39 @@ def evidence_record(
             "max_regression": policy.max_regression,
         },
         "checks": checks,
+        "usage": usage_of(candidate, baseline, outcomes, prices or {}),
         "training": training,
         "verdict": "fail" if failures else "pass",
         "failures": failures,
+    }
+
+
+def usage_of(
+    candidate: Endpoint,
+    baseline: Endpoint | None,
+    outcomes: list[Outcome],
+    prices: Mapping[str, Prices | None],
+) -> dict[str, Any]:
+    """Each side's requests per 1,000, over the checks both sides answered (the same prompts and
+    sampling: like with like; a teacher is not asked the teacher-agreement check), or over every
+    check when there is no baseline."""
+    paired = [o for o in outcomes if o.baseline_answers]
+    basis = paired or outcomes
+    mine = measure(
+        candidate.deployment, candidate.model, (a for o in basis for a in o.answers), prices.get("candidate")
+    )
+    theirs = None
+    if baseline is not None and paired:
+        theirs = measure(
+            baseline.deployment,
+            baseline.model,
+            (a for o in paired for a in o.baseline_answers),
+            prices.get("baseline"),
+        )
+    return {
+        "checks": [o.check.name for o in basis],
+        "candidate": mine.summary() if mine else None,
+        "baseline": theirs.summary() if theirs else None,
     }
 
 

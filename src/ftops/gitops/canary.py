@@ -112,7 +112,7 @@ def run(
         gate = env.gates[key]
         policy = policy_of(reference, gate.concurrency) if reference is not None else request.policy
         # No baseline: the comparison is with the gate's recorded answers, not another deployment.
-        request = dataclasses.replace(request, policy=policy, baseline=Baseline("none", None))
+        request = dataclasses.replace(request, policy=policy, baseline=Baseline("none", None, None))
         candidate = Candidate(name, found.model, found.capacity, found.sku, share)
         # A fresh progress folder every run: the gate's resumable answers would otherwise be reused
         # (same items, seeds and deployment), and the canary would only ever re-read last night.

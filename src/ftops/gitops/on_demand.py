@@ -11,9 +11,11 @@ from typing import Any
 from ftops.azure.connection import deployed
 from ftops.config.gates import gate_request
 from ftops.config.schema import Environment
+from ftops.cost import gate_prices
 from ftops.errors import UsageError
 from ftops.evaluation import evidence_files
 from ftops.evaluation.live import SERVING_SHARE, Candidate, evaluate
+from ftops.evaluation.usage import Prices
 from ftops.gitops.logs import account_target
 
 
@@ -72,6 +74,13 @@ def run(
     # A serving deployment carries live traffic: the evaluation takes only part of it.
     share = SERVING_SHARE if name in serving else 1
     candidate = Candidate(name, found.model, found.capacity, found.sku, share)
-    evidence = evaluate(request, target, candidate, progress_dir=out / "progress", on_answer=on_answer)
+    teacher = request.baseline.teacher
+    prices = {
+        side: Prices.from_wire(rates)
+        for side, rates in gate_prices(env, found.model, teacher.model if teacher else None).items()
+    }
+    evidence = evaluate(
+        request, target, candidate, progress_dir=out / "progress", on_answer=on_answer, prices=prices
+    )
     digest, path = evidence_files.write(evidence, out)
     return Evaluation(evidence, digest, path)

@@ -75,6 +75,9 @@ class EvaluationGateArgs(Args):
     # checkpoint: best_eval: one candidate deployment per kept checkpoint, {deployment, model, id,
     # step, epoch, final, train_loss, valid_loss}; the gate scores them all and decides on the best.
     candidates: pulumi.Input[list[dict[str, Any]]] | None = None
+    # Each side's inference rates, {"candidate"|"baseline": {"input_per_million", "output_per_million"}}:
+    # the evidence prices 1,000 requests of each (the student against its teacher, say).
+    prices: Mapping[str, Mapping[str, float] | None] | None = None
 
     def inputs(self) -> dict[str, Any]:
         plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "request"}

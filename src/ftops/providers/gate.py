@@ -32,6 +32,7 @@ from ftops.evaluation.graders import registry
 from ftops.evaluation.live import Candidate, evaluate, score_candidates
 from ftops.evaluation.request import GateRequest
 from ftops.evaluation.selection import best_checkpoint
+from ftops.evaluation.usage import Prices
 from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.providers.args import EvaluationGateArgs
 from ftops.providers.base import PROVIDER_KEY, inputs_of, unknown
@@ -84,7 +85,8 @@ class EvaluationGateProvider(ResourceProvider):
         # another checkout (CI, a laptop) does not pay for the evaluation again. Neither is where the
         # evidence is kept, nor the candidate's capacity (it only sets the pace).
         def comparable(props: dict[str, Any]) -> dict[str, Any]:
-            ignored = ("evidence_dir", "evidence_store", "capacity", "target")
+            # Nor are the prices: they price the report, and decide nothing.
+            ignored = ("evidence_dir", "evidence_store", "capacity", "target", "prices")
             view = {k: v for k, v in inputs_of(props, OUTPUTS).items() if k not in ignored}
             view["checks"] = [{k: v for k, v in c.items() if k != "path"} for c in props.get("checks") or []]
             view["policy"] = {k: v for k, v in (props.get("policy") or {}).items() if k != "concurrency"}
@@ -113,8 +115,14 @@ class EvaluationGateProvider(ResourceProvider):
             selection: dict[str, Any] | None = None
             if props.get("candidates"):
                 candidate, selection = choose_checkpoint(request, props, candidate, progress)
+            prices = {side: Prices.from_wire(rates) for side, rates in (props.get("prices") or {}).items()}
             evidence = evaluate(
-                request, Target.of(props), candidate, job=props.get("job"), progress_dir=progress
+                request,
+                Target.of(props),
+                candidate,
+                job=props.get("job"),
+                progress_dir=progress,
+                prices=prices,
             )
             if selection is not None:
                 evidence["checkpoints"] = selection
