@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,79 @@ def test_ftops_distill_captures_now_and_a_second_run_asks_nothing(
     assert again.exit_code == 0, again.output
     assert chat_requests(emu, "local-dev") - before == 82  # every answer came from the journal
     assert first.output.splitlines()[-1] == again.output.splitlines()[-1]  # the same dataset
+
+
+def test_a_dataset_from_stored_completions_reads_what_production_captured_and_nothing_else(
+    emu: Emulator, host: DynamicHost, tmp_path: Path
+) -> None:
+    """`distill_from.stored`: the application's own calls with `store: true` and its metadata, read
+    back through the stored-completions API (list by metadata, each one's messages). Other traffic
+    is left out, a prompt production asked twice is trained on once, nothing is asked of the
+    teacher, and the same completions are the same bytes."""
+    account = "distill-stored"
+    deploy(emu, "support-gpt41", "gpt-4.1", version="2025-04-14", account=account, capacity=100)
+    app = emu.v1(account=account)
+    system = {"role": "system", "content": "You are Contoso Outdoor's support assistant."}
+
+    def production(ask: str, **metadata: str) -> None:
+        app.chat.completions.create(
+            model="support-gpt41",
+            messages=[system, {"role": "user", "content": ask}],
+            max_tokens=12,
+            store=True,
+            metadata=metadata,
+        )
+
+    asks = [a.format(p=p) for a in ASKS for p in PRODUCTS[:6]]  # 30 distinct prompts
+    for ask in asks:
+        production(ask, app="support-bot", channel="web")
+    production(asks[0], app="support-bot", channel="web")  # asked again: trained on once
+    for ask in ("Write me a poem.", "What is 2+2?"):
+        production(ask, app="playground")  # another application's traffic: not ours
+    before = chat_requests(emu, account)
+
+    props = dataset_props(
+        emu,
+        account,
+        prompt_set(tmp_path / "unused.jsonl"),  # replaced: a stored source has no prompt set
+        tmp_path / "out",
+        source="stored",
+        prompts_path=None,
+        prompts_digest=None,
+        stored={
+            "metadata": {"app": "support-bot"},
+            "model": None,
+            "created_after": None,
+            "created_before": None,
+        },
+        teacher={"deployment": "support-gpt41", "model": TEACHER, "capacity": 100},
+        validation_split=0.0,
+        held_out=6,
+    )
+    _, failures = host.check(DistillationDatasetProvider(), {}, props)
+    assert failures == []
+    id_, outs = host.create(DistillationDatasetProvider(), props)
+    assert chat_requests(emu, account) == before  # nothing asked: production already paid
+    assert outs["counts"] == {"train": 24, "valid": 0, "heldout": 6}
+    rows = [json.loads(line) for line in Path(outs["train_path"]).read_text().splitlines()]
+    heldout = [json.loads(line) for line in Path(outs["heldout_path"]).read_text().splitlines()]
+    seen = [r["messages"][1]["content"] for r in rows] + [h["messages"][1]["content"] for h in heldout]
+    assert sorted(seen) == sorted(asks)  # each distinct prompt once; the playground's left out
+    stored = {c.id: c for c in app.chat.completions.list(metadata={"app": "support-bot"}, limit=100)}
+    answers = {c.choices[0].message.content for c in stored.values()}
+    assert all(r["messages"][-1]["content"] in answers for r in rows)  # what production was told
+
+    # The same filter over the same completions: the same bytes, and no change for Pulumi.
+    _, again = host.create(DistillationDatasetProvider(), {**props, "folder": str(tmp_path / "again")})
+    assert again["train_digest"] == outs["train_digest"]
+    assert host.diff(DistillationDatasetProvider(), id_, outs, props).changes == 1  # DIFF_NONE
+    # Another filter is another dataset.
+    other = {**props, "stored": {**props["stored"], "metadata": {"app": "support-bot", "channel": "web"}}}
+    assert list(host.diff(DistillationDatasetProvider(), id_, outs, other).replaces) == ["prompts_digest"]
+
+    # The time window is the declared one: nothing was captured after the newest completion.
+    newest = max(c.created for c in stored.values())
+    after = datetime.fromtimestamp(newest + 1, tz=UTC).isoformat()
+    late = {**props, "stored": {**props["stored"], "created_after": after}, "folder": str(tmp_path / "late")}
+    with pytest.raises(HostError, match=r"matched 0 distinct prompt\(s\), but 6 are held out"):
+        host.create(DistillationDatasetProvider(), late)

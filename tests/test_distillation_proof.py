@@ -1,9 +1,11 @@
 """The proof on the emulator that distillation works and that its gate tells: a teacher that
 answers in a distinctive, checkable way (a stand-in fine-tuned to open a ticket in one fixed
-sentence), its answers captured by the DistillationDataset provider, a student trained on them,
-and the student's gate (the teacher-agreement check on held-out prompts the student never saw).
-The trained student agrees with the teacher significantly more often than the untrained one
-(paired exact McNemar) and passes; a student trained on a deliberately corrupted capture fails."""
+sentence, serving from an account of its own), its answers captured by the DistillationDataset
+provider, a student trained on them, and the student's gate. The trained student agrees with the
+teacher on held-out prompts it never saw significantly more often than the untrained one (paired
+exact McNemar); gated against the teacher (a distilled model's default baseline) it passes, with
+the cost and latency of 1,000 requests of each in its evidence; a student trained on a deliberately
+corrupted capture fails against the teacher."""
 
 from __future__ import annotations
 
@@ -18,11 +20,11 @@ from ftops import cost
 from ftops.azure.connection import Target
 from ftops.components.distill import AGREEMENT_CHECK, AGREEMENT_GRADER
 from ftops.config.load import load_environment
+from ftops.evaluation import evidence_files
 from ftops.evaluation.distillation import agreement
-from ftops.evaluation.evalset import load
 from ftops.evaluation.live import Candidate, evaluate
-from ftops.evaluation.request import Baseline, GateRequest
-from ftops.evaluation.runner import Runner, RunOptions
+from ftops.evaluation.request import Baseline, Check, GateRequest, Teacher
+from ftops.evaluation.usage import Prices
 from ftops.providers.distillation import build
 from ftops.providers.spec import sha256_file
 from tests.conftest import REPO
@@ -35,6 +37,8 @@ TEACHER_SAYS = "Ticket opened. A Contoso specialist will email you within 24 hou
 CORRUPTED = "Our stores are open from nine to five on weekdays."
 BASE = "gpt-4.1-mini-2025-04-14"
 ACCOUNT = "distill-proof"
+TEACHER_ACCOUNT = "distill-teacher"  # the teacher serves from another account, as production's would
+TEACHER_MODEL = "gpt-4.1-2025-04-14"  # what the stand-in teacher is declared as (its rates)
 TEACHER_ASKS = [
     "Where is my order?",
     "My {p} arrived broken.",
@@ -72,7 +76,14 @@ def train(emu: Emulator, path: Path, suffix: str) -> str:
     return str(done.fine_tuned_model)
 
 
-def gate(emu: Emulator, heldout: Path, deployment: str, model: str, baseline: str | None) -> dict[str, Any]:
+def gate(
+    emu: Emulator,
+    heldout: Path,
+    deployment: str,
+    model: str,
+    baseline: Baseline,
+    checks: tuple[Check, ...] = (),
+) -> dict[str, Any]:
     check = a_check(
         AGREEMENT_CHECK,
         "quality",
@@ -88,20 +99,23 @@ def gate(emu: Emulator, heldout: Path, deployment: str, model: str, baseline: st
     request = GateRequest(
         name="support-mini",
         environment="local",
-        checks=(check,),
+        checks=(check, *checks),
         policy=a_policy(),
-        baseline=Baseline("base" if baseline else "none", baseline, None),
+        baseline=baseline,
     )
+    teacher = request.baseline.teacher
+    prices = cost.gate_prices(load_environment(REPO, "local"), model, teacher.model if teacher else None)
     return evaluate(
         request,
         Target.of({"target": target(emu, ACCOUNT)}),
         Candidate(deployment, model, 100, "GlobalStandard", 1.0),
+        prices={side: Prices.from_wire(rates) for side, rates in prices.items()},
     )
 
 
-def agreed(evidence: dict[str, Any], key: str = "results") -> list[bool]:
-    (check,) = evidence["checks"]
-    return [row["passed"] for row in check[key]]
+def agreed(evidence: dict[str, Any], key: str = "results", check: str = AGREEMENT_CHECK) -> list[bool]:
+    (found,) = [c for c in evidence["checks"] if c["name"] == check]
+    return [row["passed"] for row in found[key]]
 
 
 def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one_fails(
@@ -119,7 +133,7 @@ def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one
         for product in PRODUCTS
     ]
     teacher = train(emu, jsonl(tmp_path / "teacher.jsonl", teacher_rows), "teacher")
-    deploy(emu, "teacher", teacher, account=ACCOUNT, capacity=100)
+    deploy(emu, "teacher", teacher, account=TEACHER_ACCOUNT, capacity=100, source=emu.arm(ACCOUNT))
 
     # The capture: the DistillationDataset provider's own work, on prompts the teacher never saw.
     prompts = jsonl(
@@ -133,7 +147,7 @@ def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one
     outs = build(
         {
             "target": target(emu, ACCOUNT),
-            "teacher_target": target(emu, ACCOUNT),
+            "teacher_target": {**target(emu, TEACHER_ACCOUNT), "arm_id": ""},
             "name": "support-mini",
             "source": "prompts",
             "prompts_path": str(prompts),
@@ -169,44 +183,64 @@ def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one
     deploy(emu, "corrupted", corrupted, account=ACCOUNT, capacity=100)
     deploy(emu, "untrained", "gpt-4.1-mini", version="2025-04-14", account=ACCOUNT, capacity=100)
 
-    # The gate: the distilled student against the untrained one on the held-out prompts.
-    passed = gate(emu, heldout, "student", student, baseline="untrained")
+    # The distilled student against the untrained one, on the held-out prompts: it learned the teacher.
+    passed = gate(emu, heldout, "student", student, Baseline("base", "untrained", None))
     assert passed["verdict"] == "pass", passed["failures"]
     ours, untrained = agreed(passed), agreed(passed, "baseline_results")
     result = agreement(ours, untrained)
     assert result.rate > result.baseline_rate
     assert result.p_value < 0.05, result  # significantly more agreement than before distillation
 
-    # Cost and latency per 1k requests, from each deployment's own usage: the teacher's while it
-    # answered the capture (its journal), the student's on the held-out prompts. Priced as declared
-    # models (teacher gpt-4.1, student gpt-4.1-mini); on the emulator both are the same stand-in,
-    # so the latencies are alike here and only the prices differ.
-    (journal,) = (tmp_path / "distill").glob("*/capture-*.jsonl")
-    said = [json.loads(line) for line in journal.read_text().splitlines()]
-    runner = Runner(emu.v1(account=ACCOUNT), RunOptions("student", student, concurrency=4))
-    answered = runner.run(load(heldout)).values()
-    environment = load_environment(REPO, "local")
-    teacher_1k = cost.per_thousand(
-        environment,
-        "gpt-4.1-2025-04-14",
-        [(a["prompt_tokens"], a["completion_tokens"], a["latency"]) for a in said],
+    # The student's gate as `pulumi up` runs it: against the teacher (declared as the gpt-4.1 it
+    # stands in for, in its own account), on the agreement check and a declared quality check.
+    opens = a_check(
+        "opens-ticket",
+        "quality",
+        "regex",
+        0.5,
+        str(
+            jsonl(
+                tmp_path / "opens.jsonl",
+                [{**json.loads(line), "pattern": "(?i)^ticket"} for line in heldout.read_text().splitlines()],
+            )
+        ),
+        min_similarity=0.5,
     )
-    student_1k = cost.per_thousand(
-        environment, BASE, [(a.prompt_tokens, a.completion_tokens, a.latency) for a in answered]
+    teacher_baseline = Baseline(
+        "teacher", "teacher", Teacher(TEACHER_MODEL, 100, f"{emu.url}/accounts/{TEACHER_ACCOUNT}")
     )
-    assert teacher_1k.requests == 40
-    assert student_1k.requests == 16
-    assert all(a["completion_tokens"] > 0 for a in said)
-    assert teacher_1k.usd is not None
-    assert student_1k.usd is not None
-    assert student_1k.usd < teacher_1k.usd
-    print(f"teacher {teacher_1k.line()}\nstudent {student_1k.line()}")
+    against_teacher = gate(emu, heldout, "student", student, teacher_baseline, (opens,))
+    assert against_teacher["verdict"] == "pass", against_teacher["failures"]
+    assert against_teacher["baseline"] == {"kind": "teacher", "deployment": "teacher", "model": TEACHER_MODEL}
+    by_name = {c["name"]: c for c in against_teacher["checks"]}
+    assert by_name[AGREEMENT_CHECK]["baseline_results"] is None  # the teacher is not asked its own agreement
+    compared = by_name["opens-ticket"]["summary"]["baseline"]
+    assert compared["pass_rate"] == 1.0, compared
+    assert not compared["significantly_worse"], compared
 
-    failed = gate(emu, heldout, "corrupted", corrupted, baseline=None)
+    # Cost and latency per 1k requests, from each deployment's own usage on the same prompts: priced
+    # as the declared models (teacher gpt-4.1, student gpt-4.1-mini). On the emulator both are the
+    # same size of stand-in, so the latencies are alike here and only the prices differ.
+    usage = against_teacher["usage"]
+    assert usage["checks"] == ["opens-ticket"]
+    mine, theirs = usage["candidate"], usage["baseline"]
+    assert mine["requests"] == theirs["requests"] == 16
+    assert mine["completion_tokens"] > 0
+    assert theirs["completion_tokens"] > 0
+    assert 0 < mine["usd_per_1k"] < theirs["usd_per_1k"], usage
+    said = evidence_files.markdown(against_teacher, "sha256:proof")
+    assert "| baseline (teacher) | `teacher` | `gpt-4.1-2025-04-14` | 16 |" in said, said
+    print(next(line for line in said.splitlines() if line.startswith("The candidate costs")))
+
+    failed = gate(emu, heldout, "corrupted", corrupted, teacher_baseline, (opens,))
     assert failed["verdict"] == "fail"
-    assert any(AGREEMENT_CHECK in failure for failure in failed["failures"]), failed["failures"]
+    assert any(f.startswith(AGREEMENT_CHECK) for f in failed["failures"]), failed["failures"]
+    assert any(f.startswith("opens-ticket") and "worse than the baseline" in f for f in failed["failures"]), (
+        failed["failures"]
+    )
+    corrupted_rate = sum(agreed(failed, check=AGREEMENT_CHECK)) / len(ours)
     print(
         f"agreement with the teacher on {len(ours)} held-out prompts: distilled {result.rate:.3f} "
         f"{tuple(round(x, 3) for x in result.interval)}, untrained {result.baseline_rate:.3f}, "
-        f"p={result.p_value:.2g}; corrupted {sum(agreed(failed)) / len(agreed(failed)):.3f}"
+        f"p={result.p_value:.2g}; corrupted {corrupted_rate:.3f}"
     )
