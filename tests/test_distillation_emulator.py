@@ -264,12 +264,12 @@ def test_a_dataset_from_stored_completions_reads_what_production_captured_and_no
     account = "distill-stored"
     deploy(emu, "support-gpt41", "gpt-4.1", version="2025-04-14", account=account, capacity=100)
     app = emu.v1(account=account)
-    system = {"role": "system", "content": "You are Contoso Outdoor's support assistant."}
+    system = "You are Contoso Outdoor's support assistant."
 
     def production(ask: str, **metadata: str) -> None:
         app.chat.completions.create(
             model="support-gpt41",
-            messages=[system, {"role": "user", "content": ask}],
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": ask}],
             max_tokens=12,
             store=True,
             metadata=metadata,
