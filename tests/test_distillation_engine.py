@@ -50,8 +50,26 @@ config:
           sampling:
             max_tokens: 12
           held_out: 10
+          agreement: 0.0  # the engine carries the verdict here; the proof tests the statistics
         suffix: mini
         seed: 7
+    deployments:
+      support-mini:
+        model: support-mini
+        sku:
+          name: GlobalStandard
+          capacity: 10
+    gates:
+      support-mini:  # baseline: the teacher, a distilled model's default
+        repeats: 1
+        temperature: 0
+        fail_on_uncertainty: false
+        safety: null
+        quality:
+          - name: answers
+            eval_set: data/evals.jsonl
+            grader: regex
+            threshold: 0.5
 """
 
 
@@ -72,10 +90,26 @@ def test_up_distills_then_a_second_up_starts_nothing_and_a_new_prompt_set_plans_
         "created support-mini-distilled",
         "created support-mini-training",
         "created support-mini-job",
+        "created support-mini-gate",
     ):
         assert step in out, out
-    assert chat_requests(emu, account) == 82  # each prompt asked once
+    # Each of the 82 prompts asked once; then the gate: the student answers the 10 held-out prompts
+    # and the one eval item, the teacher only the eval item (not its own agreement check).
+    assert chat_requests(emu, account) == 82 + 10 + 1 + 1
     assert [j.status for j in repo.jobs()] == ["succeeded"]
+    # The gate compared the student with its teacher, through Pulumi's wire, and priced both.
+    (evidence,) = [
+        e
+        for e in map(
+            json.loads, map(Path.read_text, (repo.root / ".ftops" / "evidence" / "local-dev").glob("*.json"))
+        )
+        if e["gate"] == "support-mini"
+    ]
+    assert evidence["baseline"] == {"kind": "teacher", "deployment": "teacher", "model": "gpt-4.1-2025-04-14"}
+    usage = evidence["usage"]
+    assert usage["checks"] == ["answers"]
+    assert usage["candidate"]["requests"] == usage["baseline"]["requests"] == 1
+    assert 0 < usage["candidate"]["usd_per_1k"] < usage["baseline"]["usd_per_1k"], usage
 
     with emu.http() as http:
         http.delete("/admin/requests")
