@@ -79,6 +79,18 @@ def emulator(
         proc.wait(stop_timeout)
 
 
+def target(url: str, account: str, resource_group: str = "rg") -> dict[str, str]:
+    """An emulated account as provider inputs take it (`target`); the key comes from
+    FTOPS_EMULATOR_KEY, which each benchmark sets to KEY."""
+    return {
+        "endpoint": f"{url}/accounts/{account}",
+        "auth": "env:FTOPS_EMULATOR_KEY",
+        "arm_id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{resource_group}/"
+        f"providers/Microsoft.CognitiveServices/accounts/{account}",
+        "arm_endpoint": url,
+    }
+
+
 def arg_parser(doc: str | None) -> argparse.ArgumentParser:
     """A benchmark's command line: its docstring as the help, and where its section goes."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import KEY, OUT, REPO, append_section, arg_parser, emulator, machine
+from _common import KEY, OUT, REPO, append_section, arg_parser, emulator, machine, target
 
 PROMPTS = REPO / "data" / "support-bot-distill" / "prompts.jsonl"
 TEACHER = "gpt-4.1-2025-04-14"
@@ -41,16 +41,6 @@ WHAT = {
     "A": "ftops: DistillationDataset (paced, 8 at a time, journal, split, validate, screen)",
     "B": "plain: one SDK call at a time, answers appended to a JSONL",
 }
-
-
-def target(url: str, account: str) -> dict[str, str]:
-    return {
-        "endpoint": f"{url}/accounts/{account}",
-        "auth": "env:FTOPS_EMULATOR_KEY",
-        "arm_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-bench/providers/"
-        f"Microsoft.CognitiveServices/accounts/{account}",
-        "arm_endpoint": url,
-    }
 
 
 def http(url: str) -> Any:
@@ -62,7 +52,7 @@ def http(url: str) -> Any:
 
 
 def deploy_teacher(url: str, account: str) -> None:
-    arm = f"{target(url, account)['arm_id']}/deployments/teacher"
+    arm = f"{target(url, account, 'rg-bench')['arm_id']}/deployments/teacher"
     body = {
         "sku": {"name": "GlobalStandard", "capacity": 100},
         "properties": {"model": {"format": "OpenAI", "name": "gpt-4.1", "version": "2025-04-14"}},
@@ -86,13 +76,13 @@ def props(url: str, account: str, folder: Path, max_tokens: int) -> dict[str, An
     from ftops.providers.spec import sha256_file
 
     return {
-        "target": target(url, account),
+        "target": target(url, account, "rg-bench"),
         "name": "support-mini",
         "source": "prompts",
         "prompts_path": str(PROMPTS),
         "prompts_digest": sha256_file(str(PROMPTS)),
         "stored": None,
-        "teacher_target": target(url, account),
+        "teacher_target": target(url, account, "rg-bench"),
         "teacher": {"deployment": "teacher", "model": TEACHER, "capacity": 100},
         "sampling": {"temperature": 0.0, "max_tokens": max_tokens, "seed": 0},
         "max_examples": None,
@@ -155,7 +145,7 @@ def run_capture(url: str, account: str, folder: Path, max_tokens: int) -> float:
         PROMPTS, max_tokens=max_tokens, max_examples=None, validation_split=0.15, held_out=20, seed=0
     )
     call = distill.TeacherCall("teacher", TEACHER, 100, 0.0, 0, 8)
-    client = Target.of({"target": target(url, account)}).client()
+    client = Target.of({"target": target(url, account, "rg-bench")}).client()
     started = time.monotonic()
     journal = distill.journal_path(folder, planned.prompts, call, account)
     distill.capture(client, call, planned.prompts, journal)

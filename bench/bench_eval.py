@@ -29,6 +29,7 @@ import httpx2 as httpx
 import openai
 
 from _common import KEY, OUT, append_section, arg_parser, emulator
+from _common import target as emulator_target
 from ftops.azure.connection import Target
 from ftops.evaluation.evalset import EvalSet, parse
 from ftops.evaluation.runner import Limits, Runner, RunOptions
@@ -87,13 +88,7 @@ def eval_items(n: int) -> EvalSet:
 
 
 def deploy(url: str, name: str, capacity: int) -> None:
-    target = {
-        "endpoint": f"{url}/accounts/{ACCOUNT}",
-        "auth": "env:FTOPS_EMULATOR_KEY",
-        "arm_id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
-        f"Microsoft.CognitiveServices/accounts/{ACCOUNT}",
-        "arm_endpoint": url,
-    }
+    target = emulator_target(url, ACCOUNT)
     Target.of({"target": target})  # validates the shape
     ModelDeploymentProvider().create(
         {

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import KEY, OUT, append_section, arg_parser, emulator, machine
+from _common import KEY, OUT, append_section, arg_parser, emulator, machine, target
 
 WORDS = "tent boot rope lamp sock map cup pan axe net kite bag hat rod jar fan pot mat box pen".split()
 PROMPTS = [f"question number {i} about item {w}" for i, w in enumerate(WORDS + [w + "s" for w in WORDS])]
@@ -63,16 +63,6 @@ def write(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def target(url: str, account: str) -> dict[str, str]:
-    return {
-        "endpoint": f"{url}/accounts/{account}",
-        "auth": "env:FTOPS_EMULATOR_KEY",
-        "arm_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-bench/providers/"
-        f"Microsoft.CognitiveServices/accounts/{account}",
-        "arm_endpoint": url,
-    }
-
-
 def run_ftops(url: str, account: str, paths: dict[str, Path], folder: Path) -> tuple[float, dict[str, Any]]:
     from tests.gate_inputs import POLICY, wire_check
     from tests.provider_host import DynamicHost
@@ -88,7 +78,7 @@ def run_ftops(url: str, account: str, paths: dict[str, Path], folder: Path) -> t
     grid = Experiments.model_validate(
         {"grid": {"learning_rate_multiplier": list(LRS)}, "fractions": list(FRACTIONS)}
     )
-    tgt = target(url, account)
+    tgt = target(url, account, "rg-bench")
     env = {"FTOPS_EMULATOR_KEY": KEY}
     hosts = [DynamicHost(env) for _ in range(4)]
     try:
@@ -194,7 +184,7 @@ def run_by_hand(url: str, account: str, paths: dict[str, Path], folder: Path) ->
     from ftops.dataset.subsets import write_subset
 
     client = openai.OpenAI(base_url=f"{url}/accounts/{account}/openai/v1", api_key=KEY)
-    arm = f"{url}{target(url, account)['arm_id']}/deployments"
+    arm = f"{url}{target(url, account, 'rg-bench')['arm_id']}/deployments"
     http = httpx.Client(headers={"api-key": KEY}, timeout=60, params={"api-version": "2024-10-01"})
     evals = [json.loads(line) for line in paths["evals"].read_text().splitlines()]
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from typing import Any
 import httpx2 as httpx
 
 from _common import HERE, KEY, OUT, REPO, append_section, arg_parser, emulator
+from _common import target as emulator_target
 from ftops.azure.connection import Target
 from ftops.providers.deployments import ModelDeploymentProvider
 from ftops.providers.files import TrainingFileProvider
@@ -63,22 +64,13 @@ def main() -> None:
         cleanup.callback(shutil.rmtree, out, ignore_errors=True)
         url = cleanup.enter_context(emulator(out / "emulator", OUT / "models"))
 
-        def target_of(account: str) -> dict[str, str]:
-            return {
-                "endpoint": f"{url}/accounts/{account}",
-                "auth": "env:FTOPS_EMULATOR_KEY",
-                "arm_id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
-                f"Microsoft.CognitiveServices/accounts/{account}",
-                "arm_endpoint": url,
-            }
-
         host = DynamicHost()
         cleanup.callback(host.close)
         print(f"creating {args.models} models (file, job, deployment each) ...", flush=True)
         resources: list[tuple[Any, Any, str, dict[str, Any]]] = []
         for i in range(args.models):
             # Azure allows five fine-tuned deployments per resource (so does the emulator).
-            target = target_of(f"bench{i // 5}")
+            target = emulator_target(url, f"bench{i // 5}")
             file_props = {
                 "target": target,
                 "path": str(data),
