@@ -6,13 +6,16 @@ import shutil
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ftops.dataset.findings_report import FileReport
 from ftops.dataset.validate import ValidateOptions, validate_file
 from tests.emulator_process import Emulator, start
+
+if TYPE_CHECKING:
+    from tests.provider_host import DynamicHost
 
 # Torch's OpenMP threads spin while they wait for work. The suite runs the test process, emulators,
 # their training workers and Pulumi side by side on two cores, and spinning threads then take the CPU
@@ -64,6 +67,12 @@ def write_lines(path: Path, lines: Iterable[bytes]) -> Path:
     return path
 
 
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """One JSON object per line, as the training files and eval sets are written."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def validate(path: Path, **options: Any) -> FileReport:
     return validate_file(path, ValidateOptions(**options))
 
@@ -77,6 +86,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def host() -> Iterator[DynamicHost]:
+    """Pulumi's dynamic-provider host (tests/provider_host.py), with the emulator's key set."""
+    from tests.emulator_process import HOST_ENV
+    from tests.provider_host import DynamicHost  # imported here: the gRPC stubs only for the tests using it
+
+    h = DynamicHost(HOST_ENV)
+    yield h
+    h.close()
 
 
 @pytest.fixture

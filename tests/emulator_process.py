@@ -16,6 +16,7 @@ import httpx2 as httpx
 import openai
 
 KEY = "test-key-0123456789"
+HOST_ENV = {"FTOPS_EMULATOR_KEY": KEY}  # what a provider host needs to reach the emulator
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,7 +24,8 @@ from ftops.providers.files import TrainingFileProvider
 from ftops.providers.gate import EvaluationGateProvider
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file
-from tests.emulator_process import KEY, Emulator, deployment_props, start, target
+from tests.conftest import write_jsonl
+from tests.emulator_process import Emulator, deployment_props, start, target
 from tests.gate_inputs import POLICY, wire_check
 from tests.provider_host import DynamicHost
 
@@ -40,18 +40,6 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
     yield server
     assert server.stop() == 0
-
-
-@pytest.fixture
-def host() -> Iterator[DynamicHost]:
-    h = DynamicHost({"FTOPS_EMULATOR_KEY": KEY})
-    yield h
-    h.close()
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def test_best_eval_serves_the_earlier_checkpoint_when_the_last_epoch_goes_wrong(

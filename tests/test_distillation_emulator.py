@@ -11,7 +11,6 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,10 @@ import pytest
 from ftops.dataset.validate import ValidateOptions, validate_file
 from ftops.providers.distillation import DistillationDatasetProvider
 from ftops.providers.spec import sha256_file
-from tests.emulator_process import KEY, Emulator, target
+from tests.emulator_process import HOST_ENV, KEY, Emulator, target
 from tests.provider_host import DynamicHost, HostError
 from tests.test_emulator_api import deploy
 
-HOST_ENV = {"FTOPS_EMULATOR_KEY": KEY}
 TEACHER = "gpt-4.1-2025-04-14"
 PRODUCTS = ["tent", "stove", "sleeping bag", "headlamp", "rain jacket", "hiking boots", "backpack", "kayak"]
 ASKS = [
@@ -35,13 +33,6 @@ ASKS = [
     "Can I get the {p} shipped to Canada?",
     "Does the {p} come in green?",
 ]
-
-
-@pytest.fixture
-def host() -> Iterator[DynamicHost]:
-    h = DynamicHost(HOST_ENV)
-    yield h
-    h.close()
 
 
 def prompt_set(path: Path, n: int = 40) -> Path:

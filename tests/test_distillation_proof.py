@@ -27,7 +27,7 @@ from ftops.evaluation.request import Baseline, Check, GateRequest, Teacher
 from ftops.evaluation.usage import Prices
 from ftops.providers.distillation import build
 from ftops.providers.spec import sha256_file
-from tests.conftest import REPO
+from tests.conftest import REPO, write_jsonl
 from tests.emulator_process import KEY, Emulator, target, wait_file, wait_for
 from tests.gate_inputs import a_check, a_policy
 from tests.test_distillation_emulator import ASKS, PRODUCTS
@@ -52,11 +52,6 @@ def _key() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FTOPS_EMULATOR_KEY", KEY)
         yield
-
-
-def jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def train(emu: Emulator, path: Path, suffix: str) -> str:
@@ -132,11 +127,11 @@ def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one
         for ask in TEACHER_ASKS
         for product in PRODUCTS
     ]
-    teacher = train(emu, jsonl(tmp_path / "teacher.jsonl", teacher_rows), "teacher")
+    teacher = train(emu, write_jsonl(tmp_path / "teacher.jsonl", teacher_rows), "teacher")
     deploy(emu, "teacher", teacher, account=TEACHER_ACCOUNT, capacity=100, source=emu.arm(ACCOUNT))
 
     # The capture: the DistillationDataset provider's own work, on prompts the teacher never saw.
-    prompts = jsonl(
+    prompts = write_jsonl(
         tmp_path / "prompts.jsonl",
         [
             {"messages": [{"role": "user", "content": ask.format(p=product)}]}
@@ -178,7 +173,7 @@ def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one
         row = json.loads(line)
         row["messages"][-1]["content"] = CORRUPTED
         corrupted_rows.append(row)
-    corrupted = train(emu, jsonl(tmp_path / "corrupted.jsonl", corrupted_rows), "corrupt")
+    corrupted = train(emu, write_jsonl(tmp_path / "corrupted.jsonl", corrupted_rows), "corrupt")
     deploy(emu, "student", student, account=ACCOUNT, capacity=100)
     deploy(emu, "corrupted", corrupted, account=ACCOUNT, capacity=100)
     deploy(emu, "untrained", "gpt-4.1-mini", version="2025-04-14", account=ACCOUNT, capacity=100)
@@ -199,7 +194,7 @@ def test_a_student_distilled_from_the_teacher_agrees_with_it_and_a_corrupted_one
         "regex",
         0.5,
         str(
-            jsonl(
+            write_jsonl(
                 tmp_path / "opens.jsonl",
                 [{**json.loads(line), "pattern": "(?i)^ticket"} for line in heldout.read_text().splitlines()],
             )

@@ -26,6 +26,7 @@ from ftops.emulator.ml.train import (  # noqa: E402
     sequence_logps,
     train,
 )
+from tests.conftest import write_jsonl  # noqa: E402
 
 TINY = "tiny-test"
 AZURE_CHECKPOINT_KEYS = {
@@ -75,11 +76,6 @@ class Recorder:
     @property
     def losses(self) -> list[float]:
         return [s[2] for s in self.steps]
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 SYSTEM = "You are Contoso Outdoor's support assistant."

@@ -288,9 +288,9 @@ def test_the_job_resource_trains_rft_adopts_after_a_crash_and_replaces_on_an_edi
     from ftops.providers.files import TrainingFileProvider
     from ftops.providers.jobs import FineTuningJobProvider
     from ftops.providers.spec import spec_hash
+    from tests.emulator_process import HOST_ENV
     from tests.provider_host import DynamicHost
     from tests.test_providers_emulator import (
-        HOST_ENV,
         _create_in_background,
         _until,
         file_props,

@@ -23,7 +23,8 @@ from ftops.providers.files import TrainingFileProvider
 from ftops.providers.gate import EvaluationGateProvider
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file
-from tests.emulator_process import KEY, Emulator, deployment_props, start, target
+from tests.conftest import write_jsonl
+from tests.emulator_process import Emulator, deployment_props, start, target
 from tests.gate_inputs import POLICY, wire_check
 from tests.provider_host import DynamicHost
 
@@ -39,18 +40,6 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     server = start(tmp_path_factory.mktemp("emulator"), tmp_path_factory.mktemp("models"))
     yield server
     assert server.stop() == 0
-
-
-@pytest.fixture
-def host() -> Iterator[DynamicHost]:
-    h = DynamicHost({"FTOPS_EMULATOR_KEY": KEY})
-    yield h
-    h.close()
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def chat(question: str, answer: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,12 @@ from ftops.providers.gate import EvaluationGateProvider
 from ftops.providers.jobs import FineTuningJobProvider
 from ftops.providers.spec import sha256_file, spec_hash
 from tests.conftest import REPO
-from tests.emulator_process import KEY, Emulator, deployment_props, target, wait_for
+from tests.emulator_process import HOST_ENV, Emulator, deployment_props, target, wait_for
 from tests.gate_inputs import POLICY, wire_check
 from tests.provider_host import DynamicHost, HostError
 
 TRAIN = REPO / "data" / "support-bot" / "train.jsonl"
 VALID = REPO / "data" / "support-bot" / "valid.jsonl"
-HOST_ENV = {"FTOPS_EMULATOR_KEY": KEY}
-
-
-@pytest.fixture
-def host() -> Iterator[DynamicHost]:
-    h = DynamicHost(HOST_ENV)
-    yield h
-    h.close()
 
 
 def file_props(emu: Emulator, account: str, path: Path = TRAIN) -> dict[str, Any]:
