@@ -24,7 +24,7 @@ from ftops.evaluation import evidence_files
 from ftops.evaluation.distillation import agreement
 from ftops.evaluation.live import Candidate, evaluate
 from ftops.evaluation.request import Baseline, Check, GateRequest, Teacher
-from ftops.evaluation.usage import Prices
+from ftops.evaluation.usage import prices_by_side
 from ftops.providers.distillation import build
 from ftops.providers.spec import sha256_file
 from tests.conftest import REPO, write_jsonl
@@ -104,7 +104,7 @@ def gate(
         request,
         Target.of({"target": target(emu, ACCOUNT)}),
         Candidate(deployment, model, 100, "GlobalStandard", 1.0),
-        prices={side: Prices.from_wire(rates) for side, rates in prices.items()},
+        prices=prices_by_side(prices),
     )
 
 

@@ -34,6 +34,11 @@ class Prices:
         return cls(float(raw["input_per_million"]), float(raw["output_per_million"]))
 
 
+def prices_by_side(raw: Mapping[str, Any] | None) -> dict[str, Prices | None]:
+    """The gate's `prices` input (as `ftops.cost.gate_prices` writes it) back as Prices by side."""
+    return {side: Prices.from_wire(rates) for side, rates in (raw or {}).items()}
+
+
 @dataclass(frozen=True)
 class Usage:
     deployment: str

@@ -15,7 +15,7 @@ from ftops.cost import gate_prices
 from ftops.errors import UsageError
 from ftops.evaluation import evidence_files
 from ftops.evaluation.live import SERVING_SHARE, Candidate, evaluate
-from ftops.evaluation.usage import Prices
+from ftops.evaluation.usage import prices_by_side
 from ftops.gitops.logs import account_target
 
 
@@ -75,10 +75,7 @@ def run(
     share = SERVING_SHARE if name in serving else 1
     candidate = Candidate(name, found.model, found.capacity, found.sku, share)
     teacher = request.baseline.teacher
-    prices = {
-        side: Prices.from_wire(rates)
-        for side, rates in gate_prices(env, found.model, teacher.model if teacher else None).items()
-    }
+    prices = prices_by_side(gate_prices(env, found.model, teacher.model if teacher else None))
     evidence = evaluate(
         request, target, candidate, progress_dir=out / "progress", on_answer=on_answer, prices=prices
     )

@@ -32,7 +32,7 @@ from ftops.evaluation.graders import registry
 from ftops.evaluation.live import Candidate, evaluate, score_candidates
 from ftops.evaluation.request import GateRequest
 from ftops.evaluation.selection import best_checkpoint
-from ftops.evaluation.usage import Prices
+from ftops.evaluation.usage import prices_by_side
 from ftops.evaluation.verdict import BUILTIN_SUITE, PYRIT_SUITE
 from ftops.providers.args import EvaluationGateArgs
 from ftops.providers.base import PROVIDER_KEY, inputs_of, unknown
@@ -115,14 +115,13 @@ class EvaluationGateProvider(ResourceProvider):
             selection: dict[str, Any] | None = None
             if props.get("candidates"):
                 candidate, selection = choose_checkpoint(request, props, candidate, progress)
-            prices = {side: Prices.from_wire(rates) for side, rates in (props.get("prices") or {}).items()}
             evidence = evaluate(
                 request,
                 Target.of(props),
                 candidate,
                 job=props.get("job"),
                 progress_dir=progress,
-                prices=prices,
+                prices=prices_by_side(props.get("prices")),
             )
             if selection is not None:
                 evidence["checkpoints"] = selection
